@@ -1,0 +1,384 @@
+// CPU kernels of encoder_distance, encoder_distance_multi and scale_rows.
+//
+// Every (map, row) is cut into chunks; one parallel loop over the chunks of all
+// maps reduces sum (s - t)^2 (fp32 vectors, promoted to double every block) and,
+// for "mse", writes the gradient in the same pass. For "l2" the norm comes
+// first: a row that is one chunk is rescanned at once while it is in cache, a
+// row cut into several chunks is rescanned after all chunks are reduced.
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/cpu/vec/functional.h>
+#include <ATen/cpu/vec/vec.h>
+#include <ATen/ops/empty.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cmath>
+#include <tuple>
+#include <vector>
+
+#include "op_checks.h"
+
+namespace l2l_fast {
+namespace {
+
+using Vec = at::vec::Vectorized<float>;
+
+// Loads and stores kStep elements of T as two float vectors.
+template <typename T>
+struct FloatLanes {
+  static constexpr int64_t kStep = 2 * Vec::size();
+  static void load(const T* p, Vec& a, Vec& b) {
+    std::tie(a, b) = at::vec::convert_to_float<T>(at::vec::Vectorized<T>::loadu(p));
+  }
+  static void store(T* p, const Vec& a, const Vec& b) {
+    at::vec::convert_from_float<T>(a, b).store(p);
+  }
+};
+
+template <>
+struct FloatLanes<float> {
+  static constexpr int64_t kStep = 2 * Vec::size();
+  static void load(const float* p, Vec& a, Vec& b) {
+    a = Vec::loadu(p);
+    b = Vec::loadu(p + Vec::size());
+  }
+  static void store(float* p, const Vec& a, const Vec& b) {
+    a.store(p);
+    b.store(p + Vec::size());
+  }
+};
+
+template <>
+struct FloatLanes<double> {
+  static constexpr int64_t kStep = 2 * Vec::size();
+  static void load(const double* p, Vec& a, Vec& b) {
+    float buf[kStep];
+    for (int64_t i = 0; i < kStep; ++i) {
+      buf[i] = static_cast<float>(p[i]);
+    }
+    a = Vec::loadu(buf);
+    b = Vec::loadu(buf + Vec::size());
+  }
+  static void store(double* p, const Vec& a, const Vec& b) {
+    float buf[kStep];
+    a.store(buf);
+    b.store(buf + Vec::size());
+    for (int64_t i = 0; i < kStep; ++i) {
+      p[i] = buf[i];
+    }
+  }
+};
+
+// Elements summed in fp32 lanes before the sum is promoted to double.
+constexpr int64_t kAccumulateBlock = 4096;
+
+// sum_i (s[i] - t[i])^2 over [0, n); with kWrite, also g = scale * (s - t).
+template <typename T, bool kWrite>
+double squared_distance(const T* s, const T* t, T* g, float scale, int64_t n) {
+  using Lanes = FloatLanes<T>;
+  constexpr int64_t kStep = Lanes::kStep;
+  const Vec vscale(scale);
+  double total = 0.0;
+  int64_t i = 0;
+  while (n - i >= kStep) {
+    const int64_t block_end = i + std::min(kAccumulateBlock, (n - i) / kStep * kStep);
+    Vec acc0(0.0f);
+    Vec acc1(0.0f);
+    for (; i < block_end; i += kStep) {
+      Vec s0, s1, t0, t1;
+      Lanes::load(s + i, s0, s1);
+      Lanes::load(t + i, t0, t1);
+      const Vec d0 = s0 - t0;
+      const Vec d1 = s1 - t1;
+      acc0 = at::vec::fmadd(d0, d0, acc0);
+      acc1 = at::vec::fmadd(d1, d1, acc1);
+      if constexpr (kWrite) {
+        Lanes::store(g + i, d0 * vscale, d1 * vscale);
+      }
+    }
+    float lanes[Vec::size()];
+    (acc0 + acc1).store(lanes);
+    for (float lane : lanes) {
+      total += lane;
+    }
+  }
+  for (; i < n; ++i) {
+    const float d = static_cast<float>(s[i]) - static_cast<float>(t[i]);
+    total += static_cast<double>(d * d);
+    if constexpr (kWrite) {
+      g[i] = static_cast<T>(d * scale);
+    }
+  }
+  return total;
+}
+
+// g = scale * (s - t) over [0, n).
+template <typename T>
+void scaled_difference(const T* s, const T* t, T* g, float scale, int64_t n) {
+  using Lanes = FloatLanes<T>;
+  constexpr int64_t kStep = Lanes::kStep;
+  const Vec vscale(scale);
+  int64_t i = 0;
+  for (; i + kStep <= n; i += kStep) {
+    Vec s0, s1, t0, t1;
+    Lanes::load(s + i, s0, s1);
+    Lanes::load(t + i, t0, t1);
+    Lanes::store(g + i, (s0 - t0) * vscale, (s1 - t1) * vscale);
+  }
+  for (; i < n; ++i) {
+    g[i] = static_cast<T>((static_cast<float>(s[i]) - static_cast<float>(t[i])) * scale);
+  }
+}
+
+struct MapPlan {
+  at::Tensor student;  // contiguous
+  at::Tensor target;   // contiguous
+  at::Tensor grad;     // contiguous, or undefined
+  int64_t n = 0;       // elements per row
+  int64_t chunk = 0;   // elements per chunk
+  int64_t chunks = 0;  // chunks per row
+  int64_t first_item = 0;
+};
+
+constexpr int64_t kMinChunk = 16384;
+constexpr int64_t kChunkAlign = 64;
+
+// out[b] = sum_m w[b] * d(s_m[b], t_m[b]); grads written into plans[m].grad.
+void distance_rows(std::vector<MapPlan>& plans, int64_t batch, const at::Tensor& weight, bool l2,
+                   bool grad, float* out) {
+  const int64_t num_maps = static_cast<int64_t>(plans.size());
+  const int64_t threads = at::get_num_threads();
+  const int64_t wanted_items = 4 * threads;
+  const bool split_rows = batch * num_maps < wanted_items;
+  int64_t items = 0;
+  for (auto& p : plans) {
+    int64_t chunks = 1;
+    if (split_rows) {
+      const int64_t by_size = (p.n + kMinChunk - 1) / kMinChunk;
+      const int64_t by_threads = (wanted_items + batch * num_maps - 1) / (batch * num_maps);
+      chunks = std::max<int64_t>(1, std::min(by_size, by_threads));
+    }
+    int64_t chunk = (p.n + chunks - 1) / chunks;
+    chunk = (chunk + kChunkAlign - 1) / kChunkAlign * kChunkAlign;
+    p.chunk = chunk;
+    p.chunks = (p.n + chunk - 1) / chunk;
+    p.first_item = items;
+    items += batch * p.chunks;
+  }
+
+  const float* w = weight.defined() ? weight.const_data_ptr<float>() : nullptr;
+  auto weight_of = [w](int64_t b) { return w ? w[b] : 1.0f; };
+  std::vector<double> partial(items);
+  bool rescan_later = false;
+  for (const auto& p : plans) {
+    rescan_later |= l2 && grad && p.chunks > 1;
+  }
+
+  // Calls f(plan, row, begin, end, item) for each item in [begin_item, end_item).
+  auto for_items = [&](int64_t begin_item, int64_t end_item, const auto& f) {
+    int64_t m = 0;
+    while (m + 1 < num_maps && plans[m + 1].first_item <= begin_item) {
+      ++m;
+    }
+    for (int64_t item = begin_item; item < end_item; ++item) {
+      while (m + 1 < num_maps && plans[m + 1].first_item <= item) {
+        ++m;
+      }
+      MapPlan& p = plans[m];
+      const int64_t local = item - p.first_item;
+      const int64_t row = local / p.chunks;
+      const int64_t begin = (local % p.chunks) * p.chunk;
+      f(p, row, begin, std::min(p.n, begin + p.chunk), item);
+    }
+  };
+
+  at::parallel_for(0, items, 1, [&](int64_t begin_item, int64_t end_item) {
+    for_items(begin_item, end_item, [&](MapPlan& p, int64_t row, int64_t begin, int64_t end,
+                                        int64_t item) {
+      AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, p.student.scalar_type(), "encoder_distance", [&] {
+        using T = scalar_t;
+        const int64_t at_row = row * p.n + begin;
+        const T* s = p.student.const_data_ptr<T>() + at_row;
+        const T* t = p.target.const_data_ptr<T>() + at_row;
+        T* g = grad ? p.grad.mutable_data_ptr<T>() + at_row : nullptr;
+        const int64_t len = end - begin;
+        if (grad && !l2) {
+          const float scale = 2.0f * weight_of(row) / static_cast<float>(p.n);
+          partial[item] = squared_distance<T, true>(s, t, g, scale, len);
+          return;
+        }
+        partial[item] = squared_distance<T, false>(s, t, nullptr, 0.0f, len);
+        if (grad && p.chunks == 1) {
+          const float norm = static_cast<float>(std::sqrt(partial[item]));
+          scaled_difference<T>(s, t, g, norm > 0.0f ? weight_of(row) / norm : 0.0f, len);
+        }
+      });
+    });
+  });
+
+  // scale[m * batch + b] of the rows that are rescanned.
+  std::vector<float> scale(rescan_later ? num_maps * batch : 0);
+  for (int64_t b = 0; b < batch; ++b) {
+    float total = 0.0f;
+    for (int64_t m = 0; m < num_maps; ++m) {
+      const MapPlan& p = plans[m];
+      const double* part = partial.data() + p.first_item + b * p.chunks;
+      double sum = 0.0;
+      for (int64_t k = 0; k < p.chunks; ++k) {
+        sum += part[k];
+      }
+      const float d = l2 ? static_cast<float>(std::sqrt(sum))
+                         : static_cast<float>(sum / static_cast<double>(p.n));
+      total += d * weight_of(b);
+      if (rescan_later) {
+        scale[m * batch + b] = d > 0.0f ? weight_of(b) / d : 0.0f;
+      }
+    }
+    out[b] = total;
+  }
+
+  if (rescan_later) {
+    at::parallel_for(0, items, 1, [&](int64_t begin_item, int64_t end_item) {
+      for_items(begin_item, end_item, [&](MapPlan& p, int64_t row, int64_t begin, int64_t end,
+                                          int64_t) {
+        if (p.chunks == 1) {
+          return;
+        }
+        const float sc = scale[(&p - plans.data()) * batch + row];
+        AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, p.student.scalar_type(), "encoder_distance", [&] {
+          using T = scalar_t;
+          const int64_t at_row = row * p.n + begin;
+          scaled_difference<T>(p.student.const_data_ptr<T>() + at_row,
+                               p.target.const_data_ptr<T>() + at_row,
+                               p.grad.mutable_data_ptr<T>() + at_row, sc, end - begin);
+        });
+      });
+    });
+  }
+}
+
+MapPlan make_plan(const at::Tensor& student, const at::Tensor& target, bool grad) {
+  MapPlan p;
+  p.student = student.contiguous();
+  p.target = target.contiguous();
+  if (grad) {
+    p.grad = at::empty(student.sizes(), student.options().memory_format(at::MemoryFormat::Contiguous));
+  }
+  p.n = student.numel() / student.size(0);
+  return p;
+}
+
+std::tuple<at::Tensor, at::Tensor> encoder_distance_cpu(
+    const at::Tensor& student, const at::Tensor& target, const std::optional<at::Tensor>& weight,
+    c10::string_view distance, bool compute_grad) {
+  constexpr const char* op = "encoder_distance";
+  const int64_t batch = check_distance_pair(student, target, op, "student", "target");
+  const bool l2 = parse_distance(distance, op);
+  const at::Tensor w = check_weight(weight, batch, student.device(), op);
+  std::vector<MapPlan> plans{make_plan(student, target, compute_grad)};
+  at::Tensor out = at::empty({batch}, student.options().dtype(at::kFloat));
+  distance_rows(plans, batch, w, l2, compute_grad, out.mutable_data_ptr<float>());
+  at::Tensor grad = compute_grad ? plans[0].grad : at::empty({0}, student.options());
+  return {out, grad};
+}
+
+std::tuple<at::Tensor, std::vector<at::Tensor>> encoder_distance_multi_cpu(
+    at::TensorList students, at::TensorList targets, const std::optional<at::Tensor>& weight,
+    c10::string_view distance, bool compute_grad) {
+  constexpr const char* op = "encoder_distance_multi";
+  TORCH_CHECK_VALUE(!students.empty(), op, ": students must hold at least one feature map");
+  TORCH_CHECK_VALUE(
+      students.size() == targets.size(), op, ": targets must hold one map per student map (",
+      students.size(), "), got ", targets.size());
+  int64_t batch = 0;
+  for (size_t m = 0; m < students.size(); ++m) {
+    const std::string s_name = indexed("students", m);
+    const int64_t b = check_distance_pair(students[m], targets[m], op, s_name, indexed("targets", m));
+    if (m == 0) {
+      batch = b;
+      continue;
+    }
+    TORCH_CHECK_VALUE(
+        b == batch, op, ": ", s_name, " must have the batch size of students[0] (", batch,
+        "), got ", b);
+    TORCH_CHECK_VALUE(
+        students[m].device() == students[0].device(), op, ": ", s_name,
+        " must be on students[0]'s device ", students[0].device(), ", got ", students[m].device());
+  }
+  const bool l2 = parse_distance(distance, op);
+  const at::Tensor w = check_weight(weight, batch, students[0].device(), op);
+  std::vector<MapPlan> plans;
+  plans.reserve(students.size());
+  for (size_t m = 0; m < students.size(); ++m) {
+    plans.push_back(make_plan(students[m], targets[m], compute_grad));
+  }
+  at::Tensor out = at::empty({batch}, students[0].options().dtype(at::kFloat));
+  distance_rows(plans, batch, w, l2, compute_grad, out.mutable_data_ptr<float>());
+  std::vector<at::Tensor> grads;
+  if (compute_grad) {
+    for (auto& p : plans) {
+      grads.push_back(p.grad);
+    }
+  }
+  return {out, grads};
+}
+
+at::Tensor scale_rows_cpu(const at::Tensor& grad_unit, const at::Tensor& grad_out) {
+  constexpr const char* op = "scale_rows";
+  TORCH_CHECK_VALUE(grad_unit.dim() >= 1, op, ": grad_unit must have a batch dimension [B, ...], got a 0-d tensor");
+  check_float_dtype(grad_unit, op, "grad_unit");
+  check_float_dtype(grad_out, op, "grad_out");
+  const int64_t batch = grad_unit.size(0);
+  TORCH_CHECK_VALUE(
+      grad_out.dim() == 1 && grad_out.size(0) == batch, op, ": grad_out must have shape [", batch,
+      "], got ", grad_out.sizes());
+  TORCH_CHECK_VALUE(
+      grad_out.device() == grad_unit.device(), op, ": grad_out must be on grad_unit's device ",
+      grad_unit.device(), ", got ", grad_out.device());
+  const at::Tensor unit = grad_unit.contiguous();
+  const at::Tensor scale = grad_out.to(at::kFloat).contiguous();
+  at::Tensor result = at::empty(grad_unit.sizes(), unit.options());
+  const int64_t numel = unit.numel();
+  if (numel == 0) {
+    return result;
+  }
+  const int64_t n = numel / batch;
+  const float* sc = scale.const_data_ptr<float>();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, unit.scalar_type(), "scale_rows", [&] {
+    using T = scalar_t;
+    using Lanes = FloatLanes<T>;
+    const T* u = unit.const_data_ptr<T>();
+    T* r = result.mutable_data_ptr<T>();
+    at::parallel_for(0, numel, kMinChunk, [&](int64_t begin, int64_t end) {
+      while (begin < end) {
+        const int64_t row = begin / n;
+        const int64_t stop = std::min(end, (row + 1) * n);
+        const float f = sc[row];
+        const Vec vf(f);
+        int64_t i = begin;
+        for (; i + Lanes::kStep <= stop; i += Lanes::kStep) {
+          Vec a, b;
+          Lanes::load(u + i, a, b);
+          Lanes::store(r + i, a * vf, b * vf);
+        }
+        for (; i < stop; ++i) {
+          r[i] = static_cast<T>(static_cast<float>(u[i]) * f);
+        }
+        begin = stop;
+      }
+    });
+  });
+  return result;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(l2l_fast, CPU, m) {
+  m.impl("encoder_distance", &encoder_distance_cpu);
+  m.impl("encoder_distance_multi", &encoder_distance_multi_cpu);
+  m.impl("scale_rows", &scale_rows_cpu);
+}
+
+}  // namespace l2l_fast

@@ -1,0 +1,134 @@
+// Argument checks shared by the CPU and CUDA kernels: the same errors, with the
+// same messages, whatever the backend.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <c10/util/Exception.h>
+#include <c10/util/StringUtil.h>
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace l2l_fast {
+
+inline bool is_supported_float(at::ScalarType t) {
+  return t == at::kFloat || t == at::kBFloat16 || t == at::kHalf || t == at::kDouble;
+}
+
+inline void check_float_dtype(const at::Tensor& t, const char* op, const std::string& name) {
+  TORCH_CHECK_TYPE(
+      is_supported_float(t.scalar_type()), op, ": ", name,
+      " must be a floating-point tensor (float32, bfloat16, float16 or float64), got ",
+      t.scalar_type());
+}
+
+// True for "l2", false for "mse".
+inline bool parse_distance(std::string_view distance, const char* op) {
+  if (distance == "l2") {
+    return true;
+  }
+  TORCH_CHECK_VALUE(
+      distance == "mse", op, ": distance must be 'mse' or 'l2', got '", std::string(distance), "'");
+  return false;
+}
+
+// Checks one (student, target) pair; returns the batch size.
+inline int64_t check_distance_pair(
+    const at::Tensor& student, const at::Tensor& target, const char* op,
+    const std::string& s_name, const std::string& t_name) {
+  TORCH_CHECK_VALUE(
+      student.dim() >= 1, op, ": ", s_name, " must have a batch dimension [B, ...], got a 0-d tensor");
+  check_float_dtype(student, op, s_name);
+  TORCH_CHECK_TYPE(
+      target.scalar_type() == student.scalar_type(), op, ": ", t_name, " must have ", s_name,
+      "'s dtype ", student.scalar_type(), ", got ", target.scalar_type());
+  TORCH_CHECK_VALUE(
+      target.sizes() == student.sizes(), op, ": ", t_name, " must have ", s_name, "'s shape ",
+      student.sizes(), ", got ", target.sizes());
+  TORCH_CHECK_VALUE(
+      target.device() == student.device(), op, ": ", t_name, " must be on ", s_name, "'s device ",
+      student.device(), ", got ", target.device());
+  TORCH_CHECK_VALUE(
+      student.size(0) > 0 && student.numel() > 0, op, ": empty batch: ", s_name, " has shape ",
+      student.sizes());
+  return student.size(0);
+}
+
+// weight as a contiguous float32 [B] tensor on `device`, or an undefined tensor.
+inline at::Tensor check_weight(
+    const std::optional<at::Tensor>& weight, int64_t batch, const at::Device& device, const char* op) {
+  if (!weight.has_value() || !weight->defined()) {
+    return at::Tensor();
+  }
+  const at::Tensor& w = *weight;
+  TORCH_CHECK_TYPE(
+      at::isFloatingType(w.scalar_type()), op, ": weight must be a floating-point tensor, got ",
+      w.scalar_type());
+  TORCH_CHECK_VALUE(
+      w.dim() == 1 && w.size(0) == batch, op, ": weight must have shape [", batch, "], got ",
+      w.sizes());
+  TORCH_CHECK_VALUE(
+      w.device() == device, op, ": weight must be on the inputs' device ", device, ", got ",
+      w.device());
+  return w.to(at::kFloat).contiguous();
+}
+
+inline std::string indexed(const char* name, size_t i) {
+  return c10::str(name, "[", i, "]");
+}
+
+enum class Stats { kBatch, kSample, kChannel, kStandard };
+
+inline Stats parse_stats(std::string_view stats, const char* op) {
+  if (stats == "batch") return Stats::kBatch;
+  if (stats == "sample") return Stats::kSample;
+  if (stats == "channel") return Stats::kChannel;
+  if (stats == "standard") return Stats::kStandard;
+  TORCH_CHECK_VALUE(
+      false, op, ": stats must be 'batch', 'sample', 'channel' or 'standard', got '",
+      std::string(stats), "'");
+  return Stats::kStandard;
+}
+
+// x viewed as [B, C, S]: C = size(1) when x has two or more dims, S the rest.
+struct BCS {
+  int64_t b;
+  int64_t c;
+  int64_t s;
+};
+
+inline BCS check_gaussian_args(
+    const at::Tensor& x, int64_t offset, const std::optional<at::Tensor>& keep, const char* op) {
+  TORCH_CHECK_VALUE(x.dim() >= 1, op, ": x must have a batch dimension [B, ...], got a 0-d tensor");
+  check_float_dtype(x, op, "x");
+  TORCH_CHECK_VALUE(x.size(0) > 0 && x.numel() > 0, op, ": empty batch: x has shape ", x.sizes());
+  TORCH_CHECK_VALUE(offset >= 0, op, ": offset must be >= 0, got ", offset);
+  if (keep.has_value() && keep->defined()) {
+    const at::Tensor& k = *keep;
+    TORCH_CHECK_TYPE(
+        !at::isComplexType(k.scalar_type()), op, ": keep must be a real or bool tensor, got ",
+        k.scalar_type());
+    TORCH_CHECK_VALUE(
+        k.device() == x.device(), op, ": keep must be on x's device ", x.device(), ", got ",
+        k.device());
+    bool expandable = k.dim() <= x.dim();
+    for (int64_t i = 1; expandable && i <= k.dim(); ++i) {
+      const int64_t ks = k.size(k.dim() - i);
+      expandable = ks == 1 || ks == x.size(x.dim() - i);
+    }
+    TORCH_CHECK_VALUE(
+        expandable, op, ": keep must broadcast to x's shape ", x.sizes(), ", got ", k.sizes());
+  }
+  const int64_t b = x.size(0);
+  const int64_t c = x.dim() >= 2 ? x.size(1) : 1;
+  return {b, c, x.numel() / (b * c)};
+}
+
+// keep expanded to x's shape and viewed as [B, C, S] (a view when the strides allow).
+inline at::Tensor keep_as_bcs(const at::Tensor& keep, const at::Tensor& x, const BCS& v) {
+  return keep.expand(x.sizes()).reshape({v.b, v.c, v.s});
+}
+
+}  // namespace l2l_fast

@@ -1,0 +1,96 @@
+"""The `l2l-fast` command: demo | pretrain | make-demo-data."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+
+def _pretrain(args: argparse.Namespace) -> int:
+    import torch
+
+    from . import checkpoint
+    from .data import fashion_mnist
+    from .models import MAE
+    from .presets import FASHION_MNIST_MAE
+    from .pretrain import pretrain_mae
+
+    if args.family != "mae":
+        raise SystemExit(f"--family {args.family}: only 'mae' is available so far")
+    torch.manual_seed(args.seed)
+    images, _ = fashion_mnist("train", root=args.root)
+    model = MAE(**FASHION_MNIST_MAE)
+    state = Path(args.out).with_suffix(".state.safetensors")
+    started = time.perf_counter()
+    losses = pretrain_mae(
+        model, images, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+        seed=args.seed, state_path=state, checkpoint_every=args.checkpoint_every,
+    )
+    minutes = (time.perf_counter() - started) / 60
+    checkpoint.save_model(model, args.out, extra={"pretrain": {
+        "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
+        "final_loss": losses[-1], "minutes": round(minutes, 2)}})
+    print(f"saved {args.out} (final loss {losses[-1]:.4f}, {minutes:.1f} min this run)")
+    if not args.keep_state:
+        state.unlink(missing_ok=True)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    run_demo(out_dir=Path(args.out), steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+             seed=args.seed, eval_per_class=args.eval_per_class, progress=not args.no_progress)
+    return 0
+
+
+def _make_demo_data(args: argparse.Namespace) -> int:
+    from .demo import export_demo_images
+
+    path = export_demo_images(Path(args.out), root=args.root)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="l2l-fast", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    demo = commands.add_parser("demo", help="unlearn two Fashion-MNIST classes from a small MAE")
+    demo.add_argument("--out", default="l2l_fast_demo", help="folder for the PNG grid")
+    demo.add_argument("--steps", type=int, default=300)
+    demo.add_argument("--batch-size", type=int, default=32)
+    demo.add_argument("--lr", type=float, default=5e-4)
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--eval-per-class", type=int, default=None,
+                      help="held-out images per class to evaluate (default: all 100)")
+    demo.add_argument("--no-progress", action="store_true")
+    demo.set_defaults(run=_demo)
+
+    pre = commands.add_parser("pretrain", help="train a generator on Fashion-MNIST")
+    pre.add_argument("--family", default="mae", choices=["mae", "vq", "diffusion"])
+    pre.add_argument("--out", required=True, help="model checkpoint (.safetensors)")
+    pre.add_argument("--steps", type=int, default=2500)
+    pre.add_argument("--batch-size", type=int, default=128)
+    pre.add_argument("--lr", type=float, default=1e-3)
+    pre.add_argument("--seed", type=int, default=0)
+    pre.add_argument("--root", default=None, help="Fashion-MNIST folder (default: Debian's)")
+    pre.add_argument("--checkpoint-every", type=int, default=250)
+    pre.add_argument("--keep-state", action="store_true", help="keep the resumable training state")
+    pre.set_defaults(run=_pretrain)
+
+    data = commands.add_parser("make-demo-data", help="export the demo's Fashion-MNIST subset")
+    data.add_argument("--out", required=True, help="destination .npz")
+    data.add_argument("--root", default=None, help="Fashion-MNIST folder (default: Debian's)")
+    data.set_defaults(run=_make_demo_data)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""Split a labelled image set into forget / retain / proxy subsets by class."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Optional, Sequence
+
+import torch
+
+
+@dataclass
+class ClassSplit:
+    """Images and labels of the forget, retain and proxy classes."""
+
+    forget: tuple[torch.Tensor, torch.Tensor]
+    retain: tuple[torch.Tensor, torch.Tensor]
+    proxy: Optional[tuple[torch.Tensor, torch.Tensor]]
+
+
+def _subset(images, labels, classes, limit, name):
+    chosen = torch.isin(labels, torch.as_tensor(list(classes), dtype=labels.dtype))
+    index = chosen.nonzero().flatten()
+    if index.numel() == 0:
+        raise ValueError(f"{name}: no images of classes {list(classes)} in this set")
+    if limit is not None:
+        per_class = [index[labels[index] == c][:limit] for c in classes]
+        index = torch.cat(per_class).sort().values
+    return images[index], labels[index]
+
+
+def split_by_class(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    forget: Sequence[int],
+    retain: Sequence[int],
+    proxy: Iterable[int] = (),
+    per_class: Optional[int] = None,
+) -> ClassSplit:
+    """Subsets by class lists, in dataset order; `per_class` keeps the first N of each class."""
+    if images.shape[0] != labels.shape[0]:
+        raise ValueError(f"images ({images.shape[0]}) and labels ({labels.shape[0]}) differ in length")
+    forget, retain, proxy = list(forget), list(retain), list(proxy)
+    if not forget:
+        raise ValueError("forget: give at least one class to forget")
+    for other, name in ((retain, "retain"), (proxy, "proxy")):
+        overlap = sorted(set(forget) & set(other))
+        if overlap:
+            raise ValueError(f"{name}: classes {overlap} are also in forget")
+    return ClassSplit(
+        forget=_subset(images, labels, forget, per_class, "forget"),
+        retain=_subset(images, labels, retain, per_class, "retain"),
+        proxy=_subset(images, labels, proxy, per_class, "proxy") if proxy else None,
+    )
