@@ -17,11 +17,16 @@ inline bool is_supported_float(at::ScalarType t) {
   return t == at::kFloat || t == at::kBFloat16 || t == at::kHalf || t == at::kDouble;
 }
 
+// "torch.float32", as Python prints a dtype.
+inline std::string dtype_name(at::ScalarType t) {
+  return c10::str("torch.", c10::getDtypeNames(t).first);
+}
+
 inline void check_float_dtype(const at::Tensor& t, const char* op, const std::string& name) {
   TORCH_CHECK_TYPE(
       is_supported_float(t.scalar_type()), op, ": ", name,
       " must be a floating-point tensor (float32, bfloat16, float16 or float64), got ",
-      t.scalar_type());
+      dtype_name(t.scalar_type()));
 }
 
 // True for "l2", false for "mse".
@@ -43,7 +48,8 @@ inline int64_t check_distance_pair(
   check_float_dtype(student, op, s_name);
   TORCH_CHECK_TYPE(
       target.scalar_type() == student.scalar_type(), op, ": ", t_name, " must have ", s_name,
-      "'s dtype ", student.scalar_type(), ", got ", target.scalar_type());
+      "'s dtype ", dtype_name(student.scalar_type()), ", got ",
+      dtype_name(target.scalar_type()));
   TORCH_CHECK_VALUE(
       target.sizes() == student.sizes(), op, ": ", t_name, " must have ", s_name, "'s shape ",
       student.sizes(), ", got ", target.sizes());
@@ -65,7 +71,7 @@ inline at::Tensor check_weight(
   const at::Tensor& w = *weight;
   TORCH_CHECK_TYPE(
       at::isFloatingType(w.scalar_type()), op, ": weight must be a floating-point tensor, got ",
-      w.scalar_type());
+      dtype_name(w.scalar_type()));
   TORCH_CHECK_VALUE(
       w.dim() == 1 && w.size(0) == batch, op, ": weight must have shape [", batch, "], got ",
       w.sizes());
@@ -109,7 +115,7 @@ inline BCS check_gaussian_args(
     const at::Tensor& k = *keep;
     TORCH_CHECK_TYPE(
         !at::isComplexType(k.scalar_type()), op, ": keep must be a real or bool tensor, got ",
-        k.scalar_type());
+        dtype_name(k.scalar_type()));
     TORCH_CHECK_VALUE(
         k.device() == x.device(), op, ": keep must be on x's device ", x.device(), ", got ",
         k.device());

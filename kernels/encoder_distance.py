@@ -32,7 +32,6 @@ def _row_distance(
     base = row * n_cols
     s_row = s_ptr + base
     t_row = t_ptr + base
-    g_row = g_ptr + base
     cols = tl.arange(0, BLOCK_SIZE)
     grad_scale = w * 2.0 / n_cols
     acc = tl.zeros([BLOCK_SIZE], dtype=tl.float32)
@@ -44,7 +43,7 @@ def _row_distance(
         d = s - t
         acc += d * d
         if COMPUTE_GRAD and not DISTANCE_L2:
-            tl.store(g_row + offs, (d * grad_scale).to(g_ptr.dtype.element_ty), mask=mask)
+            tl.store(g_ptr + base + offs, (d * grad_scale).to(g_ptr.dtype.element_ty), mask=mask)
     sum_sq = tl.sum(acc, axis=0)
     if DISTANCE_L2:
         dist = tl.sqrt(sum_sq)
@@ -55,7 +54,7 @@ def _row_distance(
                 mask = offs < n_cols
                 s = tl.load(s_row + offs, mask=mask, other=0.0).to(tl.float32)
                 t = tl.load(t_row + offs, mask=mask, other=0.0).to(tl.float32)
-                tl.store(g_row + offs, ((s - t) * inv).to(g_ptr.dtype.element_ty), mask=mask)
+                tl.store(g_ptr + base + offs, ((s - t) * inv).to(g_ptr.dtype.element_ty), mask=mask)
     else:
         dist = sum_sq / n_cols
     return dist * w
@@ -212,9 +211,9 @@ def encoder_distance_forward(
     torch.library.wrap_triton(_encoder_distance_forward_kernel)[(rows,)](
         student,
         target,
-        weight if weight is not None else out,
+        weight,
         out,
-        grad if compute_grad else student,
+        grad if compute_grad else None,
         n_cols,
         HAS_WEIGHT=weight is not None,
         DISTANCE_L2=distance == "l2",
@@ -261,13 +260,13 @@ def encoder_distance_multi_forward(
     for first in range(0, len(students), MAX_MAPS_PER_LAUNCH):
         maps = range(first, min(first + MAX_MAPS_PER_LAUNCH, len(students)))
         slots: list = []
-        for k in range(MAX_MAPS_PER_LAUNCH):
-            m = maps[k] if k < len(maps) else maps[0]
-            slots += [students[m], targets[m], grads[m] if compute_grad else students[m], n_cols[m]]
+        for m in maps:
+            slots += [students[m], targets[m], grads[m] if compute_grad else None, n_cols[m]]
+        slots += [None, None, None, 0] * (MAX_MAPS_PER_LAUNCH - len(maps))
         block = block_size_for(max(n_cols[m] for m in maps))
         torch.library.wrap_triton(_encoder_distance_multi_forward_kernel)[(rows,)](
             *slots,
-            weight if weight is not None else out,
+            weight,
             out,
             NUM_MAPS=len(maps),
             ACCUMULATE=first > 0,

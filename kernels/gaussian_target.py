@@ -162,7 +162,7 @@ def gaussian_target(
     s = x.numel() // (b * c)
     x3 = x.view(b, c, s)
     if stats == "standard":
-        mu = sigma = out
+        mu = sigma = None
         stat_strides = (0, 0)
     else:
         mu, sigma, *stat_strides = _statistics(x3, stats)
@@ -170,7 +170,7 @@ def gaussian_target(
         keep3 = keep.expand(x.shape).reshape(b, c, s)
         keep_strides = keep3.stride()
     else:
-        keep3, keep_strides = out, (0, 0, 0)
+        keep3, keep_strides = None, (0, 0, 0)
     block_c, block_s, c_tiles, s_tiles = _tiles(c, s, GENERATE_TILE)
     torch.library.wrap_triton(_gaussian_target_kernel)[(b * c_tiles * s_tiles,)](
         out,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import warnings
 
@@ -13,8 +14,9 @@ try:
     HAS_C = True
 except ImportError as error:
     HAS_C = False
+    reason = "not built" if importlib.util.find_spec("l2l_fast._C") is None else str(error)
     warnings.warn(
-        f"l2l_fast: the compiled extension l2l_fast._C is not available ({error}); "
+        f"l2l_fast: the compiled extension l2l_fast._C is not available ({reason}); "
         "using the plain-PyTorch reference operators. Build it with "
         "`pip install --no-build-isolation .`.",
         RuntimeWarning,

@@ -32,15 +32,8 @@ def _mul_hi_lo(a: int, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return hi & MASK32, lo & MASK32
 
 
-def philox_randint4x(seed: int, counters: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Philox4x32-10 of the counters (lo32(c), hi32(c), 0, 0) under the key
-    (lo32(seed), hi32(seed)): four int64 tensors holding uint32 values."""
-    c = counters.to(torch.int64)
-    c0, c1 = c & MASK32, (c >> 32) & MASK32
-    c2 = torch.zeros_like(c0)
-    c3 = torch.zeros_like(c0)
-    seed &= (1 << 64) - 1
-    k0, k1 = seed & MASK32, (seed >> 32) & MASK32
+def philox4x32_10(c0, c1, c2, c3, k0: int, k1: int) -> tuple[torch.Tensor, ...]:
+    """Philox4x32-10 (Salmon et al., 2011) on int64 tensors holding uint32 values."""
     for _ in range(PHILOX_ROUNDS):
         hi_b, lo_b = _mul_hi_lo(PHILOX_ROUND_B, c2)
         hi_a, lo_a = _mul_hi_lo(PHILOX_ROUND_A, c0)
@@ -48,6 +41,15 @@ def philox_randint4x(seed: int, counters: torch.Tensor) -> tuple[torch.Tensor, .
         k0 = (k0 + PHILOX_KEY_A) & MASK32
         k1 = (k1 + PHILOX_KEY_B) & MASK32
     return c0, c1, c2, c3
+
+
+def philox_randint4x(seed: int, counters: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Philox of the counters (lo32(c), hi32(c), 0, 0) under the key
+    (lo32(seed), hi32(seed)), as Triton's tl.randint4x: four int64 tensors of uint32 values."""
+    c = counters.to(torch.int64)
+    zeros = torch.zeros_like(c)
+    seed &= (1 << 64) - 1
+    return philox4x32_10(c & MASK32, (c >> 32) & MASK32, zeros, zeros, seed & MASK32, seed >> 32)
 
 
 def uint_to_uniform(x: torch.Tensor) -> torch.Tensor:

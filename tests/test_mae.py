@@ -1,0 +1,58 @@
+import pytest
+import torch
+
+from l2l_fast.masks import parse_mask, patch_keep, pixel_keep
+from l2l_fast.models import MAE
+
+TINY = dict(img_size=16, patch_size=4, in_chans=2, embed_dim=32, depth=2, num_heads=4,
+            decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=2)
+
+
+@pytest.fixture
+def model():
+    torch.manual_seed(0)
+    return MAE(**TINY).eval()
+
+
+def test_patchify_roundtrip(model):
+    x = torch.randn(3, 2, 16, 16)
+    patches = model.patchify(x)
+    assert patches.shape == (3, 16, 32)
+    assert torch.equal(patches[1, 5].reshape(4, 4, 2)[..., 0], x[1, 0, 4:8, 4:8])
+    assert torch.equal(model.unpatchify(patches), x)
+
+
+def test_encoder_sees_only_visible_patches(model):
+    x = torch.randn(2, 2, 16, 16)
+    keep = patch_keep(parse_mask("inpaint:2"), model.grid, 2)
+    latent = model.encoder(x, keep)
+    assert latent.shape == (2, 1 + 12, 32)
+    hidden_changed = x + (1 - pixel_keep(keep, model.grid, 4)) * torch.randn_like(x)
+    assert torch.allclose(model.encoder(hidden_changed, keep), latent, atol=1e-6)
+
+
+@pytest.mark.parametrize("spec", ["inpaint:2", "outpaint:2", "random:0.6"])
+def test_generate_changes_only_the_hole(model, spec):
+    x = torch.rand(4, 2, 16, 16)
+    keep = patch_keep(parse_mask(spec), model.grid, 4, torch.Generator().manual_seed(0))
+    out = model.generate(x, keep)
+    visible = pixel_keep(keep, model.grid, 4).bool().expand_as(x)
+    assert torch.equal(out[visible], x[visible])
+    assert not torch.allclose(out[~visible], x[~visible])
+
+
+def test_loss_is_mse_on_hidden_patches(model):
+    x = torch.rand(2, 2, 16, 16)
+    keep = patch_keep(parse_mask("outpaint:2"), model.grid, 2)
+    pred = model(x, keep)
+    target = model.patchify(x)
+    hidden = ~keep
+    expected = (pred - target)[hidden].square().mean()
+    assert torch.allclose(model.loss(x, keep), expected, rtol=1e-5)
+
+
+def test_mixed_visible_counts_are_rejected(model):
+    keep = torch.ones(2, 16, dtype=torch.bool)
+    keep[0, 0] = False
+    with pytest.raises(ValueError, match="same number"):
+        model.encoder(torch.rand(2, 2, 16, 16), keep)

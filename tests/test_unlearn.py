@@ -1,0 +1,162 @@
+import copy
+
+import pytest
+import torch
+
+import l2l_fast
+from l2l_fast import reference
+from l2l_fast.adapters import MAEAdapter
+from l2l_fast.models import MAE
+
+TINY = dict(img_size=16, patch_size=4, in_chans=1, embed_dim=32, depth=2, num_heads=4,
+            decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=2)
+RUN = dict(steps=4, batch_size=4, lr=1e-3, mask="inpaint:2", progress=False)
+
+
+def tiny_model(seed: int = 0) -> MAE:
+    torch.manual_seed(seed)
+    return MAE(**TINY).eval()
+
+
+def images(n: int, seed: int, shift: float = 0.0) -> torch.Tensor:
+    return (torch.rand(n, 1, 16, 16, generator=torch.Generator().manual_seed(seed)) + shift).clamp(0, 1)
+
+
+FORGET, RETAIN = images(10, 1, 0.3), images(12, 2)
+
+
+def state(module: torch.nn.Module) -> dict:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def test_decoder_is_bit_identical_and_encoder_changes():
+    model = tiny_model()
+    decoder, encoder = state(model.decoder), state(model.encoder)
+    returned = l2l_fast.unlearn(model, FORGET, RETAIN, **RUN)
+    assert returned is model
+    assert all(torch.equal(decoder[k], v) for k, v in model.decoder.state_dict().items())
+    changed = [k for k, v in model.encoder.state_dict().items() if not torch.equal(encoder[k], v)]
+    assert "blocks.0.attn.qkv.weight" in changed and "pos_embed" not in changed
+
+
+def test_same_seed_same_encoder_bit_for_bit():
+    a = l2l_fast.unlearn(tiny_model(), FORGET, RETAIN, seed=7, **RUN)
+    b = l2l_fast.unlearn(tiny_model(), FORGET, RETAIN, seed=7, **RUN)
+    c = l2l_fast.unlearn(tiny_model(), FORGET, RETAIN, seed=8, **RUN)
+    assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
+    assert not all(torch.equal(v, c.state_dict()[k]) for k, v in a.state_dict().items())
+
+
+def test_teacher_is_not_kept_on_the_model():
+    model = tiny_model()
+    keys, modules = set(model.state_dict()), len(list(model.modules()))
+    l2l_fast.unlearn(model, FORGET, RETAIN, **RUN)
+    assert set(model.state_dict()) == keys and len(list(model.modules())) == modules
+    assert not model.training
+
+
+class LabelledImages(torch.utils.data.Dataset):
+    def __init__(self, x):
+        self.x = x
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return self.x[i], 3
+
+
+def test_dataset_input_matches_tensor_input():
+    a = l2l_fast.unlearn(tiny_model(), FORGET, RETAIN, **RUN)
+    b = l2l_fast.unlearn(tiny_model(), LabelledImages(FORGET), LabelledImages(RETAIN), **RUN)
+    assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
+
+
+class RecordingAdapter(MAEAdapter):
+    """Records every encode call: (is_teacher, images, corruption)."""
+
+    def __init__(self, model):
+        super().__init__(model)
+        self.calls = []
+
+    def encode(self, encoder, images, corruption):
+        self.calls.append((encoder is not self.encoder, images.clone(), corruption.clone()))
+        return super().encode(encoder, images, corruption)
+
+
+def test_step_follows_the_design():
+    """One teacher pass on [T(x_R); T(n_F)], the same mask for student and teacher,
+    seeded noise with the forget batch's statistics, and the loss of DESIGN §1."""
+    model = tiny_model()
+    original = copy.deepcopy(model.encoder)
+    adapter = RecordingAdapter(model)
+    log = []
+    alpha, batch, seed = 0.5, 4, 3
+    l2l_fast.unlearn(model, FORGET, RETAIN, adapter=adapter, alpha=alpha, seed=seed, callback=log.append,
+                     **{**RUN, "steps": 2, "batch_size": batch})
+    assert [c[0] for c in adapter.calls] == [True, False, True, False]  # teacher once per step
+    teacher_in, teacher_keep = adapter.calls[0][1], adapter.calls[0][2]
+    student_in, student_keep = adapter.calls[1][1], adapter.calls[1][2]
+    assert teacher_in.shape[0] == 2 * batch and torch.equal(teacher_keep, student_keep)
+    assert torch.equal(teacher_in[:batch], student_in[:batch])  # retain images in both
+    forget = student_in[batch:]
+    assert any(torch.equal(forget[0], f) for f in FORGET)
+    pixel = adapter.noise_keep(student_keep)[batch:]
+    noise = reference.gaussian_target(forget, seed=seed, offset=0, stats="batch", keep=pixel)
+    torch.testing.assert_close(teacher_in[batch:], noise, atol=2e-6, rtol=1e-6)
+    # step 0: student = teacher, so the retain term is 0 and the forget term is
+    # alpha * mean_F mse(E(T x_F), E0(T n_F)).
+    with torch.no_grad():
+        e_x = original(forget, student_keep[batch:])
+        e_n = original(noise, student_keep[batch:])
+    expected = alpha * (e_x - e_n).square().mean(dim=(1, 2)).mean()
+    assert log[0]["retain"] == pytest.approx(0.0, abs=1e-7)
+    assert log[0]["loss"] == pytest.approx(expected.item(), rel=1e-4)
+    # step 1 draws different noise (offset advances by the batch's numel)
+    assert not torch.allclose(adapter.calls[2][1][batch:], teacher_in[batch:])
+
+
+@pytest.mark.parametrize("kwargs, argument", [
+    (dict(forget=torch.empty(0, 1, 16, 16)), "forget"),
+    (dict(retain=torch.empty(0, 1, 16, 16)), "retain"),
+    (dict(forget=torch.rand(4, 1, 8, 8)), "forget"),
+    (dict(retain=torch.rand(4, 3, 16, 16)), "retain"),
+    (dict(forget=torch.rand(16, 16)), "forget"),
+    (dict(alpha=-0.1), "alpha"),
+    (dict(steps=0), "steps"),
+    (dict(batch_size=0), "batch_size"),
+    (dict(lr=0.0), "lr"),
+    (dict(mask="inpaint"), "mask"),
+    (dict(mask="swirl:3"), "mask"),
+    (dict(distance="cosine"), "distance"),
+    (dict(noise_stats="global"), "noise_stats"),
+])
+def test_bad_arguments_name_the_argument(kwargs, argument):
+    args = dict(forget=FORGET, retain=RETAIN, **RUN)
+    args.update(kwargs)
+    model = tiny_model()
+    before = state(model)
+    with pytest.raises(ValueError, match=argument):
+        l2l_fast.unlearn(model, args.pop("forget"), args.pop("retain"), **args)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_unknown_model_needs_an_adapter():
+    with pytest.raises(TypeError, match="adapter="):
+        l2l_fast.unlearn(torch.nn.Linear(2, 2), FORGET, RETAIN, **RUN)
+
+
+def test_non_finite_loss_stops_at_that_step_keeping_the_last_finite_weights():
+    model = tiny_model()
+    forget = FORGET.clone()
+    snapshots = {}
+
+    def poison(record):
+        snapshots[record["step"]] = state(model.encoder)
+        if record["step"] == 1:
+            forget[:] = float("nan")
+
+    with pytest.raises(l2l_fast.NonFiniteLossError, match="step 2"):
+        l2l_fast.unlearn(model, forget, RETAIN, callback=poison, **RUN)
+    assert all(torch.equal(snapshots[1][k], v) for k, v in model.encoder.state_dict().items())
+    assert not all(torch.equal(snapshots[0][k], v) for k, v in model.encoder.state_dict().items())
