@@ -29,6 +29,6 @@ TORCH_LIBRARY(l2l_fast, m) {
   // keep * (mu + sigma * z) + (1 - keep) * fill, z the Philox normal stream at
   // seed, offset + i; clamp applied to the noise before the keep mask.
   m.def(
-      "gaussian_target(Tensor x, int seed, int offset, str stats, "
+      "gaussian_target(Tensor x, SymInt seed, SymInt offset, str stats, "
       "float? clamp_lo, float? clamp_hi, Tensor? keep, float fill) -> Tensor");
 }

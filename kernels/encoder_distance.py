@@ -83,7 +83,7 @@ def _encoder_distance_forward_kernel(
 
 @triton.jit
 def _encoder_distance_multi_forward_kernel(
-    # map k: s_k, t_k, g_k [B, n_k]; slots k >= NUM_MAPS are never read
+    # map k: s_k, t_k, g_k [B, n_k]; slots k >= NUM_MAPS are None
     s0, t0, g0, n0,
     s1, t1, g1, n1,
     s2, t2, g2, n2,

@@ -90,9 +90,9 @@ def encoder_distance_multi(
 
 
 def _all_ones(grad_output: torch.Tensor) -> bool:
-    if torch.compiler.is_compiling() or grad_output.device.type == "meta":
-        return False
-    if isinstance(grad_output, torch._subclasses.FakeTensor):
+    """True when grad_output is all ones, checked only on real data (never while tracing)."""
+    tracing = torch.compiler.is_compiling() or torch._C._len_torch_dispatch_stack() > 0
+    if tracing or type(grad_output) is not torch.Tensor or grad_output.device.type == "meta":
         return False
     return bool(torch.all(grad_output == 1))
 
@@ -120,7 +120,7 @@ def _register(backend: str) -> None:
 
     def backward_multi(ctx, grad_out, _grads_of_grads):
         grads = [_scale(backend, g, grad_out) for g in ctx.saved_tensors]
-        return grads, None, None, None, None
+        return grads, [None] * len(grads), None, None, None
 
     torch.library.register_autograd(single, backward_single, setup_context=setup_single)
     torch.library.register_autograd(multi, backward_multi, setup_context=setup_multi)
