@@ -28,6 +28,9 @@ def atomic_save(tensors: dict[str, torch.Tensor], meta: dict[str, Any], path) ->
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata={"l2l_fast": json.dumps(meta)})
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)

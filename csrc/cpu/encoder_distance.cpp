@@ -1,15 +1,12 @@
 // CPU kernels of encoder_distance, encoder_distance_multi and scale_rows.
 //
 // Every (map, row) is cut into chunks; one parallel loop over the chunks of all
-// maps reduces sum (s - t)^2 (fp32 vectors, promoted to double every block) and,
+// maps reduces sum (s - t)^2 (fp32 lanes, promoted to double every block) and,
 // for "mse", writes the gradient in the same pass. For "l2" the norm comes
 // first: a row that is one chunk is rescanned at once while it is in cache, a
 // row cut into several chunks is rescanned after all chunks are reduced.
-#include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
-#include <ATen/cpu/vec/functional.h>
-#include <ATen/cpu/vec/vec.h>
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
 
@@ -18,117 +15,121 @@
 #include <tuple>
 #include <vector>
 
+#include "cpu/cpu_simd.h"
 #include "op_checks.h"
 
 namespace l2l_fast {
 namespace {
 
-using Vec = at::vec::Vectorized<float>;
-
-// Loads and stores kStep elements of T as two float vectors.
-template <typename T>
-struct FloatLanes {
-  static constexpr int64_t kStep = 2 * Vec::size();
-  static void load(const T* p, Vec& a, Vec& b) {
-    std::tie(a, b) = at::vec::convert_to_float<T>(at::vec::Vectorized<T>::loadu(p));
-  }
-  static void store(T* p, const Vec& a, const Vec& b) {
-    at::vec::convert_from_float<T>(a, b).store(p);
-  }
-};
-
-template <>
-struct FloatLanes<float> {
-  static constexpr int64_t kStep = 2 * Vec::size();
-  static void load(const float* p, Vec& a, Vec& b) {
-    a = Vec::loadu(p);
-    b = Vec::loadu(p + Vec::size());
-  }
-  static void store(float* p, const Vec& a, const Vec& b) {
-    a.store(p);
-    b.store(p + Vec::size());
-  }
-};
-
-template <>
-struct FloatLanes<double> {
-  static constexpr int64_t kStep = 2 * Vec::size();
-  static void load(const double* p, Vec& a, Vec& b) {
-    float buf[kStep];
-    for (int64_t i = 0; i < kStep; ++i) {
-      buf[i] = static_cast<float>(p[i]);
-    }
-    a = Vec::loadu(buf);
-    b = Vec::loadu(buf + Vec::size());
-  }
-  static void store(double* p, const Vec& a, const Vec& b) {
-    float buf[kStep];
-    a.store(buf);
-    b.store(buf + Vec::size());
-    for (int64_t i = 0; i < kStep; ++i) {
-      p[i] = buf[i];
-    }
-  }
-};
+using cpu::kLanes;
 
 // Elements summed in fp32 lanes before the sum is promoted to double.
 constexpr int64_t kAccumulateBlock = 4096;
 
-// sum_i (s[i] - t[i])^2 over [0, n); with kWrite, also g = scale * (s - t).
-template <typename T, bool kWrite>
-double squared_distance(const T* s, const T* t, T* g, float scale, int64_t n) {
-  using Lanes = FloatLanes<T>;
-  constexpr int64_t kStep = Lanes::kStep;
-  const Vec vscale(scale);
+// sum_i (s[i] - t[i])^2 over [0, n); with g, also g = scale * (s - t).
+template <typename T>
+L2L_ALWAYS_INLINE double squared_distance_impl(const T* L2L_RESTRICT s, const T* L2L_RESTRICT t,
+                                               T* L2L_RESTRICT g, float scale, int64_t n) {
   double total = 0.0;
   int64_t i = 0;
-  while (n - i >= kStep) {
-    const int64_t block_end = i + std::min(kAccumulateBlock, (n - i) / kStep * kStep);
-    Vec acc0(0.0f);
-    Vec acc1(0.0f);
-    for (; i < block_end; i += kStep) {
-      Vec s0, s1, t0, t1;
-      Lanes::load(s + i, s0, s1);
-      Lanes::load(t + i, t0, t1);
-      const Vec d0 = s0 - t0;
-      const Vec d1 = s1 - t1;
-      acc0 = at::vec::fmadd(d0, d0, acc0);
-      acc1 = at::vec::fmadd(d1, d1, acc1);
-      if constexpr (kWrite) {
-        Lanes::store(g + i, d0 * vscale, d1 * vscale);
+  while (n - i >= kLanes) {
+    const int64_t block_end = i + std::min(kAccumulateBlock, (n - i) / kLanes * kLanes);
+    float acc[kLanes] = {};
+    if (g != nullptr) {
+      for (; i < block_end; i += kLanes) {
+        for (int64_t k = 0; k < kLanes; ++k) {
+          const float d = static_cast<float>(s[i + k]) - static_cast<float>(t[i + k]);
+          acc[k] += d * d;
+          g[i + k] = static_cast<T>(d * scale);
+        }
+      }
+    } else {
+      for (; i < block_end; i += kLanes) {
+        for (int64_t k = 0; k < kLanes; ++k) {
+          const float d = static_cast<float>(s[i + k]) - static_cast<float>(t[i + k]);
+          acc[k] += d * d;
+        }
       }
     }
-    float lanes[Vec::size()];
-    (acc0 + acc1).store(lanes);
-    for (float lane : lanes) {
-      total += lane;
+    for (float a : acc) {
+      total += a;
     }
   }
   for (; i < n; ++i) {
     const float d = static_cast<float>(s[i]) - static_cast<float>(t[i]);
     total += static_cast<double>(d * d);
-    if constexpr (kWrite) {
+    if (g != nullptr) {
       g[i] = static_cast<T>(d * scale);
     }
   }
   return total;
 }
 
-// g = scale * (s - t) over [0, n).
 template <typename T>
-void scaled_difference(const T* s, const T* t, T* g, float scale, int64_t n) {
-  using Lanes = FloatLanes<T>;
-  constexpr int64_t kStep = Lanes::kStep;
-  const Vec vscale(scale);
-  int64_t i = 0;
-  for (; i + kStep <= n; i += kStep) {
-    Vec s0, s1, t0, t1;
-    Lanes::load(s + i, s0, s1);
-    Lanes::load(t + i, t0, t1);
-    Lanes::store(g + i, (s0 - t0) * vscale, (s1 - t1) * vscale);
-  }
-  for (; i < n; ++i) {
+L2L_ALWAYS_INLINE void scaled_difference_impl(const T* L2L_RESTRICT s, const T* L2L_RESTRICT t,
+                                              T* L2L_RESTRICT g, float scale, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
     g[i] = static_cast<T>((static_cast<float>(s[i]) - static_cast<float>(t[i])) * scale);
+  }
+}
+
+template <typename T>
+L2L_ALWAYS_INLINE void scale_impl(const T* L2L_RESTRICT u, T* L2L_RESTRICT r, float f, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    r[i] = static_cast<T>(static_cast<float>(u[i]) * f);
+  }
+}
+
+// sum (s - t)^2 over n elements of `dtype`; writes g = scale * (s - t) when g
+// is not null.
+L2L_CPU_CLONES double squared_distance(at::ScalarType dtype, const void* s, const void* t, void* g,
+                                       float scale, int64_t n) {
+  switch (dtype) {
+    case at::kFloat:
+      return squared_distance_impl(static_cast<const float*>(s), static_cast<const float*>(t),
+                                   static_cast<float*>(g), scale, n);
+    case at::kBFloat16:
+      return squared_distance_impl(static_cast<const at::BFloat16*>(s),
+                                   static_cast<const at::BFloat16*>(t),
+                                   static_cast<at::BFloat16*>(g), scale, n);
+    case at::kHalf:
+      return squared_distance_impl(static_cast<const at::Half*>(s), static_cast<const at::Half*>(t),
+                                   static_cast<at::Half*>(g), scale, n);
+    default:
+      return squared_distance_impl(static_cast<const double*>(s), static_cast<const double*>(t),
+                                   static_cast<double*>(g), scale, n);
+  }
+}
+
+L2L_CPU_CLONES void scaled_difference(at::ScalarType dtype, const void* s, const void* t, void* g,
+                                      float scale, int64_t n) {
+  switch (dtype) {
+    case at::kFloat:
+      return scaled_difference_impl(static_cast<const float*>(s), static_cast<const float*>(t),
+                                    static_cast<float*>(g), scale, n);
+    case at::kBFloat16:
+      return scaled_difference_impl(static_cast<const at::BFloat16*>(s),
+                                    static_cast<const at::BFloat16*>(t),
+                                    static_cast<at::BFloat16*>(g), scale, n);
+    case at::kHalf:
+      return scaled_difference_impl(static_cast<const at::Half*>(s), static_cast<const at::Half*>(t),
+                                    static_cast<at::Half*>(g), scale, n);
+    default:
+      return scaled_difference_impl(static_cast<const double*>(s), static_cast<const double*>(t),
+                                    static_cast<double*>(g), scale, n);
+  }
+}
+
+L2L_CPU_CLONES void scale_elements(at::ScalarType dtype, const void* u, void* r, float f, int64_t n) {
+  switch (dtype) {
+    case at::kFloat:
+      return scale_impl(static_cast<const float*>(u), static_cast<float*>(r), f, n);
+    case at::kBFloat16:
+      return scale_impl(static_cast<const at::BFloat16*>(u), static_cast<at::BFloat16*>(r), f, n);
+    case at::kHalf:
+      return scale_impl(static_cast<const at::Half*>(u), static_cast<at::Half*>(r), f, n);
+    default:
+      return scale_impl(static_cast<const double*>(u), static_cast<double*>(r), f, n);
   }
 }
 
@@ -136,6 +137,8 @@ struct MapPlan {
   at::Tensor student;  // contiguous
   at::Tensor target;   // contiguous
   at::Tensor grad;     // contiguous, or undefined
+  at::ScalarType dtype = at::kFloat;
+  int64_t itemsize = 0;
   int64_t n = 0;       // elements per row
   int64_t chunk = 0;   // elements per chunk
   int64_t chunks = 0;  // chunks per row
@@ -197,24 +200,21 @@ void distance_rows(std::vector<MapPlan>& plans, int64_t batch, const at::Tensor&
   at::parallel_for(0, items, 1, [&](int64_t begin_item, int64_t end_item) {
     for_items(begin_item, end_item, [&](MapPlan& p, int64_t row, int64_t begin, int64_t end,
                                         int64_t item) {
-      AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, p.student.scalar_type(), "encoder_distance", [&] {
-        using T = scalar_t;
-        const int64_t at_row = row * p.n + begin;
-        const T* s = p.student.const_data_ptr<T>() + at_row;
-        const T* t = p.target.const_data_ptr<T>() + at_row;
-        T* g = grad ? p.grad.mutable_data_ptr<T>() + at_row : nullptr;
-        const int64_t len = end - begin;
-        if (grad && !l2) {
-          const float scale = 2.0f * weight_of(row) / static_cast<float>(p.n);
-          partial[item] = squared_distance<T, true>(s, t, g, scale, len);
-          return;
-        }
-        partial[item] = squared_distance<T, false>(s, t, nullptr, 0.0f, len);
-        if (grad && p.chunks == 1) {
-          const float norm = static_cast<float>(std::sqrt(partial[item]));
-          scaled_difference<T>(s, t, g, norm > 0.0f ? weight_of(row) / norm : 0.0f, len);
-        }
-      });
+      const int64_t at_byte = (row * p.n + begin) * p.itemsize;
+      const char* s = static_cast<const char*>(p.student.const_data_ptr()) + at_byte;
+      const char* t = static_cast<const char*>(p.target.const_data_ptr()) + at_byte;
+      char* g = grad ? static_cast<char*>(p.grad.mutable_data_ptr()) + at_byte : nullptr;
+      const int64_t len = end - begin;
+      if (grad && !l2) {
+        const float scale = 2.0f * weight_of(row) / static_cast<float>(p.n);
+        partial[item] = squared_distance(p.dtype, s, t, g, scale, len);
+        return;
+      }
+      partial[item] = squared_distance(p.dtype, s, t, nullptr, 0.0f, len);
+      if (grad && p.chunks == 1) {
+        const float norm = static_cast<float>(std::sqrt(partial[item]));
+        scaled_difference(p.dtype, s, t, g, norm > 0.0f ? weight_of(row) / norm : 0.0f, len);
+      }
     });
   });
 
@@ -247,13 +247,10 @@ void distance_rows(std::vector<MapPlan>& plans, int64_t batch, const at::Tensor&
           return;
         }
         const float sc = scale[(&p - plans.data()) * batch + row];
-        AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, p.student.scalar_type(), "encoder_distance", [&] {
-          using T = scalar_t;
-          const int64_t at_row = row * p.n + begin;
-          scaled_difference<T>(p.student.const_data_ptr<T>() + at_row,
-                               p.target.const_data_ptr<T>() + at_row,
-                               p.grad.mutable_data_ptr<T>() + at_row, sc, end - begin);
-        });
+        const int64_t at_byte = (row * p.n + begin) * p.itemsize;
+        scaled_difference(p.dtype, static_cast<const char*>(p.student.const_data_ptr()) + at_byte,
+                          static_cast<const char*>(p.target.const_data_ptr()) + at_byte,
+                          static_cast<char*>(p.grad.mutable_data_ptr()) + at_byte, sc, end - begin);
       });
     });
   }
@@ -266,6 +263,8 @@ MapPlan make_plan(const at::Tensor& student, const at::Tensor& target, bool grad
   if (grad) {
     p.grad = at::empty(student.sizes(), student.options().memory_format(at::MemoryFormat::Contiguous));
   }
+  p.dtype = student.scalar_type();
+  p.itemsize = student.element_size();
   p.n = student.numel() / student.size(0);
   return p;
 }
@@ -346,29 +345,17 @@ at::Tensor scale_rows_cpu(const at::Tensor& grad_unit, const at::Tensor& grad_ou
   }
   const int64_t n = numel / batch;
   const float* sc = scale.const_data_ptr<float>();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, unit.scalar_type(), "scale_rows", [&] {
-    using T = scalar_t;
-    using Lanes = FloatLanes<T>;
-    const T* u = unit.const_data_ptr<T>();
-    T* r = result.mutable_data_ptr<T>();
-    at::parallel_for(0, numel, kMinChunk, [&](int64_t begin, int64_t end) {
-      while (begin < end) {
-        const int64_t row = begin / n;
-        const int64_t stop = std::min(end, (row + 1) * n);
-        const float f = sc[row];
-        const Vec vf(f);
-        int64_t i = begin;
-        for (; i + Lanes::kStep <= stop; i += Lanes::kStep) {
-          Vec a, b;
-          Lanes::load(u + i, a, b);
-          Lanes::store(r + i, a * vf, b * vf);
-        }
-        for (; i < stop; ++i) {
-          r[i] = static_cast<T>(static_cast<float>(u[i]) * f);
-        }
-        begin = stop;
-      }
-    });
+  const at::ScalarType dtype = unit.scalar_type();
+  const int64_t itemsize = unit.element_size();
+  const char* u = static_cast<const char*>(unit.const_data_ptr());
+  char* r = static_cast<char*>(result.mutable_data_ptr());
+  at::parallel_for(0, numel, kMinChunk, [&](int64_t begin, int64_t end) {
+    while (begin < end) {
+      const int64_t row = begin / n;
+      const int64_t stop = std::min(end, (row + 1) * n);
+      scale_elements(dtype, u + begin * itemsize, r + begin * itemsize, sc[row], stop - begin);
+      begin = stop;
+    }
   });
   return result;
 }

@@ -10,8 +10,10 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
+#include "cpu/cpu_simd.h"
 #include "op_checks.h"
 #include "philox.h"
 
@@ -41,7 +43,8 @@ StatsLayout stats_layout(Stats stats, const BCS& v) {
 constexpr int kStatLanes = 8;
 
 template <typename T>
-void accumulate_shifted(const T* x, int64_t n, double shift, double& sum, double& sq) {
+L2L_ALWAYS_INLINE void accumulate_shifted_impl(const T* L2L_RESTRICT x, int64_t n, double shift,
+                                               double* L2L_RESTRICT sum_sq) {
   double s[kStatLanes] = {};
   double q[kStatLanes] = {};
   int64_t i = 0;
@@ -58,20 +61,50 @@ void accumulate_shifted(const T* x, int64_t n, double shift, double& sum, double
     q[0] += d * d;
   }
   for (int k = 0; k < kStatLanes; ++k) {
-    sum += s[k];
-    sq += q[k];
+    sum_sq[0] += s[k];
+    sum_sq[1] += q[k];
+  }
+}
+
+// sum_sq += (sum (x - shift), sum (x - shift)^2) over n elements of `dtype`.
+L2L_CPU_CLONES void accumulate_shifted(at::ScalarType dtype, const void* x, int64_t n, double shift,
+                                       double* sum_sq) {
+  switch (dtype) {
+    case at::kFloat:
+      return accumulate_shifted_impl(static_cast<const float*>(x), n, shift, sum_sq);
+    case at::kBFloat16:
+      return accumulate_shifted_impl(static_cast<const at::BFloat16*>(x), n, shift, sum_sq);
+    case at::kHalf:
+      return accumulate_shifted_impl(static_cast<const at::Half*>(x), n, shift, sum_sq);
+    default:
+      return accumulate_shifted_impl(static_cast<const double*>(x), n, shift, sum_sq);
+  }
+}
+
+double element_as_double(at::ScalarType dtype, const char* p) {
+  switch (dtype) {
+    case at::kFloat:
+      return *reinterpret_cast<const float*>(p);
+    case at::kBFloat16:
+      return static_cast<float>(*reinterpret_cast<const at::BFloat16*>(p));
+    case at::kHalf:
+      return static_cast<float>(*reinterpret_cast<const at::Half*>(p));
+    default:
+      return *reinterpret_cast<const double*>(p);
   }
 }
 
 // mu and sigma (unbiased; 0 when a group has fewer than 2 elements) per group.
-template <typename T>
-void group_statistics(const T* x, const StatsLayout& l, std::vector<float>& mu,
+void group_statistics(const at::Tensor& x, const StatsLayout& l, std::vector<float>& mu,
                       std::vector<float>& sigma) {
+  const at::ScalarType dtype = x.scalar_type();
+  const int64_t itemsize = x.element_size();
+  const char* data = static_cast<const char*>(x.const_data_ptr());
   const int64_t threads = at::get_num_threads();
   std::vector<double> acc(2 * threads * l.groups, 0.0);
   std::vector<double> shift(l.groups);
   for (int64_t g = 0; g < l.groups; ++g) {
-    shift[g] = static_cast<double>(x[g * l.group_stride]);
+    shift[g] = element_as_double(dtype, data + g * l.group_stride * itemsize);
   }
   const int64_t numel = l.rows * l.row_len;
   at::parallel_for(0, numel, 32768, [&](int64_t begin, int64_t end) {
@@ -81,7 +114,7 @@ void group_statistics(const T* x, const StatsLayout& l, std::vector<float>& mu,
     for (int64_t i = begin; i < end; ++row, col = 0) {
       const int64_t len = std::min(l.row_len - col, end - i);
       const int64_t g = row % l.group_period;
-      accumulate_shifted(x + i, len, shift[g], mine[2 * g], mine[2 * g + 1]);
+      accumulate_shifted(dtype, data + i * itemsize, len, shift[g], mine + 2 * g);
       i += len;
     }
   });
@@ -103,18 +136,54 @@ void group_statistics(const T* x, const StatsLayout& l, std::vector<float>& mu,
 
 constexpr int64_t kDrawBlock = 64;
 
-// z[j] = philox_normal(seed, counter + j) for j < n <= kDrawBlock; the integer
-// part is a plain loop over the block so that it vectorises.
-void draw_normals(uint64_t seed, uint64_t counter, int64_t n, float* z) {
+struct NoiseParams {
+  uint64_t seed;
+  float mu;
+  float sigma;
+  float lo;
+  float hi;
+  float fill;
+};
+
+template <typename T>
+L2L_ALWAYS_INLINE void blend_store(T* L2L_RESTRICT out, const float* L2L_RESTRICT z,
+                                   const float* L2L_RESTRICT keep, const NoiseParams& p, int64_t n) {
+  if (keep == nullptr) {
+    for (int64_t j = 0; j < n; ++j) {
+      out[j] = static_cast<T>(std::min(std::max(p.mu + p.sigma * z[j], p.lo), p.hi));
+    }
+    return;
+  }
+  for (int64_t j = 0; j < n; ++j) {
+    const float noise = std::min(std::max(p.mu + p.sigma * z[j], p.lo), p.hi);
+    out[j] = static_cast<T>(keep[j] * noise + (1.0f - keep[j]) * p.fill);
+  }
+}
+
+// out[j] = keep[j] * clamp(mu + sigma * z_j) + (1 - keep[j]) * fill for
+// j < n <= kDrawBlock, z_j = philox_normal(seed, counter + j); keep may be null.
+L2L_CPU_CLONES void draw_block(at::ScalarType dtype, void* out, const float* keep,
+                               const NoiseParams& p, uint64_t counter, int64_t n) {
   float u1[kDrawBlock];
   float u2[kDrawBlock];
   for (int64_t j = 0; j < n; ++j) {
-    const PhiloxPair r = philox4x32_10(seed, counter + static_cast<uint64_t>(j));
+    const PhiloxPair r = philox4x32_10(p.seed, counter + static_cast<uint64_t>(j));
     u1[j] = uint_to_uniform(r.x0);
     u2[j] = uint_to_uniform(r.x1);
   }
+  float z[kDrawBlock];
   for (int64_t j = 0; j < n; ++j) {
     z[j] = box_muller(u1[j], u2[j]);
+  }
+  switch (dtype) {
+    case at::kFloat:
+      return blend_store(static_cast<float*>(out), z, keep, p, n);
+    case at::kBFloat16:
+      return blend_store(static_cast<at::BFloat16*>(out), z, keep, p, n);
+    case at::kHalf:
+      return blend_store(static_cast<at::Half*>(out), z, keep, p, n);
+    default:
+      return blend_store(static_cast<double*>(out), z, keep, p, n);
   }
 }
 
@@ -124,45 +193,51 @@ struct DrawArgs {
   float lo;
   float hi;
   float fill;
-  const float* mu;     // per group, or nullptr for standard normal
+  const float* mu;  // per group, or nullptr for the standard normal
   const float* sigma;
   int64_t group_period;  // over rows b * C + c: sample C (group = row / C), channel C
   bool group_by_sample;
 };
 
-template <typename T, typename K, bool kKeep>
-void draw(const DrawArgs& a, const BCS& v, T* out, const K* keep, const int64_t* keep_strides) {
+// K is the keep dtype; void when there is no keep.
+template <typename K>
+void draw(const DrawArgs& a, const BCS& v, at::Tensor& out, const at::Tensor& keep) {
   const int64_t numel = v.b * v.c * v.s;
+  const at::ScalarType dtype = out.scalar_type();
+  const int64_t itemsize = out.element_size();
+  char* out_data = static_cast<char*>(out.mutable_data_ptr());
+  const K* keep_data = nullptr;
+  int64_t ks[3] = {0, 0, 0};
+  if constexpr (!std::is_void_v<K>) {
+    keep_data = keep.const_data_ptr<K>();
+    ks[0] = keep.stride(0);
+    ks[1] = keep.stride(1);
+    ks[2] = keep.stride(2);
+  }
   at::parallel_for(0, numel, 4096, [&](int64_t begin, int64_t end) {
-    float z[kDrawBlock];
+    float keep_block[kDrawBlock];
     int64_t row = begin / v.s;
     int64_t col = begin - row * v.s;
     for (int64_t i = begin; i < end; ++row, col = 0) {
       const int64_t len = std::min(v.s - col, end - i);
-      float mu = 0.0f;
-      float sigma = 1.0f;
+      NoiseParams p{a.seed, 0.0f, 1.0f, a.lo, a.hi, a.fill};
       if (a.mu != nullptr) {
         const int64_t g = a.group_by_sample ? row / a.group_period : row % a.group_period;
-        mu = a.mu[g];
-        sigma = a.sigma[g];
-      }
-      const K* keep_row = nullptr;
-      if constexpr (kKeep) {
-        keep_row = keep + (row / v.c) * keep_strides[0] + (row % v.c) * keep_strides[1];
+        p.mu = a.mu[g];
+        p.sigma = a.sigma[g];
       }
       for (int64_t j0 = 0; j0 < len; j0 += kDrawBlock) {
         const int64_t n = std::min(kDrawBlock, len - j0);
-        draw_normals(a.seed, a.offset + static_cast<uint64_t>(i + j0), n, z);
-        T* o = out + i + j0;
-        for (int64_t j = 0; j < n; ++j) {
-          float noise = mu + sigma * z[j];
-          noise = std::min(std::max(noise, a.lo), a.hi);
-          if constexpr (kKeep) {
-            const float k = static_cast<float>(keep_row[(col + j0 + j) * keep_strides[2]]);
-            noise = k * noise + (1.0f - k) * a.fill;
+        const float* keep_ptr = nullptr;
+        if constexpr (!std::is_void_v<K>) {
+          const K* k = keep_data + (row / v.c) * ks[0] + (row % v.c) * ks[1] + (col + j0) * ks[2];
+          for (int64_t j = 0; j < n; ++j) {
+            keep_block[j] = static_cast<float>(k[j * ks[2]]);
           }
-          o[j] = static_cast<T>(noise);
+          keep_ptr = keep_block;
         }
+        draw_block(dtype, out_data + (i + j0) * itemsize, keep_ptr, p,
+                   a.offset + static_cast<uint64_t>(i + j0), n);
       }
       i += len;
     }
@@ -194,24 +269,17 @@ at::Tensor gaussian_target_cpu(const at::Tensor& x, int64_t seed, int64_t offset
   const bool has_keep = keep.has_value() && keep->defined();
   const at::Tensor keep_bcs = has_keep ? keep_as_bcs(*keep, x, v) : at::Tensor();
 
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, xc.scalar_type(), "gaussian_target", [&] {
-    using T = scalar_t;
-    if (mode != Stats::kStandard) {
-      group_statistics<T>(xc.const_data_ptr<T>(), stats_layout(mode, v), mu, sigma);
-      a.mu = mu.data();
-      a.sigma = sigma.data();
-    }
-    T* o = out.mutable_data_ptr<T>();
-    if (!has_keep) {
-      draw<T, float, false>(a, v, o, nullptr, nullptr);
-      return;
-    }
-    const int64_t strides[3] = {keep_bcs.stride(0), keep_bcs.stride(1), keep_bcs.stride(2)};
+  if (mode != Stats::kStandard) {
+    group_statistics(xc, stats_layout(mode, v), mu, sigma);
+    a.mu = mu.data();
+    a.sigma = sigma.data();
+  }
+  if (!has_keep) {
+    draw<void>(a, v, out, keep_bcs);
+  } else {
     AT_DISPATCH_ALL_TYPES_AND3(at::kBool, at::kHalf, at::kBFloat16, keep_bcs.scalar_type(),
-                               "gaussian_target_keep", [&] {
-      draw<T, scalar_t, true>(a, v, o, keep_bcs.const_data_ptr<scalar_t>(), strides);
-    });
-  });
+                               "gaussian_target", [&] { draw<scalar_t>(a, v, out, keep_bcs); });
+  }
   return out;
 }
 

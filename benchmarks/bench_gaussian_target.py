@@ -1,0 +1,42 @@
+"""gaussian_target with batch statistics, clamp and a corruption mask."""
+import pytest
+import torch
+from conftest import providers, sync
+
+from l2l_fast import reference
+from l2l_fast.ops import gaussian_target
+
+SHAPES = {
+    "imagenet_224": (64, 3, 224, 224),
+    "imagenet_256": (32, 3, 256, 256),
+}
+
+
+@pytest.mark.parametrize("provider, device", providers())
+@pytest.mark.parametrize("shape", list(SHAPES), ids=str)
+def test_gaussian_target(benchmark, provider, device, shape):
+    dims = SHAPES[shape]
+    benchmark.group = f"gaussian_target batch+clamp+keep {shape} {list(dims)}"
+    benchmark.extra_info.update(shape=list(dims), bytes=2 * 4 * torch.Size(dims).numel())
+    x = torch.rand(dims, generator=torch.Generator().manual_seed(0)).to(device)
+    keep = torch.ones(dims[0], 1, dims[2], dims[3], device=device)
+    keep[:, :, dims[2] // 4 : 3 * dims[2] // 4, dims[3] // 4 : 3 * dims[3] // 4] = 0
+    kwargs = dict(seed=0, offset=0, stats="batch", clamp=(0.0, 1.0), keep=keep)
+    if provider == "reference":
+        def run():
+            return reference.gaussian_target(x, **kwargs)
+    elif provider == "compiled_reference":
+        compiled = torch.compile(reference.gaussian_target, dynamic=False)
+
+        def run():
+            return compiled(x, **kwargs)
+    else:
+        def run():
+            return gaussian_target(x, **kwargs, backend=provider)
+
+    def step():
+        run()
+        sync(device)
+
+    step()
+    benchmark.pedantic(step, rounds=5, warmup_rounds=1)

@@ -1,0 +1,35 @@
+"""Benchmarks (pytest-benchmark), never part of the test run:
+
+    pytest benchmarks --benchmark-json benchmarks/results/cpu.json
+    python benchmarks/summarize.py benchmarks/results/cpu.json
+"""
+import os
+
+if os.environ.get("L2L_FAST_BENCH_INTERPRET") == "1":
+    os.environ["TRITON_INTERPRET"] = "1"
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+import l2l_fast  # noqa: E402
+
+
+def providers():
+    """(provider, device) pairs to measure on this machine."""
+    found = [("reference", "cpu"), ("compiled_reference", "cpu")]
+    if l2l_fast.backends()["cpu"]:
+        found.append(("cpu", "cpu"))
+    if torch.cuda.is_available():
+        found += [("reference", "cuda"), ("compiled_reference", "cuda")]
+        found += [(b, "cuda") for b in ("cuda", "triton") if l2l_fast.backends()[b]]
+    return [pytest.param(p, d, id=f"{p}-{d}") for p, d in providers_filter(found)]
+
+
+def providers_filter(found):
+    only = os.environ.get("L2L_FAST_BENCH_DEVICE")
+    return [(p, d) for p, d in found if only is None or d == only]
+
+
+def sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()

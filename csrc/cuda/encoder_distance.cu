@@ -1,0 +1,438 @@
+// CUDA kernels of encoder_distance, encoder_distance_multi and scale_rows.
+//
+// One launch covers every map: the maps' pointers and sizes travel in a
+// by-value kernel argument (up to kMaxMaps maps; more are done kMaxMaps at a
+// time). Each block reduces one chunk of one (map, row) with 16-byte loads
+// where the data is aligned; for "mse" it writes the gradient in the same pass.
+// A second kernel combines the chunk sums of each row in a fixed order (no
+// atomics: the result is deterministic). For "l2" with a gradient, a third
+// kernel writes w * (s - t) / ||s - t|| once the norms are known.
+#include <ATen/Dispatch.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <tuple>
+#include <vector>
+
+#include "cuda/cuda_utils.cuh"
+#include "op_checks.h"
+
+namespace l2l_fast {
+namespace {
+
+using cuda::block_sum;
+using cuda::load16;
+using cuda::Pack16;
+using cuda::store16;
+
+constexpr int kThreads = 256;
+constexpr int64_t kChunk = 8192;  // elements of a row per block
+constexpr int kMaxMaps = 32;
+
+enum DType : int32_t { kF32 = 0, kBF16 = 1, kF16 = 2, kF64 = 3 };
+
+struct MapArgs {
+  const void* s;
+  const void* t;
+  void* g;             // gradient, or nullptr
+  int64_t n;           // elements per row
+  int64_t first_item;  // first block of this map
+  int32_t chunks;      // blocks per row
+  int32_t dtype;
+  int32_t vec;         // 16-byte accesses allowed
+};
+
+struct MapBatch {
+  MapArgs maps[kMaxMaps];
+  int32_t num_maps;
+};
+
+struct Item {
+  int m;
+  int64_t row;
+  int64_t begin;
+  int64_t end;
+};
+
+__device__ __forceinline__ Item locate(const MapBatch& batch, int64_t item) {
+  int m = batch.num_maps - 1;
+  while (m > 0 && batch.maps[m].first_item > item) {
+    --m;
+  }
+  const MapArgs& a = batch.maps[m];
+  const int64_t local = item - a.first_item;
+  const int64_t row = local / a.chunks;
+  const int64_t begin = (local % a.chunks) * kChunk;
+  return {m, row, begin, begin + kChunk < a.n ? begin + kChunk : a.n};
+}
+
+// Over [begin, end) of one row: returns this thread's share of sum (s - t)^2;
+// with kWrite, writes g = scale * (s - t).
+template <typename T, bool kWrite>
+__device__ float chunk_sum(const T* s, const T* t, T* g, int64_t begin, int64_t end, float scale,
+                           bool vec) {
+  float acc = 0.0f;
+  if (vec) {
+    constexpr int kPack = Pack16<T>::kSize;
+    for (int64_t i = begin + threadIdx.x * kPack; i < end; i += kThreads * kPack) {
+      const Pack16<T> a = load16(s + i);
+      const Pack16<T> b = load16(t + i);
+      [[maybe_unused]] Pack16<T> out;
+#pragma unroll
+      for (int k = 0; k < kPack; ++k) {
+        const float d = static_cast<float>(a.v[k]) - static_cast<float>(b.v[k]);
+        acc += d * d;
+        if constexpr (kWrite) {
+          out.v[k] = static_cast<T>(d * scale);
+        }
+      }
+      if constexpr (kWrite) {
+        store16(g + i, out);
+      }
+    }
+    return acc;
+  }
+  for (int64_t i = begin + threadIdx.x; i < end; i += kThreads) {
+    const float d = static_cast<float>(s[i]) - static_cast<float>(t[i]);
+    acc += d * d;
+    if constexpr (kWrite) {
+      g[i] = static_cast<T>(d * scale);
+    }
+  }
+  return acc;
+}
+
+template <typename T>
+__device__ void chunk_scaled_difference(const T* s, const T* t, T* g, int64_t begin, int64_t end,
+                                        float scale, bool vec) {
+  if (vec) {
+    constexpr int kPack = Pack16<T>::kSize;
+    for (int64_t i = begin + threadIdx.x * kPack; i < end; i += kThreads * kPack) {
+      const Pack16<T> a = load16(s + i);
+      const Pack16<T> b = load16(t + i);
+      Pack16<T> out;
+#pragma unroll
+      for (int k = 0; k < kPack; ++k) {
+        out.v[k] = static_cast<T>((static_cast<float>(a.v[k]) - static_cast<float>(b.v[k])) * scale);
+      }
+      store16(g + i, out);
+    }
+    return;
+  }
+  for (int64_t i = begin + threadIdx.x; i < end; i += kThreads) {
+    g[i] = static_cast<T>((static_cast<float>(s[i]) - static_cast<float>(t[i])) * scale);
+  }
+}
+
+template <bool kWrite>
+__device__ float item_sum(const MapArgs& a, const Item& it, float scale) {
+  const int64_t base = it.row * a.n;
+  switch (a.dtype) {
+    case kF32:
+      return chunk_sum<float, kWrite>(static_cast<const float*>(a.s) + base,
+                                      static_cast<const float*>(a.t) + base,
+                                      static_cast<float*>(a.g) + base, it.begin, it.end, scale, a.vec);
+    case kBF16:
+      return chunk_sum<c10::BFloat16, kWrite>(
+          static_cast<const c10::BFloat16*>(a.s) + base, static_cast<const c10::BFloat16*>(a.t) + base,
+          static_cast<c10::BFloat16*>(a.g) + base, it.begin, it.end, scale, a.vec);
+    case kF16:
+      return chunk_sum<c10::Half, kWrite>(
+          static_cast<const c10::Half*>(a.s) + base, static_cast<const c10::Half*>(a.t) + base,
+          static_cast<c10::Half*>(a.g) + base, it.begin, it.end, scale, a.vec);
+    default:
+      return chunk_sum<double, kWrite>(static_cast<const double*>(a.s) + base,
+                                       static_cast<const double*>(a.t) + base,
+                                       static_cast<double*>(a.g) + base, it.begin, it.end, scale, a.vec);
+  }
+}
+
+// partial[item] = sum (s - t)^2 over the item's chunk; with kMseGrad also
+// g = (2 w / n) * (s - t).
+template <bool kMseGrad>
+__global__ void __launch_bounds__(kThreads)
+    distance_partial_kernel(const MapBatch batch, const float* weight, float* partial) {
+  const int64_t item = blockIdx.x;
+  const Item it = locate(batch, item);
+  const MapArgs& a = batch.maps[it.m];
+  float acc;
+  if constexpr (kMseGrad) {
+    const float w = weight != nullptr ? weight[it.row] : 1.0f;
+    acc = item_sum<true>(a, it, 2.0f * w / static_cast<float>(a.n));
+  } else {
+    acc = item_sum<false>(a, it, 0.0f);
+  }
+  acc = block_sum(acc);
+  if (threadIdx.x == 0) {
+    partial[item] = acc;
+  }
+}
+
+// out[b] (+)= sum_m w[b] * d_m[b], the chunk sums of each row added in order;
+// row_scale[m * rows + b] = w[b] / ||s_m[b] - t_m[b]|| (0 for a zero norm).
+__global__ void distance_finalize_kernel(const MapBatch batch, const float* weight,
+                                         const float* partial, float* out, float* row_scale,
+                                         int64_t rows, bool l2, bool accumulate) {
+  const int64_t b = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (b >= rows) {
+    return;
+  }
+  const float w = weight != nullptr ? weight[b] : 1.0f;
+  float total = accumulate ? out[b] : 0.0f;
+  for (int m = 0; m < batch.num_maps; ++m) {
+    const MapArgs& a = batch.maps[m];
+    const float* part = partial + a.first_item + b * a.chunks;
+    double sum = 0.0;
+    for (int k = 0; k < a.chunks; ++k) {
+      sum += part[k];
+    }
+    const float d = l2 ? static_cast<float>(sqrt(sum)) : static_cast<float>(sum / static_cast<double>(a.n));
+    total += d * w;
+    if (row_scale != nullptr) {
+      row_scale[m * rows + b] = d > 0.0f ? w / d : 0.0f;
+    }
+  }
+  out[b] = total;
+}
+
+__global__ void __launch_bounds__(kThreads)
+    scaled_difference_kernel(const MapBatch batch, const float* row_scale, int64_t rows) {
+  const Item it = locate(batch, blockIdx.x);
+  const MapArgs& a = batch.maps[it.m];
+  const float scale = row_scale[it.m * rows + it.row];
+  const int64_t base = it.row * a.n;
+  switch (a.dtype) {
+    case kF32:
+      return chunk_scaled_difference(static_cast<const float*>(a.s) + base,
+                                     static_cast<const float*>(a.t) + base,
+                                     static_cast<float*>(a.g) + base, it.begin, it.end, scale, a.vec);
+    case kBF16:
+      return chunk_scaled_difference(
+          static_cast<const c10::BFloat16*>(a.s) + base, static_cast<const c10::BFloat16*>(a.t) + base,
+          static_cast<c10::BFloat16*>(a.g) + base, it.begin, it.end, scale, a.vec);
+    case kF16:
+      return chunk_scaled_difference(
+          static_cast<const c10::Half*>(a.s) + base, static_cast<const c10::Half*>(a.t) + base,
+          static_cast<c10::Half*>(a.g) + base, it.begin, it.end, scale, a.vec);
+    default:
+      return chunk_scaled_difference(static_cast<const double*>(a.s) + base,
+                                     static_cast<const double*>(a.t) + base,
+                                     static_cast<double*>(a.g) + base, it.begin, it.end, scale, a.vec);
+  }
+}
+
+DType dtype_code(at::ScalarType t) {
+  switch (t) {
+    case at::kFloat: return kF32;
+    case at::kBFloat16: return kBF16;
+    case at::kHalf: return kF16;
+    default: return kF64;
+  }
+}
+
+struct MapTensors {
+  at::Tensor student;  // contiguous
+  at::Tensor target;   // contiguous
+  at::Tensor grad;     // contiguous, or undefined
+};
+
+// out[b] = sum_m w[b] * d(s_m[b], t_m[b]) over all maps; fills maps[m].grad.
+void distance_rows(std::vector<MapTensors>& maps, int64_t rows, const at::Tensor& weight, bool l2,
+                   bool grad, at::Tensor& out) {
+  const int64_t num_maps = static_cast<int64_t>(maps.size());
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  const float* w = weight.defined() ? weight.const_data_ptr<float>() : nullptr;
+
+  std::vector<MapBatch> batches;
+  std::vector<int64_t> batch_items;
+  int64_t items = 0;
+  for (int64_t m0 = 0; m0 < num_maps; m0 += kMaxMaps) {
+    MapBatch batch{};
+    batch.num_maps = static_cast<int32_t>(std::min<int64_t>(kMaxMaps, num_maps - m0));
+    const int64_t first = items;
+    for (int32_t j = 0; j < batch.num_maps; ++j) {
+      const MapTensors& mt = maps[m0 + j];
+      MapArgs& a = batch.maps[j];
+      a.s = mt.student.const_data_ptr();
+      a.t = mt.target.const_data_ptr();
+      a.g = grad ? mt.grad.mutable_data_ptr() : nullptr;
+      a.n = mt.student.numel() / rows;
+      a.chunks = static_cast<int32_t>((a.n + kChunk - 1) / kChunk);
+      a.first_item = items - first;
+      a.dtype = dtype_code(mt.student.scalar_type());
+      const int64_t pack = 16 / mt.student.element_size();
+      a.vec = a.n % pack == 0 && cuda::aligned16(a.s) && cuda::aligned16(a.t) &&
+              (a.g == nullptr || cuda::aligned16(a.g));
+      items += rows * a.chunks;
+    }
+    batches.push_back(batch);
+    batch_items.push_back(items - first);
+  }
+
+  const auto opts = out.options();
+  at::Tensor partial = at::empty({items}, opts);
+  at::Tensor row_scale =
+      l2 && grad ? at::empty({std::min<int64_t>(kMaxMaps, num_maps) * rows}, opts) : at::Tensor();
+  float* partial_ptr = partial.mutable_data_ptr<float>();
+  float* scale_ptr = row_scale.defined() ? row_scale.mutable_data_ptr<float>() : nullptr;
+  const int finalize_blocks = static_cast<int>((rows + kThreads - 1) / kThreads);
+  for (size_t i = 0; i < batches.size(); ++i) {
+    const int64_t n_items = batch_items[i];
+    if (grad && !l2) {
+      distance_partial_kernel<true><<<static_cast<unsigned>(n_items), kThreads, 0, stream>>>(batches[i], w, partial_ptr);
+    } else {
+      distance_partial_kernel<false><<<static_cast<unsigned>(n_items), kThreads, 0, stream>>>(batches[i], w, partial_ptr);
+    }
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    distance_finalize_kernel<<<finalize_blocks, kThreads, 0, stream>>>(
+        batches[i], w, partial_ptr, out.mutable_data_ptr<float>(), scale_ptr, rows, l2, i > 0);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    if (scale_ptr != nullptr) {
+      scaled_difference_kernel<<<static_cast<unsigned>(n_items), kThreads, 0, stream>>>(batches[i], scale_ptr, rows);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    }
+    partial_ptr += n_items;
+  }
+}
+
+MapTensors make_map(const at::Tensor& student, const at::Tensor& target, bool grad) {
+  MapTensors mt{student.contiguous(), target.contiguous(), at::Tensor()};
+  if (grad) {
+    mt.grad = at::empty(student.sizes(), mt.student.options());
+  }
+  return mt;
+}
+
+std::tuple<at::Tensor, at::Tensor> encoder_distance_cuda(
+    const at::Tensor& student, const at::Tensor& target, const std::optional<at::Tensor>& weight,
+    c10::string_view distance, bool compute_grad) {
+  constexpr const char* op = "encoder_distance";
+  const int64_t batch = check_distance_pair(student, target, op, "student", "target");
+  const bool l2 = parse_distance(distance, op);
+  const c10::cuda::CUDAGuard guard(student.device());
+  const at::Tensor w = check_weight(weight, batch, student.device(), op);
+  std::vector<MapTensors> maps{make_map(student, target, compute_grad)};
+  at::Tensor out = at::empty({batch}, student.options().dtype(at::kFloat));
+  distance_rows(maps, batch, w, l2, compute_grad, out);
+  at::Tensor grad = compute_grad ? maps[0].grad : at::empty({0}, student.options());
+  return {out, grad};
+}
+
+std::tuple<at::Tensor, std::vector<at::Tensor>> encoder_distance_multi_cuda(
+    at::TensorList students, at::TensorList targets, const std::optional<at::Tensor>& weight,
+    c10::string_view distance, bool compute_grad) {
+  constexpr const char* op = "encoder_distance_multi";
+  TORCH_CHECK_VALUE(!students.empty(), op, ": students must hold at least one feature map");
+  TORCH_CHECK_VALUE(
+      students.size() == targets.size(), op, ": targets must hold one map per student map (",
+      students.size(), "), got ", targets.size());
+  int64_t batch = 0;
+  for (size_t m = 0; m < students.size(); ++m) {
+    const std::string s_name = indexed("students", m);
+    const int64_t b = check_distance_pair(students[m], targets[m], op, s_name, indexed("targets", m));
+    if (m == 0) {
+      batch = b;
+      continue;
+    }
+    TORCH_CHECK_VALUE(
+        b == batch, op, ": ", s_name, " must have the batch size of students[0] (", batch,
+        "), got ", b);
+    TORCH_CHECK_VALUE(
+        students[m].device() == students[0].device(), op, ": ", s_name,
+        " must be on students[0]'s device ", students[0].device(), ", got ", students[m].device());
+  }
+  const bool l2 = parse_distance(distance, op);
+  const c10::cuda::CUDAGuard guard(students[0].device());
+  const at::Tensor w = check_weight(weight, batch, students[0].device(), op);
+  std::vector<MapTensors> maps;
+  maps.reserve(students.size());
+  for (size_t m = 0; m < students.size(); ++m) {
+    maps.push_back(make_map(students[m], targets[m], compute_grad));
+  }
+  at::Tensor out = at::empty({batch}, students[0].options().dtype(at::kFloat));
+  distance_rows(maps, batch, w, l2, compute_grad, out);
+  std::vector<at::Tensor> grads;
+  if (compute_grad) {
+    for (auto& mt : maps) {
+      grads.push_back(mt.grad);
+    }
+  }
+  return {out, grads};
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kThreads)
+    scale_rows_kernel(const T* unit, const float* scale, T* result, int64_t numel, int64_t n,
+                      bool vec) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * kThreads;
+  const int64_t first = blockIdx.x * static_cast<int64_t>(kThreads) + threadIdx.x;
+  if (vec) {
+    constexpr int kPack = Pack16<T>::kSize;
+    for (int64_t p = first; p < numel / kPack; p += stride) {
+      const float f = scale[p * kPack / n];
+      const Pack16<T> u = load16(unit + p * kPack);
+      Pack16<T> r;
+#pragma unroll
+      for (int k = 0; k < kPack; ++k) {
+        r.v[k] = static_cast<T>(static_cast<float>(u.v[k]) * f);
+      }
+      store16(result + p * kPack, r);
+    }
+    return;
+  }
+  for (int64_t i = first; i < numel; i += stride) {
+    result[i] = static_cast<T>(static_cast<float>(unit[i]) * scale[i / n]);
+  }
+}
+
+at::Tensor scale_rows_cuda(const at::Tensor& grad_unit, const at::Tensor& grad_out) {
+  constexpr const char* op = "scale_rows";
+  TORCH_CHECK_VALUE(
+      grad_unit.dim() >= 1, op, ": grad_unit must have a batch dimension [B, ...], got a 0-d tensor");
+  check_float_dtype(grad_unit, op, "grad_unit");
+  check_float_dtype(grad_out, op, "grad_out");
+  const int64_t batch = grad_unit.size(0);
+  TORCH_CHECK_VALUE(
+      grad_out.dim() == 1 && grad_out.size(0) == batch, op, ": grad_out must have shape [", batch,
+      "], got ", grad_out.sizes());
+  TORCH_CHECK_VALUE(
+      grad_out.device() == grad_unit.device(), op, ": grad_out must be on grad_unit's device ",
+      grad_unit.device(), ", got ", grad_out.device());
+  const c10::cuda::CUDAGuard guard(grad_unit.device());
+  const at::Tensor unit = grad_unit.contiguous();
+  const at::Tensor scale = grad_out.to(at::kFloat).contiguous();
+  at::Tensor result = at::empty(grad_unit.sizes(), unit.options());
+  const int64_t numel = unit.numel();
+  if (numel == 0) {
+    return result;
+  }
+  const int64_t n = numel / batch;
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, unit.scalar_type(), "scale_rows", [&] {
+    constexpr int kPack = Pack16<scalar_t>::kSize;
+    const bool vec = n % kPack == 0 && cuda::aligned16(unit.const_data_ptr()) &&
+                     cuda::aligned16(result.const_data_ptr());
+    const int64_t work = vec ? numel / kPack : numel;
+    const int blocks = static_cast<int>(std::min<int64_t>((work + kThreads - 1) / kThreads, 65536));
+    scale_rows_kernel<scalar_t><<<blocks, kThreads, 0, stream>>>(
+        unit.const_data_ptr<scalar_t>(), scale.const_data_ptr<float>(),
+        result.mutable_data_ptr<scalar_t>(), numel, n, vec);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+  return result;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(l2l_fast, CUDA, m) {
+  m.impl("encoder_distance", &encoder_distance_cuda);
+  m.impl("encoder_distance_multi", &encoder_distance_multi_cuda);
+  m.impl("scale_rows", &scale_rows_cuda);
+}
+
+}  // namespace l2l_fast

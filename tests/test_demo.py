@@ -1,0 +1,35 @@
+import re
+
+import pytest
+import torch
+from PIL import Image
+
+from l2l_fast import cli
+from l2l_fast.demo import DEMO_IMAGES, DEMO_MODEL, asset, format_table, load_demo_images
+
+
+def test_shipped_assets_load():
+    from l2l_fast.checkpoint import load_model
+
+    model = load_model(asset(DEMO_MODEL))
+    assert model.family == "mae" and model.img_size == 28
+    images, labels = load_demo_images("test")
+    assert images.shape[1:] == (1, 28, 28) and torch.bincount(labels).min() > 0
+    assert asset(DEMO_IMAGES).stat().st_size < 5e6
+
+
+def test_format_table_ratios():
+    table = format_table({0: 0.01, 1: 0.02, 2: 0.04}, {0: 0.05, 1: 0.06, 2: 0.04}, forget=(0, 1))
+    assert "5.00x" in table and "3.00x" in table and "1.00x" in table
+    assert re.search(r"mean\s+forget\s+0.0150\s+0.0550\s+3.67x", table)
+
+
+@pytest.mark.slow
+def test_demo_command_on_a_small_setting(tmp_path, capsys):
+    code = cli.main(["demo", "--steps", "6", "--batch-size", "8", "--eval-per-class", "4",
+                     "--out", str(tmp_path), "--no-progress"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "Trouser" in printed and re.search(r"mean\s+forget", printed) and re.search(r"mean\s+retain", printed)
+    with Image.open(tmp_path / "demo_grid.png") as image:
+        assert image.size[0] > 200 and image.size[1] > 300
