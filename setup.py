@@ -57,6 +57,7 @@ setup(
     packages=[
         "l2l_fast",
         "l2l_fast.ops",
+        "l2l_fast.adapters",
         "l2l_fast.models",
         "l2l_fast.data",
         "l2l_fast.kernels",

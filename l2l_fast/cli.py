@@ -14,7 +14,8 @@ def _pretrain(args: argparse.Namespace) -> int:
     from .data import fashion_mnist
     from .models import MAE
     from .presets import FASHION_MNIST_MAE
-    from .pretrain import pretrain_mae
+    from .adapters import MAEAdapter
+    from .pretrain import pretrain
 
     if args.family != "mae":
         raise SystemExit(f"--family {args.family}: only 'mae' is available so far")
@@ -23,8 +24,8 @@ def _pretrain(args: argparse.Namespace) -> int:
     model = MAE(**FASHION_MNIST_MAE)
     state = Path(args.out).with_suffix(".state.safetensors")
     started = time.perf_counter()
-    losses = pretrain_mae(
-        model, images, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+    losses = pretrain(
+        MAEAdapter(model), images, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
         seed=args.seed, state_path=state, checkpoint_every=args.checkpoint_every,
     )
     minutes = (time.perf_counter() - started) / 60

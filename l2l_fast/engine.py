@@ -111,14 +111,16 @@ def unlearn(
             retain_images = retain_source.batch(retain_sampler.next()).to(device)
             forget_images = forget_source.batch(forget_sampler.next()).to(device)
             corruption = adapter.draw(spec, 2 * batch_size, generator)
-            keep = adapter.noise_keep(corruption)
+            forget_corruption = adapter.select(corruption, slice(batch_size, None))
+            keep = adapter.noise_keep(forget_corruption)
             noise = noise_images(
                 forget_images, seed=seed, offset=step * noise_numel, stats=noise_stats,
-                clamp=noise_clamp,
-                keep=None if keep is None else keep[batch_size:].to(device, forget_images.dtype),
+                clamp=noise_clamp, keep=None if keep is None else keep.to(device, forget_images.dtype),
             )
-            target = teacher_targets(adapter, teacher, retain_images, noise, corruption)
-            student = adapter.encode(encoder, torch.cat([retain_images, forget_images]), corruption)
+            real = adapter.prepare(torch.cat([retain_images, forget_images]))
+            noise = adapter.prepare(adapter.noise_input(forget_images, noise, forget_corruption))
+            target = teacher_targets(adapter, teacher, adapter.take(real, slice(0, batch_size)), noise, corruption)
+            student = adapter.encode(encoder, real, corruption)
             per_sample = per_sample_distance(student, target, weights, distance)
             loss = per_sample.sum()
             if not torch.isfinite(loss):

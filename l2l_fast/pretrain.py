@@ -9,14 +9,14 @@ import torch
 from tqdm.auto import tqdm
 
 from . import checkpoint
-from .masks import parse_mask, patch_keep
+from .masks import parse_mask
 from .optim import adamw, set_lr, warmup_cosine
 
 PRETRAIN_MASKS = ("random:0.75", "inpaint:3", "outpaint:3")
 
 
-def pretrain_mae(
-    model,
+def pretrain(
+    adapter,
     images: torch.Tensor,
     *,
     steps: int,
@@ -28,11 +28,14 @@ def pretrain_mae(
     checkpoint_every: int = 500,
     progress: bool = True,
 ) -> list[float]:
-    """Train an MAE on `images`, cycling through `masks` (one spec per step).
+    """Train a generator with its own loss (`adapter.task_loss`) on `images`,
+    cycling through `masks` (one spec per step). Parameters with requires_grad
+    are trained (a frozen tokenizer stays frozen).
 
     With `state_path`, the training state is saved there every `checkpoint_every`
     steps and a run finding one resumes from it.
     """
+    model = adapter.model
     specs = [parse_mask(m, "masks") for m in masks]
     generator = torch.Generator().manual_seed(seed)
     optimizer = adamw(model.named_parameters(), lr)
@@ -49,8 +52,8 @@ def pretrain_mae(
     for step in bar:
         set_lr(optimizer, lr * warmup_cosine(step, steps, warmup))
         index = torch.randint(images.shape[0], (batch_size,), generator=generator)
-        keep = patch_keep(specs[step % len(specs)], model.grid, batch_size, generator)
-        loss = model.loss(images[index], keep)
+        corruption = adapter.draw(specs[step % len(specs)], batch_size, generator)
+        loss = adapter.task_loss(images[index], corruption)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

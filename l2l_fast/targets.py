@@ -31,6 +31,6 @@ def noise_images(
 
 
 @torch.no_grad()
-def teacher_targets(adapter, teacher: nn.Module, retain: torch.Tensor, noise: torch.Tensor, corruption):
-    """E_0 on [T(x_R); T(n_F)] in a single pass."""
-    return adapter.encode(teacher, torch.cat([retain, noise]), corruption)
+def teacher_targets(adapter, teacher: nn.Module, retain, noise, corruption):
+    """E_0 on [T(x_R); T(n_F)] in a single pass (inputs already prepared)."""
+    return adapter.encode(teacher, adapter.concat(retain, noise), corruption)

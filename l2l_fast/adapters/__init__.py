@@ -1,0 +1,28 @@
+"""Adapters for the built-in generator families, and `adapt` for any model."""
+from __future__ import annotations
+
+from typing import Optional
+
+from torch import nn
+
+from ..models import MAE
+from .base import Adapter, Embedding
+from .mae import MAEAdapter
+
+# (model class, its adapter), checked in order.
+BUILT_IN = [(MAE, MAEAdapter)]
+
+__all__ = ["Adapter", "Embedding", "MAEAdapter", "adapter_for"]
+
+
+def adapter_for(model: nn.Module, adapter: Optional[Adapter] = None) -> Adapter:
+    if adapter is not None:
+        return adapter
+    for model_type, adapter_type in BUILT_IN:
+        if isinstance(model, model_type):
+            return adapter_type(model)
+    known = ", ".join(m.__name__ for m, _ in BUILT_IN)
+    raise TypeError(
+        f"model: no built-in adapter for {type(model).__name__}; pass adapter= "
+        f"(built-in models: {known})"
+    )

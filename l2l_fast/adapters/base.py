@@ -1,0 +1,66 @@
+"""The adapter interface: the one place that knows how a generator splits into
+corruption T, encoder E and decoder D. The engine sees only this interface."""
+from __future__ import annotations
+
+from typing import Optional, Union
+
+import torch
+from torch import nn
+
+from ..masks import MaskSpec
+
+Embedding = Union[torch.Tensor, list[torch.Tensor]]
+
+
+class Adapter:
+    """How to corrupt, encode and generate with one generator.
+
+    A step of unlearning, in these terms (R retain, F forget images):
+        c       = draw(spec, |R| + |F|, generator)          one corruption per sample
+        real    = prepare(cat(x_R, x_F))                    once per real image (VQ: tokens)
+        n_F     = gaussian_target(x_F, keep=noise_keep(c_F))
+        noise   = prepare(noise_input(x_F, n_F, c_F))       only for forget samples
+        target  = encode(teacher, concat(real[:R], noise), c)
+        student = encode(encoder, real, c)
+    """
+
+    model: nn.Module
+    encoder: nn.Module
+    image_shape: tuple[int, int, int]  # (C, H, W) the model takes
+
+    def draw(self, spec: MaskSpec, batch: int, generator: torch.Generator):
+        """Draw one corruption per sample (shared by a sample's student and teacher inputs)."""
+        raise NotImplementedError
+
+    def select(self, corruption, index: slice):
+        """The corruption of a sub-batch."""
+        return corruption[index]
+
+    def noise_keep(self, corruption) -> Optional[torch.Tensor]:
+        """Pixel mask for gaussian_target's `keep` (1 = noise kept, 0 = fill), or None."""
+        return None
+
+    def noise_input(self, images: torch.Tensor, noise: torch.Tensor, corruption) -> torch.Tensor:
+        """The image standing for n_x, from the forget images and their noise."""
+        return noise
+
+    def prepare(self, images: torch.Tensor):
+        """Frozen preprocessing shared by student and teacher (VQ: tokenize)."""
+        return images
+
+    def concat(self, first, second):
+        return torch.cat([first, second])
+
+    def take(self, prepared, index: slice):
+        return prepared[index]
+
+    def encode(self, encoder: nn.Module, inputs, corruption) -> Embedding:
+        raise NotImplementedError
+
+    def generate(self, images: torch.Tensor, corruption) -> torch.Tensor:
+        """Fill the corrupted region of `images`; the rest is the input, exactly."""
+        raise NotImplementedError
+
+    def task_loss(self, images: torch.Tensor, corruption) -> torch.Tensor:
+        """The family's own training loss (scalar)."""
+        raise NotImplementedError

@@ -1,0 +1,30 @@
+"""MAE: T drops the hidden patches, E is the ViT encoder, D the MAE decoder."""
+from __future__ import annotations
+
+from ..masks import patch_keep, pixel_keep
+from ..models import MAE
+from .base import Adapter
+
+
+class MAEAdapter(Adapter):
+    """MAE: T drops the hidden patches, E is the ViT encoder, D the MAE decoder."""
+
+    def __init__(self, model: MAE):
+        self.model = model
+        self.encoder = model.encoder
+        self.image_shape = (model.in_chans, model.img_size, model.img_size)
+
+    def draw(self, spec, batch, generator):
+        return patch_keep(spec, self.model.grid, batch, generator)
+
+    def noise_keep(self, corruption):
+        return pixel_keep(corruption, self.model.grid, self.model.patch_size)
+
+    def encode(self, encoder, images, corruption):
+        return encoder(images, corruption.to(images.device))
+
+    def generate(self, images, corruption):
+        return self.model.generate(images, corruption.to(images.device))
+
+    def task_loss(self, images, corruption):
+        return self.model.loss(images, corruption.to(images.device))
