@@ -1,7 +1,8 @@
 """`unlearn`: tune only the encoder so that forget images embed like Gaussian noise
-and retain images embed as before (DESIGN §1)."""
+and retain images embed as before (DESIGN §1), or run one of the paper's baselines."""
 from __future__ import annotations
 
+import copy
 import numbers
 from typing import Callable, Optional
 
@@ -11,11 +12,12 @@ from tqdm.auto import tqdm
 
 from .adapters import Adapter, adapter_for
 from .data.source import EpochSampler, ImageSource
+from . import objectives
 from .masks import parse_mask
-from .objectives import per_sample_distance, sample_weights
+from .objectives import ENCODER_METHODS, METHODS, StepInputs
 from .ops._checks import DISTANCES, STATS
 from .optim import WEIGHT_DECAY, adamw, set_lr, warmup_cosine
-from .targets import frozen_teacher, noise_images, teacher_targets
+from .targets import frozen_teacher
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -54,6 +56,7 @@ def unlearn(
     warmup_steps: Optional[int] = None,
     weight_decay: float = WEIGHT_DECAY,
     grad_clip: Optional[float] = 3.0,
+    method: str = "ours",
     adapter: Optional[Adapter] = None,
     progress: bool = True,
     callback: Optional[Callable[[dict], None]] = None,
@@ -64,6 +67,10 @@ def unlearn(
     (image, label) pairs. Each step draws `batch_size` forget and `batch_size`
     retain images. lr defaults to 1e-4 * (2 * batch_size) / 256. `callback`, if
     given, receives {step, loss, retain, forget, lr} after every step.
+
+    method: "ours" (the paper's encoder-space objective) or a baseline of the
+    paper: "max_loss", "noisy_label", "retain_label" (whole model, the family's
+    own loss) or "random_encoder" (encoder only, Gaussian embedding targets).
     """
     adapter = adapter_for(model, adapter)
     forget_source = ImageSource(forget, "forget")
@@ -77,6 +84,8 @@ def unlearn(
     _check_number(lr, "lr", 0.0, strict=True)
     if distance not in DISTANCES:
         raise ValueError(f"distance must be one of {DISTANCES}, got {distance!r}")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if noise_stats not in STATS:
         raise ValueError(f"noise_stats must be one of {STATS}, got {noise_stats!r}")
     for source in (forget_source, retain_source):
@@ -91,38 +100,30 @@ def unlearn(
     device = torch.device(device) if device is not None else _default_device(model)
     was_training = model.training
     model.to(device)
-    encoder = adapter.encoder
-    teacher = frozen_teacher(encoder)
-    optimizer = adamw(encoder.named_parameters(), lr, weight_decay)
-    trainable = [p for p in encoder.parameters() if p.requires_grad]
+    step_loss, trainable_module = _method_step(method, model, adapter)
+    optimizer = adamw(trainable_module.named_parameters(), lr, weight_decay)
+    trainable = [p for p in trainable_module.parameters() if p.requires_grad]
 
     generator = torch.Generator().manual_seed(seed)
     forget_sampler = EpochSampler(len(forget_source), batch_size, generator)
     retain_sampler = EpochSampler(len(retain_source), batch_size, generator)
-    weights = sample_weights(batch_size, batch_size, alpha, device)
     noise_numel = batch_size * int(torch.Size(adapter.image_shape).numel())
 
-    encoder.train()
-    bar = tqdm(range(steps), desc="unlearn", disable=not progress)
+    trainable_module.train()
+    bar = tqdm(range(steps), desc=f"unlearn ({method})", disable=not progress)
     try:
         for step in bar:
             step_lr = lr * warmup_cosine(step, steps, warmup_steps)
             set_lr(optimizer, step_lr)
-            retain_images = retain_source.batch(retain_sampler.next()).to(device)
-            forget_images = forget_source.batch(forget_sampler.next()).to(device)
-            corruption = adapter.draw(spec, 2 * batch_size, generator)
-            forget_corruption = adapter.select(corruption, slice(batch_size, None))
-            keep = adapter.noise_keep(forget_corruption)
-            noise = noise_images(
-                forget_images, seed=seed, offset=step * noise_numel, stats=noise_stats,
-                clamp=noise_clamp, keep=None if keep is None else keep.to(device, forget_images.dtype),
+            inputs = StepInputs(
+                adapter=adapter,
+                retain=retain_source.batch(retain_sampler.next()).to(device),
+                forget=forget_source.batch(forget_sampler.next()).to(device),
+                corruption=adapter.draw(spec, 2 * batch_size, generator),
+                alpha=float(alpha), distance=distance, noise_seed=seed,
+                noise_offset=step * noise_numel, noise_stats=noise_stats, noise_clamp=noise_clamp,
             )
-            real = adapter.prepare(torch.cat([retain_images, forget_images]))
-            noise = adapter.prepare(adapter.noise_input(forget_images, noise, forget_corruption))
-            target = teacher_targets(adapter, teacher, adapter.take(real, slice(0, batch_size)), noise, corruption)
-            student = adapter.encode(encoder, real, corruption)
-            per_sample = per_sample_distance(student, target, weights, distance)
-            loss = per_sample.sum()
+            loss, retain_term, forget_term = step_loss(inputs)
             if not torch.isfinite(loss):
                 raise NonFiniteLossError(f"non-finite loss ({loss.item()}) at step {step}; "
                                          f"the model keeps its weights from step {step - 1}")
@@ -133,13 +134,26 @@ def unlearn(
                 raise NonFiniteLossError(f"non-finite gradient at step {step}; "
                                          f"the model keeps its weights from step {step - 1}")
             optimizer.step()
-            retain_term = per_sample[:batch_size].sum().item()
-            forget_term = per_sample[batch_size:].sum().item() / alpha if alpha > 0 else float("nan")
-            bar.set_postfix(retain=f"{retain_term:.4f}", forget=f"{forget_term:.4f}")
+            record = {"step": step, "loss": loss.item(), "retain": retain_term.item(),
+                      "forget": forget_term.item(), "lr": step_lr}
+            bar.set_postfix(retain=f"{record['retain']:.4f}", forget=f"{record['forget']:.4f}")
             if callback is not None:
-                callback({"step": step, "loss": loss.item(), "retain": retain_term,
-                          "forget": forget_term, "lr": step_lr})
+                callback(record)
     finally:
         optimizer.zero_grad(set_to_none=True)
         model.train(was_training)
     return model
+
+
+def _method_step(method: str, model: nn.Module, adapter: Adapter):
+    """(step -> (loss, retain term, forget term), the module whose parameters train)."""
+    if method in ENCODER_METHODS:
+        teacher = frozen_teacher(adapter.encoder)
+        function = objectives.ours if method == "ours" else objectives.random_encoder
+        return (lambda inputs: function(inputs, adapter.encoder, teacher)), adapter.encoder
+    if method == "retain_label":
+        original = copy.copy(adapter)
+        original.model = copy.deepcopy(model).eval().requires_grad_(False)
+        return (lambda inputs: objectives.retain_label(inputs, original)), model
+    function = objectives.max_loss if method == "max_loss" else objectives.noisy_label
+    return function, model

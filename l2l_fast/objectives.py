@@ -1,15 +1,23 @@
-"""The unlearning objective of DESIGN §1:
+"""The unlearning objective of DESIGN §1 and the paper's baselines.
 
-    L = mean_{x in R} d(E_θ(T(x)), E_0(T(x))) + α · mean_{x in F} d(E_θ(T(x)), E_0(T(n_x)))
+    ours: L = mean_{x in R} d(E_θ(T(x)), E_0(T(x))) + α · mean_{x in F} d(E_θ(T(x)), E_0(T(n_x)))
 
 The two means and α live in per-sample weights, so the loss is the plain sum
 of the fused per-sample distances (and its backward needs no rescaling).
+Every method returns (loss, retain term, forget term) for one step.
 """
 from __future__ import annotations
 
-import torch
+from dataclasses import dataclass
+from typing import Any, Optional
 
-from .ops import encoder_distance, encoder_distance_multi
+import torch
+from torch import nn
+
+from .ops import encoder_distance, encoder_distance_multi, gaussian_target
+
+METHODS = ("ours", "max_loss", "noisy_label", "retain_label", "random_encoder")
+ENCODER_METHODS = ("ours", "random_encoder")
 
 
 def sample_weights(num_retain: int, num_forget: int, alpha: float, device) -> torch.Tensor:
@@ -25,3 +33,114 @@ def per_sample_distance(student, target, weight: torch.Tensor, distance: str) ->
     if isinstance(student, (list, tuple)):
         return encoder_distance_multi(student, [t.detach() for t in target], weight, distance=distance)
     return encoder_distance(student, target.detach(), weight, distance=distance)
+
+
+@dataclass
+class StepInputs:
+    """One step's data: R retain and F forget images and their corruptions."""
+
+    adapter: Any
+    retain: torch.Tensor
+    forget: torch.Tensor
+    corruption: Any  # for the R + F samples, retain first
+    alpha: float
+    distance: str
+    noise_seed: int
+    noise_offset: int
+    noise_stats: str
+    noise_clamp: Optional[tuple[float, float]]
+
+    @property
+    def num_retain(self) -> int:
+        return self.retain.shape[0]
+
+    def part(self, which: str):
+        index = slice(0, self.num_retain) if which == "retain" else slice(self.num_retain, None)
+        return self.adapter.select(self.corruption, index)
+
+    def noise(self, like: torch.Tensor, keep: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if keep is not None:
+            keep = keep.to(like.device, like.dtype)
+        return gaussian_target(like, seed=self.noise_seed, offset=self.noise_offset,
+                               stats=self.noise_stats, clamp=self.noise_clamp, keep=keep)
+
+
+def _split(per_sample: torch.Tensor, num_retain: int, alpha: float):
+    retain = per_sample[:num_retain].sum()
+    forget = per_sample[num_retain:].sum() / alpha if alpha > 0 else per_sample.new_tensor(float("nan"))
+    return per_sample.sum(), retain.detach(), forget.detach()
+
+
+def _encode_real(s: StepInputs, encoder: nn.Module):
+    real = s.adapter.prepare(torch.cat([s.retain, s.forget]))
+    return real, s.adapter.encode(encoder, real, s.corruption)
+
+
+def ours(s: StepInputs, encoder: nn.Module, teacher: nn.Module):
+    """E_θ(T(x)) towards E_0 on the mixed batch [T(x_R); T(n_F)], one teacher pass."""
+    real, student = _encode_real(s, encoder)
+    forget_corruption = s.part("forget")
+    noise = s.noise(s.forget, s.adapter.noise_keep(forget_corruption))
+    noise = s.adapter.prepare(s.adapter.noise_input(s.forget, noise, forget_corruption))
+    with torch.no_grad():
+        mixed = s.adapter.concat(s.adapter.take(real, slice(0, s.num_retain)), noise)
+        target = s.adapter.encode(teacher, mixed, s.corruption)
+    weights = sample_weights(s.num_retain, s.forget.shape[0], s.alpha, s.retain.device)
+    return _split(per_sample_distance(student, target, weights, s.distance), s.num_retain, s.alpha)
+
+
+def _gaussian_like(embedding, s: StepInputs):
+    """Gaussian vectors with the batch statistics of each embedding (map)."""
+    if isinstance(embedding, (list, tuple)):
+        return [gaussian_target(e, seed=s.noise_seed, offset=s.noise_offset, stats="batch") for e in embedding]
+    return gaussian_target(embedding, seed=s.noise_seed, offset=s.noise_offset, stats="batch")
+
+
+def _rows(embedding, index: slice):
+    if isinstance(embedding, (list, tuple)):
+        return [e[index] for e in embedding]
+    return embedding[index]
+
+
+def _cat(first, second):
+    if isinstance(first, (list, tuple)):
+        return [torch.cat([a, b]) for a, b in zip(first, second)]
+    return torch.cat([first, second])
+
+
+def random_encoder(s: StepInputs, encoder: nn.Module, teacher: nn.Module):
+    """Forget targets: Gaussian vectors with the statistics of the teacher's embeddings."""
+    real, student = _encode_real(s, encoder)
+    with torch.no_grad():
+        teacher_out = s.adapter.encode(teacher, real, s.corruption)
+        retain_part = _rows(teacher_out, slice(0, s.num_retain))
+        forget_part = _gaussian_like(_rows(teacher_out, slice(s.num_retain, None)), s)
+        target = _cat(retain_part, forget_part)
+    weights = sample_weights(s.num_retain, s.forget.shape[0], s.alpha, s.retain.device)
+    return _split(per_sample_distance(student, target, weights, s.distance), s.num_retain, s.alpha)
+
+
+def max_loss(s: StepInputs):
+    """Whole model: task_loss(R) − α · task_loss(F)."""
+    retain = s.adapter.task_loss(s.retain, s.part("retain"))
+    forget = s.adapter.task_loss(s.forget, s.part("forget"))
+    return retain - s.alpha * forget, retain.detach(), forget.detach()
+
+
+def noisy_label(s: StepInputs):
+    """Whole model: task_loss(R) + α · task_loss(F with Gaussian-noise targets)."""
+    retain = s.adapter.task_loss(s.retain, s.part("retain"))
+    forget = s.adapter.task_loss(s.forget, s.part("forget"), targets=s.noise(s.forget))
+    return retain + s.alpha * forget, retain.detach(), forget.detach()
+
+
+def retain_label(s: StepInputs, original):
+    """Whole model: forget samples take the original model's outputs on retain samples as targets."""
+    retain = s.adapter.task_loss(s.retain, s.part("retain"))
+    count = s.forget.shape[0]
+    if count > s.num_retain:
+        raise ValueError("retain_label needs at least as many retain as forget images per step")
+    with torch.no_grad():
+        targets = original.generate(s.retain[:count], s.adapter.select(s.corruption, slice(0, count)))
+    forget = s.adapter.task_loss(s.forget, s.part("forget"), targets=targets)
+    return retain + s.alpha * forget, retain.detach(), forget.detach()

@@ -94,9 +94,9 @@ def test_step_follows_the_design():
     alpha, batch, seed = 0.5, 4, 3
     l2l_fast.unlearn(model, FORGET, RETAIN, adapter=adapter, alpha=alpha, seed=seed, callback=log.append,
                      **{**RUN, "steps": 2, "batch_size": batch})
-    assert [c[0] for c in adapter.calls] == [True, False, True, False]  # teacher once per step
-    teacher_in, teacher_keep = adapter.calls[0][1], adapter.calls[0][2]
-    student_in, student_keep = adapter.calls[1][1], adapter.calls[1][2]
+    assert [c[0] for c in adapter.calls] == [False, True, False, True]  # teacher once per step
+    student_in, student_keep = adapter.calls[0][1], adapter.calls[0][2]
+    teacher_in, teacher_keep = adapter.calls[1][1], adapter.calls[1][2]
     assert teacher_in.shape[0] == 2 * batch and torch.equal(teacher_keep, student_keep)
     assert torch.equal(teacher_in[:batch], student_in[:batch])  # retain images in both
     forget = student_in[batch:]
@@ -113,7 +113,7 @@ def test_step_follows_the_design():
     assert log[0]["retain"] == pytest.approx(0.0, abs=1e-7)
     assert log[0]["loss"] == pytest.approx(expected.item(), rel=1e-4)
     # step 1 draws different noise (offset advances by the batch's numel)
-    assert not torch.allclose(adapter.calls[2][1][batch:], teacher_in[batch:])
+    assert not torch.allclose(adapter.calls[3][1][batch:], teacher_in[batch:])
 
 
 @pytest.mark.parametrize("kwargs, argument", [

@@ -7,12 +7,13 @@ from torch import nn
 
 from ..models import MAE
 from .base import Adapter, Embedding
+from .custom import CustomAdapter, adapt
 from .mae import MAEAdapter
 
 # (model class, its adapter), checked in order.
 BUILT_IN = [(MAE, MAEAdapter)]
 
-__all__ = ["Adapter", "Embedding", "MAEAdapter", "adapter_for"]
+__all__ = ["Adapter", "Embedding", "MAEAdapter", "CustomAdapter", "adapt", "adapter_for"]
 
 
 def adapter_for(model: nn.Module, adapter: Optional[Adapter] = None) -> Adapter:
@@ -23,6 +24,6 @@ def adapter_for(model: nn.Module, adapter: Optional[Adapter] = None) -> Adapter:
             return adapter_type(model)
     known = ", ".join(m.__name__ for m, _ in BUILT_IN)
     raise TypeError(
-        f"model: no built-in adapter for {type(model).__name__}; pass adapter= "
+        f"model: no built-in adapter for {type(model).__name__}; pass adapter=l2l_fast.adapt(...) "
         f"(built-in models: {known})"
     )

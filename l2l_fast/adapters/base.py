@@ -61,6 +61,7 @@ class Adapter:
         """Fill the corrupted region of `images`; the rest is the input, exactly."""
         raise NotImplementedError
 
-    def task_loss(self, images: torch.Tensor, corruption) -> torch.Tensor:
-        """The family's own training loss (scalar)."""
+    def task_loss(self, images: torch.Tensor, corruption, targets: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The family's own training loss (scalar): fill the hole of T(images) with
+        `targets` (default: the images themselves)."""
         raise NotImplementedError

@@ -6,6 +6,8 @@ Submodule and parameter names follow facebookresearch/mae under `encoder.` and
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -206,9 +208,11 @@ class MAE(nn.Module):
         """Predicted patches [B, L, p*p*C] for every position."""
         return self.decoder(self.encoder(images, keep), keep)
 
-    def loss(self, images: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-        """MAE's training loss: pixel MSE on the hidden patches."""
-        error = (self(images, keep) - self.patchify(images)).square().mean(dim=-1)
+    def loss(self, images: torch.Tensor, keep: torch.Tensor, targets: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """MAE's training loss: pixel MSE on the hidden patches (against `targets`
+        instead of the images when given)."""
+        targets = images if targets is None else targets
+        error = (self(images, keep) - self.patchify(targets)).square().mean(dim=-1)
         hidden = (~keep).float()
         return (error * hidden).sum() / hidden.sum().clamp_min(1.0)
 
