@@ -56,3 +56,41 @@ def test_mixed_visible_counts_are_rejected(model):
     keep[0, 0] = False
     with pytest.raises(ValueError, match="same number"):
         model.encoder(torch.rand(2, 2, 16, 16), keep)
+
+
+def official_state(model: MAE) -> dict:
+    """The state dict an official facebookresearch/mae checkpoint of this size holds."""
+    names = {}
+    for key, value in model.state_dict().items():
+        names[key.split(".", 1)[1]] = value.clone()
+    return {"model": names}
+
+
+def test_official_checkpoint_loads(tmp_path, model):
+    from l2l_fast.models.mae_official import load_official_mae
+
+    state = official_state(model)
+    assert {"cls_token", "pos_embed", "patch_embed.proj.weight", "blocks.0.attn.qkv.weight", "norm.weight",
+            "mask_token", "decoder_embed.weight", "decoder_blocks.0.mlp.fc2.bias", "decoder_pred.weight"} <= set(state["model"])
+    torch.save(state, tmp_path / "mae_visualize_tiny.pth")
+    loaded = load_official_mae(tmp_path / "mae_visualize_tiny.pth", model=MAE(**TINY)).eval()
+    x = torch.rand(2, 2, 16, 16)
+    keep = patch_keep(parse_mask("inpaint:2"), model.grid, 2)
+    assert torch.equal(loaded(x, keep), model(x, keep))
+
+
+def test_official_checkpoint_mismatch_lists_keys_and_shapes(model):
+    from l2l_fast.models.mae_official import load_official_mae
+
+    state = official_state(model)["model"]
+    del state["decoder_pred.weight"]
+    state["blocks.0.attn.qkv.weight"] = torch.zeros(3, 3)
+    state["head.weight"] = torch.zeros(1)
+    with pytest.raises(ValueError) as info:
+        load_official_mae(state, model=MAE(**TINY))
+    message = str(info.value)
+    assert "missing keys: decoder.decoder_pred.weight" in message
+    assert "unexpected keys: encoder.head.weight" in message
+    assert "encoder.blocks.0.attn.qkv.weight: checkpoint [3, 3] vs model [96, 32]" in message
+    with pytest.raises(ValueError, match="arch must be one of"):
+        load_official_mae(state, arch="mae_vit_tiny")

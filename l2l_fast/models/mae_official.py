@@ -1,0 +1,40 @@
+"""Official MAE checkpoints (facebookresearch/mae): `{"model": state_dict}` with the
+keys of `models_mae.MaskedAutoencoderViT` (cls_token, pos_embed, patch_embed.proj,
+blocks.N.{norm1,attn.qkv,attn.proj,norm2,mlp.fc1,mlp.fc2}, norm, mask_token,
+decoder_embed, decoder_pos_embed, decoder_blocks.N.*, decoder_norm, decoder_pred).
+
+The decoder is needed for inpainting: the `mae_visualize_vit_*.pth` checkpoints
+hold it; the `mae_pretrain_vit_*.pth` ones hold the encoder only.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+from .loading import Source, load_exact, read_state_dict
+from .mae import MAE
+
+OFFICIAL_MAE = {
+    "mae_vit_base_patch16": dict(patch_size=16, embed_dim=768, depth=12, num_heads=12),
+    "mae_vit_large_patch16": dict(patch_size=16, embed_dim=1024, depth=24, num_heads=16),
+    "mae_vit_huge_patch14": dict(patch_size=14, embed_dim=1280, depth=32, num_heads=16),
+}
+OFFICIAL_DECODER = dict(decoder_embed_dim=512, decoder_depth=8, decoder_num_heads=16)
+DECODER_KEYS = ("mask_token", "decoder_")
+
+
+def official_to_l2l(state: dict) -> dict:
+    """Official key names -> this package's `encoder.` / `decoder.` names."""
+    return {
+        (f"decoder.{k}" if k.startswith(DECODER_KEYS) else f"encoder.{k}"): v for k, v in state.items()
+    }
+
+
+def load_official_mae(source: Source, arch: Optional[str] = None, model: Optional[MAE] = None,
+                      img_size: int = 224, in_chans: int = 3) -> MAE:
+    """An MAE holding an official checkpoint; give `arch` (a key of OFFICIAL_MAE) or a `model`."""
+    if model is None:
+        if arch not in OFFICIAL_MAE:
+            raise ValueError(f"arch must be one of {sorted(OFFICIAL_MAE)} (or pass model=), got {arch!r}")
+        model = MAE(img_size=img_size, in_chans=in_chans, **OFFICIAL_MAE[arch], **OFFICIAL_DECODER)
+    state = official_to_l2l(read_state_dict(source))
+    return load_exact(model, state, "official MAE checkpoint")
