@@ -15,8 +15,10 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from .models import MAE
+from .models import MAGE
 
 MODEL_FAMILIES = {"mae": MAE}
+MODEL_FAMILIES["vq"] = MAGE
 
 
 def atomic_save(tensors: dict[str, torch.Tensor], meta: dict[str, Any], path) -> Path:

@@ -1,4 +1,4 @@
-"""The `l2l-fast` command: demo | pretrain | make-demo-data."""
+"""The `l2l-fast` command: demo | unlearn | pretrain | make-demo-data."""
 from __future__ import annotations
 
 import argparse
@@ -46,6 +46,18 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _unlearn(args: argparse.Namespace) -> int:
+    from .config import ConfigError, load_config
+    from .run import run
+
+    try:
+        run(load_config(args.config), progress=not args.no_progress)
+    except ConfigError as error:
+        print(f"l2l-fast unlearn: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _make_demo_data(args: argparse.Namespace) -> int:
     from .demo import export_demo_images
 
@@ -68,6 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
                       help="held-out images per class to evaluate (default: all 100)")
     demo.add_argument("--no-progress", action="store_true")
     demo.set_defaults(run=_demo)
+
+    run = commands.add_parser("unlearn", help="unlearn as a YAML run file says")
+    run.add_argument("--config", required=True, help="run file (see l2l_fast/config.py)")
+    run.add_argument("--no-progress", action="store_true")
+    run.set_defaults(run=_unlearn)
 
     pre = commands.add_parser("pretrain", help="train a generator on Fashion-MNIST")
     pre.add_argument("--family", default="mae", choices=["mae", "vq", "diffusion"])

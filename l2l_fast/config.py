@@ -1,0 +1,124 @@
+"""Run files for `l2l-fast unlearn --config run.yaml`, validated with errors that
+name the file and the key.
+
+    model: demo                 # the shipped Fashion-MNIST MAE, or a checkpoint path
+    data:
+      dataset: fashion-mnist    # fashion-mnist | demo | folders
+      root: null                # IDX folder (fashion-mnist) or class-folder root (folders)
+      split: train              # fashion-mnist / demo
+      class_list: null          # folders: one class folder name per line
+      image_size: null          # folders: default the model's
+      forget: [0, 1]            # classes (indices, or folder names for folders)
+      retain: [2, 3, 4, 5]      # real retain classes, or a proxy set's classes
+      per_class: null           # first N images of each class
+      forget_indices: null      # individual samples to forget instead of classes
+    unlearn:                    # any keyword argument of l2l_fast.unlearn
+      steps: 300
+      batch_size: 32
+    output: unlearned.safetensors
+"""
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from .engine import unlearn
+
+TOP_KEYS = {"model", "data", "unlearn", "output"}
+DATA_DEFAULTS = dict(dataset="fashion-mnist", root=None, split="train", class_list=None, image_size=None,
+                     forget=None, retain=None, per_class=None, forget_indices=None)
+DATASETS = ("fashion-mnist", "demo", "folders")
+NOT_IN_FILES = {"model", "forget", "retain", "adapter", "callback"}
+UNLEARN_KEYS = [p for p in inspect.signature(unlearn).parameters if p not in NOT_IN_FILES]
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass
+class RunConfig:
+    model: str
+    data: dict
+    unlearn: dict
+    output: Optional[str]
+    source: str = field(default="<config>")
+
+
+def _fail(source: str, key: str, message: str):
+    raise ConfigError(f"{source}: {key} {message}")
+
+
+def _check_keys(source: str, where: str, given: dict, allowed) -> None:
+    unknown = sorted(set(given) - set(allowed))
+    if unknown:
+        _fail(source, where, f"has unknown keys {unknown}; allowed: {sorted(allowed)}")
+
+
+def _class_list(source, key, value, allow_names):
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value:
+        _fail(source, key, f"must be a non-empty list of classes, got {value!r}")
+    for item in value:
+        if isinstance(item, bool) or not (isinstance(item, int) or (allow_names and isinstance(item, str))):
+            kinds = "class indices or folder names" if allow_names else "class indices"
+            _fail(source, key, f"must list {kinds}, got {item!r}")
+    return value
+
+
+def parse_config(raw: Any, source: str = "<config>") -> RunConfig:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: the file must hold a mapping with keys {sorted(TOP_KEYS)}")
+    _check_keys(source, "the file", raw, TOP_KEYS)
+    model = raw.get("model")
+    if not isinstance(model, str) or not model:
+        _fail(source, "model", f"must be 'demo' or a checkpoint path, got {model!r}")
+    data = {**DATA_DEFAULTS, **(raw.get("data") or {})}
+    _check_keys(source, "data", data, DATA_DEFAULTS)
+    if data["dataset"] not in DATASETS:
+        _fail(source, "data.dataset", f"must be one of {DATASETS}, got {data['dataset']!r}")
+    folders = data["dataset"] == "folders"
+    if folders and (not data["root"] or not data["class_list"]):
+        _fail(source, "data", "with dataset 'folders' needs root and class_list")
+    data["forget"] = _class_list(source, "data.forget", data["forget"], folders)
+    data["retain"] = _class_list(source, "data.retain", data["retain"], folders)
+    if data["retain"] is None:
+        _fail(source, "data.retain", "is required: the classes to keep (real or proxy)")
+    indices = data["forget_indices"]
+    if (data["forget"] is None) == (indices is None):
+        _fail(source, "data", "needs exactly one of forget (classes) and forget_indices (samples)")
+    if indices is not None and (not isinstance(indices, list) or not all(isinstance(i, int) for i in indices)):
+        _fail(source, "data.forget_indices", f"must be a list of sample indices, got {indices!r}")
+    for key in ("per_class", "image_size"):
+        if data[key] is not None and (not isinstance(data[key], int) or data[key] < 1):
+            _fail(source, f"data.{key}", f"must be a positive integer, got {data[key]!r}")
+    options = dict(raw.get("unlearn") or {})
+    _check_keys(source, "unlearn", options, UNLEARN_KEYS)
+    for key in ("steps", "batch_size"):
+        if key not in options:
+            _fail(source, f"unlearn.{key}", "is required")
+    if options.get("noise_clamp") is not None:
+        clamp = options["noise_clamp"]
+        if not isinstance(clamp, list) or len(clamp) != 2:
+            _fail(source, "unlearn.noise_clamp", f"must be [lo, hi], got {clamp!r}")
+        options["noise_clamp"] = tuple(clamp)
+    output = raw.get("output")
+    if output is not None and not isinstance(output, str):
+        _fail(source, "output", f"must be a path, got {output!r}")
+    return RunConfig(model=model, data=data, unlearn=options, output=output, source=source)
+
+
+def load_config(path) -> RunConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from error
+    return parse_config(raw, str(path))

@@ -1,0 +1,67 @@
+"""Carry out a validated run file: load the model and data, unlearn, save."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from . import checkpoint
+from .config import ConfigError, RunConfig
+from .data import class_split_folders, fashion_mnist
+from .engine import unlearn
+
+
+def load_run_model(spec: str):
+    if spec == "demo":
+        from .demo import DEMO_MODEL, asset
+
+        return checkpoint.load_model(asset(DEMO_MODEL))
+    return checkpoint.load_model(spec)
+
+
+def _labelled(data: dict):
+    if data["dataset"] == "demo":
+        from .demo import load_demo_images
+
+        return load_demo_images(data["split"])
+    return fashion_mnist(data["split"], root=data["root"])
+
+
+def _by_class(images, labels, classes, per_class):
+    index = torch.cat([(labels == c).nonzero().flatten()[:per_class] for c in classes])
+    return index.sort().values
+
+
+def run_data(config: RunConfig, model):
+    """(forget, retain) for unlearn: image tensors or datasets."""
+    data = config.data
+    if data["dataset"] == "folders":
+        split = class_split_folders(
+            data["root"], data["class_list"], forget=data["forget"], retain=data["retain"],
+            image_size=data["image_size"] or model.img_size, channels=model.in_chans,
+            per_class=data["per_class"],
+        )
+        return split["forget"], split["retain"]
+    images, labels = _labelled(data)
+    retain_index = _by_class(images, labels, data["retain"], data["per_class"])
+    if data["forget_indices"] is not None:
+        forget_index = torch.tensor(data["forget_indices"])
+        if forget_index.min() < 0 or forget_index.max() >= len(images):
+            raise ConfigError(f"{config.source}: data.forget_indices must lie in [0, {len(images)})")
+        retain_index = retain_index[~torch.isin(retain_index, forget_index)]
+    else:
+        forget_index = _by_class(images, labels, data["forget"], data["per_class"])
+    return images[forget_index], images[retain_index]
+
+
+def run(config: RunConfig, progress: bool = True):
+    model = load_run_model(config.model)
+    forget, retain = run_data(config, model)
+    try:
+        unlearn(model, forget, retain, progress=progress, **config.unlearn)
+    except (ValueError, TypeError) as error:
+        raise ConfigError(f"{config.source}: unlearn: {error}") from error
+    if config.output:
+        path = checkpoint.save_model(model, Path(config.output), extra={"unlearn": config.unlearn})
+        print(f"saved the unlearned model to {path}")
+    return model

@@ -1,0 +1,93 @@
+import pytest
+import torch
+import yaml
+
+from l2l_fast import checkpoint, cli
+from l2l_fast.config import ConfigError, load_config, parse_config
+
+BASE = {
+    "model": "demo",
+    "data": {"dataset": "demo", "forget": [0], "retain": [2, 3], "per_class": 6},
+    "unlearn": {"steps": 2, "batch_size": 4, "lr": 1e-3, "mask": "inpaint:3"},
+}
+
+
+def with_changes(**sections):
+    raw = {k: (dict(v) if isinstance(v, dict) else v) for k, v in BASE.items()}
+    for section, changes in sections.items():
+        if isinstance(changes, dict):
+            raw[section] = {**raw.get(section, {}), **changes}
+        else:
+            raw[section] = changes
+    return raw
+
+
+@pytest.mark.parametrize("raw, message", [
+    ([1, 2], "must hold a mapping"),
+    (with_changes(extra=1), r"the file has unknown keys \['extra'\]"),
+    (with_changes(model=3), "model must be 'demo' or a checkpoint path"),
+    (with_changes(data={"dataset": "mnist"}), "data.dataset must be one of"),
+    (with_changes(data={"colour": "red"}), r"data has unknown keys \['colour'\]"),
+    (with_changes(data={"forget": 0}), "data.forget must be a non-empty list"),
+    (with_changes(data={"forget": ["shirt"]}), "data.forget must list class indices"),
+    (with_changes(data={"forget_indices": [1, 2]}), "exactly one of forget"),
+    (with_changes(data={"retain": None}), "data.retain is required"),
+    (with_changes(data={"dataset": "folders"}), "needs root and class_list"),
+    (with_changes(data={"per_class": 0}), "data.per_class must be a positive integer"),
+    (with_changes(unlearn={"learning_rate": 1.0}), r"unlearn has unknown keys \['learning_rate'\]"),
+    (with_changes(unlearn={"noise_clamp": 1}), r"unlearn.noise_clamp must be \[lo, hi\]"),
+    ({**BASE, "unlearn": {"batch_size": 4}}, "unlearn.steps is required"),
+])
+def test_validation_errors_name_the_key(raw, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_config(raw, "run.yaml")
+
+
+def test_every_unlearn_argument_is_accepted():
+    options = {"steps": 1, "batch_size": 2, "alpha": 0.1, "lr": 1e-3, "mask": "outpaint:3", "seed": 4,
+               "device": "cpu", "distance": "l2", "noise_stats": "sample", "noise_clamp": [0, 1],
+               "warmup_steps": 1, "weight_decay": 0.0, "grad_clip": 1.0, "method": "max_loss", "progress": False}
+    config = parse_config(with_changes(unlearn=options))
+    assert config.unlearn["noise_clamp"] == (0, 1)
+
+
+def test_missing_and_invalid_files(tmp_path):
+    with pytest.raises(ConfigError, match="no such config file"):
+        load_config(tmp_path / "none.yaml")
+    (tmp_path / "bad.yaml").write_text("model: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(tmp_path / "bad.yaml")
+
+
+def test_unlearn_command_runs_and_saves(tmp_path, capsys):
+    out = tmp_path / "unlearned.safetensors"
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump({**BASE, "output": str(out)}))
+    assert cli.main(["unlearn", "--config", str(path), "--no-progress"]) == 0
+    model = checkpoint.load_model(out)
+    from l2l_fast.demo import DEMO_MODEL, asset
+
+    original = checkpoint.load_model(asset(DEMO_MODEL))
+    assert all(torch.equal(v, original.decoder.state_dict()[k]) for k, v in model.decoder.state_dict().items())
+    assert not torch.equal(model.encoder.blocks[0].mlp.fc1.weight, original.encoder.blocks[0].mlp.fc1.weight)
+    assert "saved the unlearned model" in capsys.readouterr().out
+
+
+def test_unlearn_errors_come_back_with_the_file_name(tmp_path, capsys):
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(with_changes(unlearn={"alpha": -1.0})))
+    assert cli.main(["unlearn", "--config", str(path), "--no-progress"]) == 2
+    assert "run.yaml: unlearn: alpha must be >= 0" in capsys.readouterr().err
+
+
+def test_forget_individual_samples(tmp_path):
+    from l2l_fast.run import run_data
+    from l2l_fast.demo import load_demo_images
+
+    images, labels = load_demo_images("train")
+    retain_class = int(labels[5])
+    config = parse_config(with_changes(data={"forget": None, "forget_indices": [5, 7], "retain": [retain_class],
+                                             "per_class": None}))
+    forget, retain = run_data(config, None)
+    assert torch.equal(forget, images[[5, 7]])
+    assert len(retain) == int((labels == retain_class).sum()) - int((labels[[5, 7]] == retain_class).sum())
