@@ -7,6 +7,7 @@
 #include <c10/util/StringUtil.h>
 
 #include <optional>
+#include <ostream>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -22,7 +23,22 @@ inline std::string dtype_name(at::ScalarType t) {
   return c10::str("torch.", c10::getDtypeNames(t).first);
 }
 
-inline void check_float_dtype(const at::Tensor& t, const char* op, const std::string& name) {
+// An argument's name in messages: "students[2]", or "student" (index < 0).
+// Formatted only when a check fails.
+struct ArgName {
+  const char* base;
+  int64_t index = -1;
+};
+
+inline std::ostream& operator<<(std::ostream& os, const ArgName& n) {
+  os << n.base;
+  if (n.index >= 0) {
+    os << "[" << n.index << "]";
+  }
+  return os;
+}
+
+inline void check_float_dtype(const at::Tensor& t, const char* op, const ArgName& name) {
   TORCH_CHECK_TYPE(
       is_supported_float(t.scalar_type()), op, ": ", name,
       " must be a floating-point tensor (float32, bfloat16, float16 or float64), got ",
@@ -41,8 +57,8 @@ inline bool parse_distance(std::string_view distance, const char* op) {
 
 // Checks one (student, target) pair; returns the batch size.
 inline int64_t check_distance_pair(
-    const at::Tensor& student, const at::Tensor& target, const char* op,
-    const std::string& s_name, const std::string& t_name) {
+    const at::Tensor& student, const at::Tensor& target, const char* op, const ArgName& s_name,
+    const ArgName& t_name) {
   TORCH_CHECK_VALUE(
       student.dim() >= 1, op, ": ", s_name, " must have a batch dimension [B, ...], got a 0-d tensor");
   check_float_dtype(student, op, s_name);
@@ -81,10 +97,6 @@ inline at::Tensor check_weight(
   return w.to(at::kFloat).contiguous();
 }
 
-inline std::string indexed(const char* name, size_t i) {
-  return c10::str(name, "[", i, "]");
-}
-
 enum class Stats { kBatch, kSample, kChannel, kStandard };
 
 inline Stats parse_stats(std::string_view stats, const char* op) {
@@ -108,7 +120,7 @@ struct BCS {
 inline BCS check_gaussian_args(
     const at::Tensor& x, int64_t offset, const std::optional<at::Tensor>& keep, const char* op) {
   TORCH_CHECK_VALUE(x.dim() >= 1, op, ": x must have a batch dimension [B, ...], got a 0-d tensor");
-  check_float_dtype(x, op, "x");
+  check_float_dtype(x, op, {"x"});
   TORCH_CHECK_VALUE(x.size(0) > 0 && x.numel() > 0, op, ": empty batch: x has shape ", x.sizes());
   TORCH_CHECK_VALUE(offset >= 0, op, ": offset must be >= 0, got ", offset);
   if (keep.has_value() && keep->defined()) {

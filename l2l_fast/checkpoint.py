@@ -15,9 +15,11 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from .models import MAE
+from .models import PaletteUNet
 from .models import MAGE
 
 MODEL_FAMILIES = {"mae": MAE}
+MODEL_FAMILIES["diffusion"] = PaletteUNet
 MODEL_FAMILIES["vq"] = MAGE
 
 

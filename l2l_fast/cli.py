@@ -1,4 +1,4 @@
-"""The `l2l-fast` command: demo | unlearn | pretrain | make-demo-data."""
+"""The `l2l-fast` command: demo | unlearn | eval | report | pretrain | train-classifier | make-demo-data."""
 from __future__ import annotations
 
 import argparse
@@ -58,6 +58,64 @@ def _unlearn(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval(args: argparse.Namespace) -> int:
+    import json
+
+    import torch
+
+    from .adapters import adapter_for
+    from .data import fashion_mnist
+    from .evaluate import evaluate
+    from .metrics import load_classifier
+    from .run import load_run_model
+
+    names = args.names or [Path(m).stem for m in args.model]
+    if len(names) != len(args.model):
+        raise SystemExit("--names must give one name per --model")
+    images, labels = fashion_mnist("test", root=args.root)
+    sets = {key: (images[torch.isin(labels, torch.tensor(c))], labels[torch.isin(labels, torch.tensor(c))])
+            for key, c in (("R", args.retain), ("F", args.forget))}
+    classifier = load_classifier(args.classifier) if args.classifier else load_classifier()
+    rows = []
+    for name, spec in zip(names, args.model):
+        adapter = adapter_for(load_run_model(spec))
+        metrics, _ = evaluate(adapter, sets["R"], sets["F"], mask=args.mask, classifier=classifier, seed=args.seed)
+        rows.append({"method": name, "metrics": metrics})
+        print(f"{name}: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float)))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = {"title": f"Evaluation ({args.mask})",
+               "notes": [f"forget classes {args.forget}, retain {args.retain}, Fashion-MNIST test split"],
+               "tables": [{"name": args.mask, "rows": rows}]}
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    print(f"wrote {out / 'results.json'}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .report import write_report
+
+    print(f"wrote {write_report(args.folder)}")
+    return 0
+
+
+def _train_classifier(args: argparse.Namespace) -> int:
+    import torch
+
+    from .data import fashion_mnist
+    from .metrics import FashionClassifier, accuracy, save_classifier, train_classifier
+
+    torch.manual_seed(args.seed)
+    images, labels = fashion_mnist("train", root=args.root)
+    model = FashionClassifier()
+    train_classifier(model, images, labels, steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+    test_images, test_labels = fashion_mnist("test", root=args.root)
+    test_accuracy = accuracy(model, test_images, test_labels)
+    save_classifier(model, args.out, extra={"test_accuracy": test_accuracy, "steps": args.steps})
+    print(f"saved {args.out} (test accuracy {test_accuracy:.4f})")
+    return 0
+
+
 def _make_demo_data(args: argparse.Namespace) -> int:
     from .demo import export_demo_images
 
@@ -97,6 +155,31 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--checkpoint-every", type=int, default=250)
     pre.add_argument("--keep-state", action="store_true", help="keep the resumable training state")
     pre.set_defaults(run=_pretrain)
+
+    ev = commands.add_parser("eval", help="FID / IS / CLIP-style / accuracy on Fashion-MNIST test sets")
+    ev.add_argument("--model", nargs="+", required=True, help="'demo' or checkpoints, one row each")
+    ev.add_argument("--names", nargs="+", help="row names (default: file names)")
+    ev.add_argument("--mask", default="inpaint:3")
+    ev.add_argument("--forget", type=int, nargs="+", default=[0, 1])
+    ev.add_argument("--retain", type=int, nargs="+", default=[2, 3, 4, 5])
+    ev.add_argument("--classifier", default=None, help="classifier checkpoint (default: the shipped one)")
+    ev.add_argument("--root", default=None, help="Fashion-MNIST folder (default: Debian's)")
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--out", required=True, help="results folder")
+    ev.set_defaults(run=_eval)
+
+    rep = commands.add_parser("report", help="Markdown report from a results folder")
+    rep.add_argument("folder", help="folder holding results.json")
+    rep.set_defaults(run=_report)
+
+    clf = commands.add_parser("train-classifier", help="train the Fashion-MNIST evaluation classifier")
+    clf.add_argument("--out", required=True)
+    clf.add_argument("--steps", type=int, default=3000)
+    clf.add_argument("--batch-size", type=int, default=128)
+    clf.add_argument("--lr", type=float, default=2e-3)
+    clf.add_argument("--seed", type=int, default=0)
+    clf.add_argument("--root", default=None)
+    clf.set_defaults(run=_train_classifier)
 
     data = commands.add_parser("make-demo-data", help="export the demo's Fashion-MNIST subset")
     data.add_argument("--out", required=True, help="destination .npz")

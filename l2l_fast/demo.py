@@ -14,6 +14,7 @@ from . import checkpoint
 from .data import FASHION_MNIST_CLASSES, fashion_mnist
 from .engine import unlearn
 from .masks import parse_mask, patch_keep, pixel_keep
+from .plots import save_grid
 
 DEMO_MODEL = "mae_fashion_mnist.safetensors"
 DEMO_IMAGES = "fashion_mnist_demo.npz"
@@ -72,33 +73,6 @@ def format_table(before: dict, after: dict, forget: Sequence[int]) -> str:
         a = float(np.mean([after[c] for c in chosen]))
         lines.append(f"{'mean':<14}{role:<8}{b:>11.4f}{a:>11.4f}{a / b:>7.2f}x")
     return "\n".join(lines)
-
-
-@torch.no_grad()
-def save_grid(path: Path, rows: list[tuple[str, torch.Tensor]], columns: Sequence[str]) -> Path:
-    """rows: (label, [len(columns), 1, H, W] images); one picture per cell."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(len(rows), len(columns), figsize=(1.4 * len(columns), 1.4 * len(rows)),
-                             squeeze=False)
-    for r, (label, images) in enumerate(rows):
-        for c, image in enumerate(images):
-            ax = axes[r][c]
-            ax.imshow(image[0].clamp(0, 1).cpu().numpy(), cmap="gray", vmin=0, vmax=1)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if r == 0:
-                ax.set_title(columns[c], fontsize=8)
-            if c == 0:
-                ax.set_ylabel(label, fontsize=7)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
 
 
 def run_demo(

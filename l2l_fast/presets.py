@@ -4,3 +4,10 @@ FASHION_MNIST_MAE = dict(
     img_size=28, patch_size=4, in_chans=1, embed_dim=128, depth=4, num_heads=4,
     decoder_embed_dim=64, decoder_depth=2, decoder_num_heads=4,
 )
+
+FASHION_MNIST_MAGE = dict(
+    img_size=28, embed_dim=128, depth=4, num_heads=4,
+    decoder_embed_dim=128, decoder_depth=2, decoder_num_heads=4,
+    tokenizer=dict(in_chans=1, ch=32, ch_mult=[1, 2, 2], num_res_blocks=1, z_channels=32,
+                   n_embed=256, norm_groups=8),
+)

@@ -65,9 +65,9 @@ def test_fid_matches_closed_form():
     expected = closed_form_fid(real.flatten(1).numpy(), fake.flatten(1).numpy())
     assert expected > 1.0
     got = frechet_distance(real, fake, Flatten(), batch_size=37)
-    assert math.isclose(got, expected, rel_tol=1e-6)
+    assert math.isclose(got, expected, rel_tol=1e-9)
     batched = frechet_distance(iter(real.split(50)), [fake[:120], fake[120:]], Flatten())
-    assert math.isclose(batched, expected, rel_tol=1e-6)
+    assert math.isclose(batched, expected, rel_tol=1e-9)
 
 
 def test_metrics_run_networks_in_eval_mode_and_restore_them():

@@ -312,7 +312,7 @@ std::tuple<at::Tensor, at::Tensor> encoder_distance_cuda(
     const at::Tensor& student, const at::Tensor& target, const std::optional<at::Tensor>& weight,
     c10::string_view distance, bool compute_grad) {
   constexpr const char* op = "encoder_distance";
-  const int64_t batch = check_distance_pair(student, target, op, "student", "target");
+  const int64_t batch = check_distance_pair(student, target, op, {"student"}, {"target"});
   const bool l2 = parse_distance(distance, op);
   const c10::cuda::CUDAGuard guard(student.device());
   const at::Tensor w = check_weight(weight, batch, student.device(), op);
@@ -333,8 +333,8 @@ std::tuple<at::Tensor, std::vector<at::Tensor>> encoder_distance_multi_cuda(
       students.size(), "), got ", targets.size());
   int64_t batch = 0;
   for (size_t m = 0; m < students.size(); ++m) {
-    const std::string s_name = indexed("students", m);
-    const int64_t b = check_distance_pair(students[m], targets[m], op, s_name, indexed("targets", m));
+    const ArgName s_name{"students", static_cast<int64_t>(m)};
+    const int64_t b = check_distance_pair(students[m], targets[m], op, s_name, {"targets", s_name.index});
     if (m == 0) {
       batch = b;
       continue;
@@ -394,8 +394,8 @@ at::Tensor scale_rows_cuda(const at::Tensor& grad_unit, const at::Tensor& grad_o
   constexpr const char* op = "scale_rows";
   TORCH_CHECK_VALUE(
       grad_unit.dim() >= 1, op, ": grad_unit must have a batch dimension [B, ...], got a 0-d tensor");
-  check_float_dtype(grad_unit, op, "grad_unit");
-  check_float_dtype(grad_out, op, "grad_out");
+  check_float_dtype(grad_unit, op, {"grad_unit"});
+  check_float_dtype(grad_out, op, {"grad_out"});
   const int64_t batch = grad_unit.size(0);
   TORCH_CHECK_VALUE(
       grad_out.dim() == 1 && grad_out.size(0) == batch, op, ": grad_out must have shape [", batch,

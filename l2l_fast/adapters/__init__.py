@@ -6,17 +6,21 @@ from typing import Optional
 from torch import nn
 
 from ..models import MAE
+from ..models import PaletteUNet
 from ..models import MAGE
 from .base import Adapter, Embedding
 from .custom import CustomAdapter, adapt
 from .mae import MAEAdapter
+from .diffusion import DiffusionAdapter
 from .vq import VQAdapter
 
 # (model class, its adapter), checked in order.
 BUILT_IN = [(MAE, MAEAdapter)]
+BUILT_IN.append((PaletteUNet, DiffusionAdapter))
 BUILT_IN.append((MAGE, VQAdapter))
 
 __all__ = ["Adapter", "Embedding", "MAEAdapter", "CustomAdapter", "adapt", "adapter_for"]
+__all__ += ["DiffusionAdapter"]
 __all__ += ["VQAdapter"]
 
 

@@ -12,66 +12,38 @@ A bare UNet state dict (the same keys without `denoise_fn.`) is accepted too.
 """
 from __future__ import annotations
 
-import os
-from typing import Mapping, Union
-
-import torch
-
+from .loading import Source, load_exact, read_state_dict
 from .palette import PaletteUNet
 
 PREFIX = "denoise_fn."
-SHOWN = 30
 ENCODER_PARTS = ("cond_embed", "input_blocks", "middle_block")
 DECODER_PARTS = ("output_blocks", "out")
 SCHEDULE_BUFFERS = frozenset({
     "gammas", "sqrt_recip_gammas", "sqrt_recipm1_gammas", "posterior_log_variance_clipped",
-    "posterior_mean_coef1", "posterior_mean_coef2", "betas", "alphas_cumprod",
+    "posterior_mean_coef1", "posterior_mean_coef2",
 })
 
 
-def official_to_ours(key: str) -> str:
-    """Our parameter name for an official key (unchanged if it is not a UNet key)."""
-    name = key[len(PREFIX):] if key.startswith(PREFIX) else key
-    part = name.split(".", 1)[0]
-    if part in ENCODER_PARTS:
-        return f"encoder.{name}"
-    if part in DECODER_PARTS:
-        return f"decoder.{name}"
-    return key
-
-
-def load_official_palette(
-    model: PaletteUNet, path_or_state_dict: Union[str, os.PathLike, Mapping[str, torch.Tensor]]
-) -> PaletteUNet:
-    """Load official Palette weights into `model` (in place; returns it).
-
-    Raises ValueError listing missing keys, unexpected keys and shape mismatches."""
-    if isinstance(path_or_state_dict, Mapping):
-        official = path_or_state_dict
-    else:
-        official = torch.load(path_or_state_dict, map_location="cpu", weights_only=True)
-        if not isinstance(official, Mapping):
-            raise ValueError(f"{path_or_state_dict}: expected a state dict, got {type(official).__name__}")
-    ours = model.state_dict()
-    mapped, unexpected = {}, []
-    for key, value in official.items():
-        if key.removeprefix(PREFIX) in SCHEDULE_BUFFERS:
+def official_to_l2l(state: dict) -> dict:
+    """Official key names -> this package's `encoder.` / `decoder.` names; other keys
+    (not the UNet's) are kept as they are, so that they show up as unexpected."""
+    mapped = {}
+    for key, value in state.items():
+        name = key.removeprefix(PREFIX)
+        if name in SCHEDULE_BUFFERS:
             continue
-        name = official_to_ours(key)
-        if name in ours:
-            mapped[name] = value
-        else:
-            unexpected.append(key)
-    missing = [k for k in ours if k not in mapped]
-    mismatched = [f"{k}: checkpoint {list(mapped[k].shape)}, model {list(ours[k].shape)}"
-                  for k in mapped if mapped[k].shape != ours[k].shape]
-    if missing or unexpected or mismatched:
-        lines = ["official Palette state dict does not fit this PaletteUNet (is its config the "
-                 "checkpoint's `unet` config, with module_name 'guided_diffusion'?)"]
-        for title, items in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", mismatched)):
-            if items:
-                more = f", ... ({len(items) - SHOWN} more)" if len(items) > SHOWN else ""
-                lines.append(f"{title} ({len(items)}): " + ", ".join(items[:SHOWN]) + more)
-        raise ValueError("\n".join(lines))
-    model.load_state_dict(mapped)
-    return model
+        part = name.split(".", 1)[0]
+        if part in ENCODER_PARTS:
+            key = f"encoder.{name}"
+        elif part in DECODER_PARTS:
+            key = f"decoder.{name}"
+        mapped[key] = value
+    return mapped
+
+
+def load_official_palette(model: PaletteUNet, source: Source) -> PaletteUNet:
+    """Load an official Palette network (path or state dict) into `model`, built with
+    the checkpoint's `unet` config; a ValueError lists every missing and unexpected
+    key and every shape mismatch."""
+    state = official_to_l2l(read_state_dict(source))
+    return load_exact(model, state, "official Palette checkpoint (guided_diffusion UNet)")

@@ -1,0 +1,114 @@
+"""Palette-style diffusion: T is the pixel mask plus a draw of the noise level γ
+and the noises, E the UNet's γ embedding, input blocks and middle block, D its
+output blocks and head.
+
+Images come in `value_range` (default [0, 1], the project's data) and are mapped
+to the model's [-1, 1]. The mask is a patch mask (masks.py) on a grid of
+`patch_size` pixels: by default image_size / 7 (4 px on 28 x 28, the MAE's 7 x 7
+grid) or else image_size / 8.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Optional
+
+import torch
+
+from ..masks import patch_keep, pixel_keep
+from ..models import PaletteUNet
+from ..models.palette import SAMPLERS
+from .base import Adapter
+
+
+@dataclass
+class DiffusionCorruption:
+    """Per sample: the patch mask, its pixel mask (1 = known), γ, the noise ε of y_t
+    and the noise ε_cond that fills the hole of the condition image."""
+
+    keep: torch.Tensor        # [B, L] bool
+    pixel: torch.Tensor       # [B, 1, H, W] float
+    gamma: torch.Tensor       # [B]
+    noise: torch.Tensor       # [B, C, H, W]
+    cond_noise: torch.Tensor  # [B, C, H, W]
+
+    def __getitem__(self, index: slice) -> "DiffusionCorruption":
+        return DiffusionCorruption(*(getattr(self, f.name)[index] for f in fields(self)))
+
+    def to(self, device) -> "DiffusionCorruption":
+        return DiffusionCorruption(*(getattr(self, f.name).to(device) for f in fields(self)))
+
+
+def default_patch_size(image_size: int) -> int:
+    for grid in (7, 8):
+        if image_size % grid == 0:
+            return image_size // grid
+    raise ValueError(f"image_size {image_size} is not a multiple of 7 or 8; pass patch_size=")
+
+
+class DiffusionAdapter(Adapter):
+    """Palette: encode = the UNet encoder on Palette's training input; generate =
+    reverse diffusion seeded by `seed`: DDIM over `sample_steps` steps (at most the
+    test schedule's length), or `sample_method="ddpm"` over all steps."""
+
+    def __init__(self, model: PaletteUNet, *, patch_size: Optional[int] = None,
+                 value_range: tuple[float, float] = (0.0, 1.0), sample_method: str = "ddim",
+                 sample_steps: Optional[int] = 50, eta: float = 0.0, seed: int = 0):
+        self.model = model
+        self.encoder = model.encoder
+        self.image_shape = model.image_shape
+        self.patch_size = patch_size or default_patch_size(model.image_size)
+        if model.image_size % self.patch_size:
+            raise ValueError(f"patch_size {self.patch_size} does not divide image_size {model.image_size}")
+        self.grid = (model.image_size // self.patch_size,) * 2
+        low, high = value_range
+        self.scale, self.shift = 2.0 / (high - low), -1.0 - 2.0 * low / (high - low)
+        if sample_method not in SAMPLERS:
+            raise ValueError(f"sample_method must be one of {SAMPLERS}, got {sample_method!r}")
+        self.sample_method, self.sample_steps, self.eta, self.seed = sample_method, sample_steps, eta, seed
+
+    def to_model(self, images: torch.Tensor) -> torch.Tensor:
+        return images * self.scale + self.shift
+
+    def from_model(self, images: torch.Tensor) -> torch.Tensor:
+        return (images - self.shift) / self.scale
+
+    def draw(self, spec, batch, generator):
+        keep = patch_keep(spec, self.grid, batch, generator)
+        gamma = self.model.draw_gammas(batch, generator)
+        noise = torch.randn(batch, *self.image_shape, generator=generator)
+        cond_noise = torch.randn(batch, *self.image_shape, generator=generator)
+        return DiffusionCorruption(keep, pixel_keep(keep, self.grid, self.patch_size), gamma, noise, cond_noise)
+
+    def noise_keep(self, corruption):
+        return None
+
+    def noise_input(self, images, noise, corruption):
+        """The forget image with the hole replaced by the noise: keep·x + (1−keep)·n."""
+        return torch.where(corruption.pixel.to(images.device).bool(), images, noise)
+
+    def unet_input(self, images: torch.Tensor, corruption: DiffusionCorruption) -> torch.Tensor:
+        c = corruption.to(images.device)
+        x = self.to_model(images)
+        return self.model.unet_input(x, c.pixel, c.gamma, c.noise.to(x.dtype), c.cond_noise.to(x.dtype))
+
+    def encode(self, encoder, images, corruption):
+        maps, _ = encoder(self.unet_input(images, corruption), corruption.gamma.to(images.device))
+        return maps
+
+    def generate(self, images, corruption):
+        c = corruption.to(images.device)
+        x = self.to_model(images)
+        y_cond = self.model.condition(x, c.pixel, c.cond_noise.to(x.dtype))
+        steps = None
+        if self.sample_method == "ddim" and self.sample_steps is not None:
+            steps = min(self.sample_steps, self.model.test_schedule.num_timesteps)
+        generator = torch.Generator().manual_seed(self.seed)
+        out = self.model.sample(y_cond, x, c.pixel, method=self.sample_method, steps=steps, eta=self.eta,
+                                generator=generator)
+        return torch.where(c.pixel.bool(), images, self.from_model(out))
+
+    def task_loss(self, images, corruption, targets=None):
+        """ε-prediction MSE in the hole; with `targets`, y_0 in the hole is the targets'."""
+        c = corruption.to(images.device)
+        y_0 = self.to_model(images if targets is None else torch.where(c.pixel.bool(), images, targets))
+        return self.model.loss(y_0, c.pixel, c.gamma, c.noise.to(y_0.dtype), c.cond_noise.to(y_0.dtype))

@@ -1,0 +1,48 @@
+"""Evaluate a generator as the paper does: generate (batched, seeded) for the
+forget and retain test sets, then FID, IS and CLIP-style similarity against the
+ground truth, and classifier accuracy on the generated images."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from tqdm.auto import tqdm
+
+from .masks import parse_mask
+from .metrics import Features, accuracy, clip_similarity, frechet_distance, inception_score, per_class_accuracy
+
+COLUMNS = ("FID_R", "IS_R", "CLIP_R", "FID_F", "IS_F", "CLIP_F", "acc_R", "acc_F")
+BETTER = {"FID_R": "↓", "IS_R": "↑", "CLIP_R": "↑", "FID_F": "↑", "IS_F": "↓", "CLIP_F": "↓", "acc_R": "↑", "acc_F": "↓"}
+
+
+@torch.no_grad()
+def generate(adapter, images: torch.Tensor, mask: str, *, seed: int = 0, batch_size: int = 256,
+             device: Optional[torch.device] = None, progress: bool = False) -> torch.Tensor:
+    """The model's completion of T(images), in batches, corruptions drawn from `seed`."""
+    spec = parse_mask(mask)
+    generator = torch.Generator().manual_seed(seed)
+    device = device or next(adapter.model.parameters()).device
+    was_training = adapter.model.training
+    adapter.model.eval()
+    out = []
+    for chunk in tqdm(images.split(batch_size), desc="generate", disable=not progress):
+        corruption = adapter.draw(spec, chunk.shape[0], generator)
+        out.append(adapter.generate(chunk.to(device), corruption).cpu())
+    adapter.model.train(was_training)
+    return torch.cat(out)
+
+
+def evaluate(adapter, retain: tuple[torch.Tensor, torch.Tensor], forget: tuple[torch.Tensor, torch.Tensor], *,
+             mask: str, classifier, seed: int = 0, batch_size: int = 256) -> tuple[dict, dict]:
+    """(metrics, generated images per set) for the retain ("R") and forget ("F") test sets."""
+    features = Features(classifier)
+    metrics, generated = {}, {}
+    for key, (images, labels) in (("R", retain), ("F", forget)):
+        fake = generate(adapter, images, mask, seed=seed, batch_size=batch_size)
+        generated[key] = fake
+        metrics[f"FID_{key}"] = frechet_distance(images, fake, features)
+        metrics[f"IS_{key}"] = inception_score(fake, classifier)[0]
+        metrics[f"CLIP_{key}"] = clip_similarity(fake, images, features)
+        metrics[f"acc_{key}"] = accuracy(classifier, fake, labels)
+        metrics[f"per_class_{key}"] = {str(k): v for k, v in per_class_accuracy(classifier, fake, labels).items()}
+    return metrics, generated

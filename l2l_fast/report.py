@@ -1,0 +1,75 @@
+"""`l2l-fast report`: one self-contained Markdown report (with its PNGs and CSVs)
+from a results folder written by `l2l-fast eval` or benchmarks/quality.py.
+
+results.json:
+    {"title": str, "notes": [str],
+     "tables": [{"name": "inpaint:3", "rows": [{"method": str, "metrics": {...}, "grid": "x.png"}],
+                 "curves": "curves.png", "tsne": "tsne.png"}],
+     "ablation": {"name": str, "rows": [...]}  (optional)}
+"""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from .evaluate import BETTER, COLUMNS
+
+
+def _cell(value) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def markdown_table(rows: list[dict]) -> str:
+    header = "| method | " + " | ".join(f"{c}{BETTER[c]}" for c in COLUMNS) + " |"
+    lines = [header, "|" + "---|" * (len(COLUMNS) + 1)]
+    for row in rows:
+        lines.append(f"| {row['method']} | " + " | ".join(_cell(row["metrics"].get(c, "")) for c in COLUMNS) + " |")
+    return "\n".join(lines)
+
+
+def write_csv(path: Path, rows: list[dict]) -> Path:
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["method", *COLUMNS])
+        for row in rows:
+            writer.writerow([row["method"], *(row["metrics"].get(c, "") for c in COLUMNS)])
+    return path
+
+
+def write_report(folder, out=None) -> Path:
+    """Write report.md (and one CSV per table) next to results.json in `folder`."""
+    folder = Path(folder)
+    results_path = folder / "results.json"
+    if not results_path.is_file():
+        raise FileNotFoundError(f"{results_path} not found: run `l2l-fast eval` or benchmarks/quality.py first")
+    results = json.loads(results_path.read_text())
+    lines = [f"# {results.get('title', 'Unlearning report')}", ""]
+    lines += [f"- {note}" for note in results.get("notes", [])] + [""]
+    tables = list(results.get("tables", []))
+    if results.get("ablation"):
+        tables.append(results["ablation"])
+    for table in tables:
+        name = table["name"]
+        slug = name.replace(":", "_").replace(" ", "_").replace("=", "")
+        lines += [f"## {name}", "", markdown_table(table["rows"]), ""]
+        csv_path = write_csv(folder / f"table_{slug}.csv", table["rows"])
+        lines += [f"CSV: [{csv_path.name}]({csv_path.name})", ""]
+        per_class = [r for r in table["rows"] if "per_class_F" in r["metrics"]]
+        if per_class:
+            classes = sorted({*per_class[0]["metrics"]["per_class_R"], *per_class[0]["metrics"]["per_class_F"]}, key=int)
+            lines += ["Per-class classifier accuracy on generated images:", "",
+                      "| method | " + " | ".join(classes) + " |", "|" + "---|" * (len(classes) + 1)]
+            for row in per_class:
+                acc = {**row["metrics"]["per_class_R"], **row["metrics"]["per_class_F"]}
+                lines.append(f"| {row['method']} | " + " | ".join(f"{acc[c]:.2f}" for c in classes) + " |")
+            lines.append("")
+        for row in table["rows"]:
+            if row.get("grid"):
+                lines += [f"**{row['method']}**", "", f"![{row['method']}]({row['grid']})", ""]
+        for key, title in (("curves", "Loss curves"), ("tsne", "T-SNE of classifier embeddings")):
+            if table.get(key):
+                lines += [f"{title}:", "", f"![{title}]({table[key]})", ""]
+    out = Path(out) if out else folder / "report.md"
+    out.write_text("\n".join(lines))
+    return out

@@ -1,0 +1,257 @@
+"""The Palette-style diffusion family: UNet split, Palette's noising and loss,
+DDPM/DDIM sampling, the adapter's unlearning inputs, official checkpoints."""
+import pytest
+import torch
+
+import l2l_fast
+from l2l_fast import checkpoint
+from l2l_fast.adapters import DiffusionAdapter
+from l2l_fast.masks import parse_mask
+from l2l_fast.models import PaletteUNet
+from l2l_fast.models.palette_blocks import AttentionBlock
+from l2l_fast.models.palette_official import load_official_palette
+from l2l_fast.presets import FASHION_MNIST_PALETTE
+from l2l_fast.pretrain import pretrain
+
+SCHEDULE = {"train": {"schedule": "linear", "n_timestep": 20, "linear_start": 1e-4, "linear_end": 0.2},
+            "test": {"schedule": "linear", "n_timestep": 10, "linear_start": 1e-3, "linear_end": 0.3}}
+TINY = dict(image_size=16, in_channel=2, out_channel=1, inner_channel=8, channel_mults=(1, 2), res_blocks=1,
+            attn_res=(2,), num_head_channels=4, norm_groups=4, beta_schedule=SCHEDULE)
+
+
+def tiny_model(seed: int = 0) -> PaletteUNet:
+    """A tiny model whose zero-initialised layers are made non-zero, so every path matters."""
+    torch.manual_seed(seed)
+    model = PaletteUNet(**TINY).eval()
+    with torch.no_grad():
+        for param in model.parameters():
+            param.add_(0.05 * torch.randn_like(param))
+    return model
+
+
+def images(n: int, seed: int, shift: float = 0.0) -> torch.Tensor:
+    return (torch.rand(n, 1, 16, 16, generator=torch.Generator().manual_seed(seed)) + shift).clamp(0, 1)
+
+
+def corruption(adapter, spec: str, batch: int, seed: int = 0):
+    return adapter.draw(parse_mask(spec), batch, torch.Generator().manual_seed(seed))
+
+
+def test_encoder_returns_every_input_block_and_the_middle_block():
+    model = tiny_model()
+    x, gammas = torch.randn(3, 2, 16, 16), torch.rand(3)
+    maps, emb = model.encoder(x, gammas)
+    assert [tuple(m.shape[1:]) for m in maps] == [(8, 16, 16), (8, 16, 16), (8, 8, 8), (16, 8, 8), (16, 8, 8)]
+    assert len(maps) == len(model.encoder.input_blocks) + 1 and emb.shape == (3, 32)
+    assert torch.equal(model.decoder(maps, emb), model(x, gammas))
+
+
+def test_preset_layout_at_28x28():
+    model = PaletteUNet(**FASHION_MNIST_PALETTE).eval()
+    adapter = DiffusionAdapter(model)
+    assert adapter.image_shape == (1, 28, 28) and adapter.grid == (7, 7) and adapter.patch_size == 4
+    with torch.no_grad():
+        maps = adapter.encode(model.encoder, torch.rand(1, 1, 28, 28), corruption(adapter, "inpaint:3", 1))
+    assert [m.shape[-1] for m in maps] == [28, 28, 28, 14, 14, 14, 7, 7, 7, 7]
+
+
+def test_gammas_fall_between_consecutive_alpha_bars():
+    model = tiny_model()
+    gammas = model.draw_gammas(64, torch.Generator().manual_seed(3))
+    g = torch.Generator().manual_seed(3)
+    t = torch.randint(1, 20, (64,), generator=g)
+    u = torch.rand(64, generator=g)
+    table = torch.cumprod(1 - torch.linspace(1e-4, 0.2, 20, dtype=torch.float64), 0).float()
+    torch.testing.assert_close(gammas, table[t - 1] + u * (table[t] - table[t - 1]))
+    assert bool(((gammas <= table[t - 1]) & (gammas >= table[t])).all())
+
+
+def test_unet_input_is_palettes_by_hand():
+    model = tiny_model()
+    adapter = DiffusionAdapter(model)
+    x = images(2, 1)
+    c = corruption(adapter, "inpaint:3", 2)
+    keep = c.pixel
+    y0 = 2 * x - 1
+    g = c.gamma.view(-1, 1, 1, 1)
+    y_cond = keep * y0 + (1 - keep) * c.cond_noise
+    y_t = keep * y0 + (1 - keep) * (g.sqrt() * y0 + (1 - g).sqrt() * c.noise)
+    torch.testing.assert_close(adapter.unet_input(x, c), torch.cat([y_cond, y_t], dim=1))
+    assert keep.shape == (2, 1, 16, 16) and keep[:, :, 4:10, 4:10].sum() == 0 and keep.sum() == 2 * (256 - 36)
+
+
+def test_task_loss_is_noise_mse_inside_the_hole():
+    model = tiny_model()
+    adapter = DiffusionAdapter(model)
+    x = images(3, 2)
+    c = corruption(adapter, "outpaint:4", 3)
+    with torch.no_grad():
+        predicted = model(adapter.unet_input(x, c), c.gamma)
+        hole = (c.pixel == 0).expand_as(x)
+        expected = (predicted - c.noise)[hole].square().mean()
+        torch.testing.assert_close(adapter.task_loss(x, c), expected)
+        targets = torch.rand_like(x)
+        mixed = torch.where(hole, targets, x)
+        torch.testing.assert_close(adapter.task_loss(x, c, targets), adapter.task_loss(mixed, c))
+
+
+@pytest.mark.parametrize("method", ["ddpm", "ddim"])
+@pytest.mark.parametrize("spec", ["inpaint:3", "outpaint:3"])
+def test_sampling_is_batched_seeded_and_keeps_the_known_region(method, spec):
+    model = tiny_model()
+    calls = []
+    model.decoder.register_forward_hook(lambda module, args, out: calls.append(out.shape[0]))
+    x = images(3, 4)
+    c = corruption(adapter := DiffusionAdapter(model, sample_method=method, sample_steps=4, seed=5), spec, 3)
+    out = adapter.generate(x, c)
+    assert calls == [3] * (10 if method == "ddpm" else 4)
+    known = c.pixel.bool().expand_as(x)
+    assert torch.equal(out[known], x[known])
+    assert not torch.allclose(out[~known], x[~known]) and out.min() >= 0 and out.max() <= 1
+    assert torch.equal(adapter.generate(x, c), out)
+    other = DiffusionAdapter(model, sample_method=method, sample_steps=4, seed=6).generate(x, c)
+    assert not torch.equal(other, out)
+
+
+def test_ddim_steps_are_checked():
+    model = tiny_model()
+    y = torch.zeros(1, 1, 16, 16)
+    with pytest.raises(ValueError, match="steps"):
+        model.sample(y, y, torch.ones_like(y), method="ddim", steps=11)
+    with pytest.raises(ValueError, match="ddpm runs all 10 steps"):
+        model.sample(y, y, torch.ones_like(y), method="ddpm", steps=4)
+
+
+class RecordingAdapter(DiffusionAdapter):
+    """Records the UNet input of every encode call: (is_teacher, input)."""
+
+    def __init__(self, model):
+        super().__init__(model)
+        self.calls = []
+
+    def encode(self, encoder, images, corruption):
+        self.calls.append((encoder is not self.encoder, self.unet_input(images, corruption)))
+        return super().encode(encoder, images, corruption)
+
+
+def test_teacher_forget_input_differs_from_the_students_only_inside_the_hole():
+    model = tiny_model()
+    adapter = RecordingAdapter(model)
+    batch = 2
+    l2l_fast.unlearn(model, images(4, 1, 0.3), images(4, 2), adapter=adapter, steps=1, batch_size=batch,
+                     mask="inpaint:2", progress=False)
+    (student_is_teacher, student), (teacher_is_teacher, teacher) = adapter.calls
+    assert (student_is_teacher, teacher_is_teacher) == (False, True)
+    assert torch.equal(teacher[:batch], student[:batch])
+    keep = torch.ones(1, 1, 16, 16, dtype=torch.bool)
+    keep[..., 6:10, 6:10] = False
+    differs = teacher[batch:] != student[batch:]
+    assert not differs[keep.expand(batch, 2, -1, -1)].any()
+    assert not differs[:, :1].any()  # the condition image holds noise in the hole for both
+    assert differs[:, 1:][~keep.expand(batch, 1, -1, -1)].float().mean() > 0.99
+
+
+def state(module: torch.nn.Module) -> dict:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+RUN = dict(steps=3, batch_size=2, mask="inpaint:1", progress=False)
+FORGET, RETAIN = images(6, 1, 0.3), images(6, 2)
+
+
+def test_unlearn_trains_the_encoder_only_and_is_seeded():
+    model = tiny_model()
+    decoder, encoder = state(model.decoder), state(model.encoder)
+    l2l_fast.unlearn(model, FORGET, RETAIN, **RUN)
+    assert all(torch.equal(decoder[k], v) for k, v in model.decoder.state_dict().items())
+    changed = [k for k, v in model.encoder.state_dict().items() if not torch.equal(encoder[k], v)]
+    assert "input_blocks.0.0.weight" in changed and "middle_block.1.qkv.weight" in changed
+    again = l2l_fast.unlearn(tiny_model(), FORGET, RETAIN, **RUN)
+    assert all(torch.equal(v, again.encoder.state_dict()[k]) for k, v in model.encoder.state_dict().items())
+
+
+def test_checkpoint_roundtrip(tmp_path):
+    model = tiny_model()
+    loaded = checkpoint.load_model(checkpoint.save_model(model, tmp_path / "p.safetensors")).eval()
+    x, gammas = torch.randn(2, 2, 16, 16), torch.rand(2)
+    assert loaded.config == model.config and torch.equal(loaded(x, gammas), model(x, gammas))
+
+
+def test_pretrain_runs_on_the_task_loss():
+    model = tiny_model()
+    losses = pretrain(DiffusionAdapter(model), images(8, 3), steps=2, batch_size=4, progress=False)
+    assert len(losses) == 2 and all(loss > 0 for loss in losses)
+
+
+def test_attention_uses_the_legacy_head_layout():
+    torch.manual_seed(0)
+    block = AttentionBlock(8, num_head_channels=4, groups=4)
+    torch.nn.init.normal_(block.proj_out.weight)
+    x = torch.randn(2, 8, 3, 3)
+    qkv = block.qkv(block.norm(x.reshape(2, 8, 9))).reshape(2 * 2, 12, 9)
+    q, k, v = qkv.split(4, dim=1)
+    weight = torch.softmax(torch.einsum("bct,bcs->bts", q, k) / 2.0, dim=-1)
+    h = torch.einsum("bts,bcs->bct", weight, v).reshape(2, 8, 9)
+    torch.testing.assert_close(block(x), (x.reshape(2, 8, 9) + block.proj_out(h)).reshape(2, 8, 3, 3))
+
+
+OFFICIAL_KEYS = {
+    "denoise_fn.cond_embed.0.weight": [32, 8], "denoise_fn.cond_embed.2.bias": [32],
+    "denoise_fn.input_blocks.0.0.weight": [8, 2, 3, 3],
+    "denoise_fn.input_blocks.1.0.emb_layers.1.weight": [16, 32],
+    "denoise_fn.input_blocks.2.0.in_layers.2.weight": [8, 8, 3, 3],
+    "denoise_fn.input_blocks.3.0.skip_connection.weight": [16, 8, 1, 1],
+    "denoise_fn.input_blocks.3.1.qkv.weight": [48, 16, 1],
+    "denoise_fn.middle_block.1.proj_out.weight": [16, 16, 1],
+    "denoise_fn.middle_block.2.out_layers.3.weight": [16, 16, 3, 3],
+    "denoise_fn.output_blocks.0.0.in_layers.0.weight": [32],
+    "denoise_fn.output_blocks.1.2.in_layers.2.weight": [16, 16, 3, 3],
+    "denoise_fn.output_blocks.3.0.skip_connection.weight": [8, 16, 1, 1],
+    "denoise_fn.out.0.weight": [8], "denoise_fn.out.2.weight": [1, 8, 3, 3],
+}
+
+
+def official_state(seed: int = 1) -> dict:
+    """A state dict as Palette's `Network` saves it for the TINY `unet` config."""
+    torch.manual_seed(seed)
+    state = {f"denoise_fn.{k.split('.', 1)[1]}": torch.randn_like(v) for k, v in tiny_model().state_dict().items()}
+    gammas = torch.rand(10)
+    state.update(gammas=gammas, sqrt_recip_gammas=gammas, sqrt_recipm1_gammas=gammas,
+                 posterior_log_variance_clipped=gammas, posterior_mean_coef1=gammas, posterior_mean_coef2=gammas)
+    return state
+
+
+def test_official_checkpoint_loads(tmp_path):
+    state = official_state()
+    assert {k: list(state[k].shape) for k in OFFICIAL_KEYS} == OFFICIAL_KEYS
+    torch.save(state, tmp_path / "100_Network.pth")
+    model = load_official_palette(PaletteUNet(**TINY), tmp_path / "100_Network.pth")
+    assert torch.equal(model.encoder.input_blocks[3][1].qkv.weight, state["denoise_fn.input_blocks.3.1.qkv.weight"])
+    assert torch.equal(model.decoder.out[2].weight, state["denoise_fn.out.2.weight"])
+    bare = {k.removeprefix("denoise_fn."): v for k, v in state.items()}
+    again = load_official_palette(PaletteUNet(**TINY), bare)
+    assert all(torch.equal(v, again.state_dict()[k]) for k, v in model.state_dict().items())
+
+
+def test_official_checkpoint_mismatch_lists_keys_and_shapes():
+    state = official_state()
+    del state["denoise_fn.out.2.bias"]
+    state["denoise_fn.input_blocks.0.0.weight"] = torch.zeros(8, 6, 3, 3)
+    state["denoise_fn.noise_level_mlp.0.weight"] = torch.zeros(1)
+    with pytest.raises(ValueError) as info:
+        load_official_palette(PaletteUNet(**TINY), state)
+    message = str(info.value)
+    assert "missing keys: decoder.out.2.bias" in message
+    assert "unexpected keys: denoise_fn.noise_level_mlp.0.weight" in message
+    assert "encoder.input_blocks.0.0.weight: checkpoint [8, 6, 3, 3] vs model [8, 2, 3, 3]" in message
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(in_channel=3), "in_channel"),
+    (dict(image_size=18, channel_mults=(1, 2, 2)), "multiple of 4"),
+    (dict(norm_groups=3), "norm_groups"),
+    (dict(beta_schedule={"train": {"schedule": "sigmoid"}}), "beta schedule"),
+])
+def test_bad_configs_are_rejected(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        PaletteUNet(**{**TINY, **kwargs})
