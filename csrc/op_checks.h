@@ -1,5 +1,6 @@
 // Argument checks shared by the CPU and CUDA kernels: the same errors, with the
-// same messages, whatever the backend.
+// same messages, whatever the backend. Internal linkage: the host compilers of
+// the .cpp and .cu files never have to agree on one out-of-line copy.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -13,6 +14,7 @@
 #include <vector>
 
 namespace l2l_fast {
+namespace {
 
 inline bool is_supported_float(at::ScalarType t) {
   return t == at::kFloat || t == at::kBFloat16 || t == at::kHalf || t == at::kDouble;
@@ -149,4 +151,5 @@ inline at::Tensor keep_as_bcs(const at::Tensor& keep, const at::Tensor& x, const
   return keep.expand(x.sizes()).reshape({v.b, v.c, v.s});
 }
 
+}  // namespace
 }  // namespace l2l_fast

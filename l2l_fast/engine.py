@@ -3,6 +3,8 @@ and retain images embed as before (DESIGN §1), or run one of the paper's baseli
 from __future__ import annotations
 
 import copy
+import functools
+import json
 import numbers
 from typing import Callable, Optional
 
@@ -10,9 +12,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from . import distributed, objectives, run_state
 from .adapters import Adapter, adapter_for
-from .data.source import EpochSampler, ImageSource
-from . import objectives
+from .data.source import ImageSource
 from .masks import parse_mask
 from .objectives import ENCODER_METHODS, METHODS, StepInputs
 from .ops._checks import DISTANCES, STATS
@@ -60,6 +62,10 @@ def unlearn(
     adapter: Optional[Adapter] = None,
     progress: bool = True,
     callback: Optional[Callable[[dict], None]] = None,
+    checkpoint_dir: Optional[str] = None,
+    checkpoint_every: Optional[int] = None,
+    resume_from: Optional[str] = None,
+    fsdp: bool = False,
 ) -> nn.Module:
     """Unlearn `forget` from `model` while keeping `retain`; returns the same model.
 
@@ -71,6 +77,19 @@ def unlearn(
     method: "ours" (the paper's encoder-space objective) or a baseline of the
     paper: "max_loss", "noisy_label", "retain_label" (whole model, the family's
     own loss) or "random_encoder" (encoder only, Gaussian embedding targets).
+
+    Several processes (torchrun, or any initialised process group): `batch_size`
+    is the global batch, split evenly across the processes, which give the same
+    result as one process up to fp32 rounding. The encoder is wrapped in DDP, or
+    with `fsdp=True` sharded with FSDP2 (encoder methods); whole-model baselines
+    average their gradients directly. Only rank 0 shows progress; `callback` runs
+    on every rank with the same (all-rank) record.
+
+    Checkpoints: with `checkpoint_dir`, the run's state is written there every
+    `checkpoint_every` steps (default: a tenth of the run) and at the end (see
+    run_state). `resume_from`, a checkpoint folder, continues from its newest
+    intact checkpoint (bit for bit on the CPU) and keeps writing there unless
+    `checkpoint_dir` says otherwise; pass the original model, as at the start.
     """
     adapter = adapter_for(model, adapter)
     forget_source = ImageSource(forget, "forget")
@@ -96,64 +115,169 @@ def unlearn(
             )
     if warmup_steps is None:
         warmup_steps = max(1, steps // 20)
+    if fsdp and method not in ENCODER_METHODS:
+        raise ValueError(f"fsdp shards the encoder: it applies to methods {ENCODER_METHODS}, not {method!r}")
+    if checkpoint_dir is None:
+        checkpoint_dir = resume_from
+    if checkpoint_every is not None:
+        _check_number(checkpoint_every, "checkpoint_every", 1, integer=True)
+        if checkpoint_dir is None:
+            raise ValueError("checkpoint_every needs checkpoint_dir")
+    if checkpoint_dir is not None and resume_from is None and run_state.existing(checkpoint_dir):
+        raise ValueError(f"checkpoint_dir {str(checkpoint_dir)!r} already holds checkpoints (newest: step "
+                         f"{run_state.existing(checkpoint_dir)[-1]}); pass resume_from to continue that run "
+                         "or choose an empty folder")
+    arguments = dict(alpha=alpha, steps=steps, batch_size=batch_size, lr=lr, mask=str(spec), seed=seed,
+                     distance=distance, noise_stats=noise_stats, noise_clamp=noise_clamp,
+                     warmup_steps=warmup_steps, weight_decay=weight_decay, grad_clip=grad_clip, method=method)
+    run = _Run(adapter, forget_source, retain_source, spec, method, arguments, progress, callback,
+               checkpoint_dir, checkpoint_every or max(1, steps // 10), resume_from, fsdp)
 
-    device = torch.device(device) if device is not None else _default_device(model)
-    was_training = model.training
-    model.to(device)
-    step_loss, trainable_module = _method_step(method, model, adapter)
-    optimizer = adamw(trainable_module.named_parameters(), lr, weight_decay)
-    trainable = [p for p in trainable_module.parameters() if p.requires_grad]
-
-    generator = torch.Generator().manual_seed(seed)
-    forget_sampler = EpochSampler(len(forget_source), batch_size, generator)
-    retain_sampler = EpochSampler(len(retain_source), batch_size, generator)
-    noise_numel = batch_size * int(torch.Size(adapter.image_shape).numel())
-
-    trainable_module.train()
-    bar = tqdm(range(steps), desc=f"unlearn ({method})", disable=not progress)
+    ctx, device = distributed.setup(torch.device(device) if device is not None else _default_device(model))
     try:
-        for step in bar:
-            step_lr = lr * warmup_cosine(step, steps, warmup_steps)
-            set_lr(optimizer, step_lr)
-            inputs = StepInputs(
-                adapter=adapter,
-                retain=retain_source.batch(retain_sampler.next()).to(device),
-                forget=forget_source.batch(forget_sampler.next()).to(device),
-                corruption=adapter.draw(spec, 2 * batch_size, generator),
-                alpha=float(alpha), distance=distance, noise_seed=seed,
-                noise_offset=step * noise_numel, noise_stats=noise_stats, noise_clamp=noise_clamp,
-            )
-            loss, retain_term, forget_term = step_loss(inputs)
-            if not torch.isfinite(loss):
-                raise NonFiniteLossError(f"non-finite loss ({loss.item()}) at step {step}; "
-                                         f"the model keeps its weights from step {step - 1}")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            norm = torch.nn.utils.clip_grad_norm_(trainable, grad_clip if grad_clip else float("inf"))
-            if not torch.isfinite(norm):
-                raise NonFiniteLossError(f"non-finite gradient at step {step}; "
-                                         f"the model keeps its weights from step {step - 1}")
-            optimizer.step()
-            record = {"step": step, "loss": loss.item(), "retain": retain_term.item(),
-                      "forget": forget_term.item(), "lr": step_lr}
-            bar.set_postfix(retain=f"{record['retain']:.4f}", forget=f"{record['forget']:.4f}")
-            if callback is not None:
-                callback(record)
+        distributed.local_batch(ctx, batch_size)
+        was_training = model.training
+        try:
+            run.train(model, ctx, device)
+        finally:
+            model.train(was_training)
     finally:
-        optimizer.zero_grad(set_to_none=True)
-        model.train(was_training)
+        distributed.teardown(ctx)
     return model
 
 
-def _method_step(method: str, model: nn.Module, adapter: Adapter):
-    """(step -> (loss, retain term, forget term), the module whose parameters train)."""
+class _Run:
+    """One call of `unlearn` once its arguments are checked."""
+
+    def __init__(self, adapter, forget_source, retain_source, spec, method, arguments, progress, callback,
+                 checkpoint_dir, checkpoint_every, resume_from, fsdp):
+        self.adapter, self.forget_source, self.retain_source = adapter, forget_source, retain_source
+        self.spec, self.method, self.args = spec, method, arguments
+        self.progress, self.callback = progress, callback
+        self.checkpoint_dir, self.checkpoint_every, self.resume_from, self.fsdp = (
+            checkpoint_dir, checkpoint_every, resume_from, fsdp)
+
+    def train(self, model: nn.Module, ctx: distributed.Context, device: torch.device) -> None:
+        adapter, method, args = self.adapter, self.method, self.args
+        model.to(device)
+        trainable_module = adapter.encoder if method in ENCODER_METHODS else model
+        state = run_state.resume(ctx, self.resume_from) if self.resume_from is not None else None
+        original = run_state.digest(trainable_module.state_dict()) if self.checkpoint_dir is not None else None
+        recorded = json.loads(json.dumps(args, default=str))
+        if state is not None:
+            run_state.check_resumable(state, recorded, original)
+        reference = _frozen_reference(method, model, adapter)
+        if state is not None:
+            trainable_module.load_state_dict(state.section("trainable."))
+        sharded = self.fsdp and ctx.enabled
+        if sharded:
+            student = distributed.fully_shard_module(copy.deepcopy(adapter.encoder), device)
+            reference = distributed.fully_shard_module(reference, device)
+            trainable_module = student
+        elif method in ENCODER_METHODS:
+            student = distributed.wrap_ddp(ctx, adapter.encoder, device)
+        else:
+            student = None
+        step_loss = _step_function(method, adapter, student, reference)
+        optimizer = adamw(trainable_module.named_parameters(), args["lr"], args["weight_decay"])
+        trainable = [p for p in trainable_module.parameters() if p.requires_grad]
+        generator = torch.Generator().manual_seed(args["seed"])
+        samplers = {name: run_state.Sampler(len(source), args["batch_size"], generator)
+                    for name, source in (("forget", self.forget_source), ("retain", self.retain_source))}
+        start = 0
+        if state is not None:
+            run_state.restore(state, ctx, optimizer=optimizer, generator=generator, samplers=samplers, device=device)
+            start = state.step
+
+        def save(done: int) -> None:
+            run_state.write(ctx, self.checkpoint_dir, done, module=trainable_module, optimizer=optimizer,
+                            generator=generator, samplers=samplers, device=device,
+                            meta={"arguments": recorded, "original_sha256": original})
+
+        trainable_module.train()
+        try:
+            self._loop(ctx, device, start, step_loss, optimizer, trainable, generator, samplers, save)
+        except NonFiniteLossError:
+            if sharded:
+                adapter.encoder.load_state_dict(distributed.full_state(student))
+            raise
+        finally:
+            optimizer.zero_grad(set_to_none=True)
+        if sharded:
+            adapter.encoder.load_state_dict(distributed.full_state(student))
+
+    def _loop(self, ctx, device, start, step_loss, optimizer, trainable, generator, samplers, save) -> None:
+        adapter, args = self.adapter, self.args
+        steps, batch_size = args["steps"], args["batch_size"]
+        local = distributed.local_batch(ctx, batch_size)
+        shard = slice(ctx.rank * local, (ctx.rank + 1) * local)
+        rows = distributed.shard_rows(ctx, batch_size)
+        image_numel = int(torch.Size(adapter.image_shape).numel())
+        inputs_type = StepInputs
+        if ctx.enabled:
+            inputs_type = functools.partial(distributed.ShardInputs, world_size=ctx.world_size)
+        average_gradients = ctx.enabled and self.method not in ENCODER_METHODS
+        grad_clip = args["grad_clip"]
+        bar = tqdm(range(start, steps), initial=start, total=steps, desc=f"unlearn ({self.method})",
+                   disable=not self.progress or not ctx.is_main)
+        for step in bar:
+            step_lr = args["lr"] * warmup_cosine(step, steps, args["warmup_steps"])
+            set_lr(optimizer, step_lr)
+            retain_index, forget_index = samplers["retain"].next(), samplers["forget"].next()
+            corruption = adapter.draw(self.spec, 2 * batch_size, generator)
+            if ctx.enabled:
+                retain_index, forget_index = retain_index[shard], forget_index[shard]
+                corruption = adapter.select(corruption, rows)
+            inputs = inputs_type(
+                adapter=adapter,
+                retain=self.retain_source.batch(retain_index).to(device),
+                forget=self.forget_source.batch(forget_index).to(device),
+                corruption=corruption,
+                alpha=float(args["alpha"]), distance=args["distance"], noise_seed=args["seed"],
+                noise_offset=(step * batch_size + shard.start) * image_numel, noise_stats=args["noise_stats"],
+                noise_clamp=args["noise_clamp"],
+            )
+            loss, retain_term, forget_term = step_loss(inputs)
+            values, bad_ranks = distributed.reduce_step(ctx, loss, retain_term, forget_term)
+            if bad_ranks:
+                where = f" on rank {', '.join(map(str, bad_ranks))}" if ctx.enabled else ""
+                raise NonFiniteLossError(f"non-finite loss ({values[0]}) at step {step}{where}; "
+                                         f"the model keeps its weights from step {step - 1}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if average_gradients:
+                distributed.average_gradients(ctx, trainable)
+            norm = torch.nn.utils.clip_grad_norm_(trainable, grad_clip if grad_clip else float("inf"))
+            if not torch.isfinite(distributed.full(norm)):
+                raise NonFiniteLossError(f"non-finite gradient at step {step}; "
+                                         f"the model keeps its weights from step {step - 1}")
+            optimizer.step()
+            record = {"step": step, "loss": values[0], "retain": values[1], "forget": values[2], "lr": step_lr}
+            bar.set_postfix(retain=f"{record['retain']:.4f}", forget=f"{record['forget']:.4f}")
+            if self.callback is not None:
+                self.callback(record)
+            done = step + 1
+            if self.checkpoint_dir is not None and (done % self.checkpoint_every == 0 or done == steps):
+                save(done)
+
+
+def _frozen_reference(method: str, model: nn.Module, adapter: Adapter):
+    """What the loss compares against, copied before any weight changes: the teacher
+    (encoder methods), the original model (retain_label), or nothing."""
     if method in ENCODER_METHODS:
-        teacher = frozen_teacher(adapter.encoder)
-        function = objectives.ours if method == "ours" else objectives.random_encoder
-        return (lambda inputs: function(inputs, adapter.encoder, teacher)), adapter.encoder
+        return frozen_teacher(adapter.encoder)
     if method == "retain_label":
         original = copy.copy(adapter)
         original.model = copy.deepcopy(model).eval().requires_grad_(False)
-        return (lambda inputs: objectives.retain_label(inputs, original)), model
-    function = objectives.max_loss if method == "max_loss" else objectives.noisy_label
-    return function, model
+        return original
+    return None
+
+
+def _step_function(method: str, adapter: Adapter, student: Optional[nn.Module], reference):
+    """step inputs -> (loss, retain term, forget term)."""
+    if method in ENCODER_METHODS:
+        function = objectives.ours if method == "ours" else objectives.random_encoder
+        return lambda inputs: function(inputs, student, reference)
+    if method == "retain_label":
+        return lambda inputs: objectives.retain_label(inputs, reference)
+    return objectives.max_loss if method == "max_loss" else objectives.noisy_label

@@ -99,18 +99,28 @@ def test_task_loss_is_noise_mse_inside_the_hole():
 @pytest.mark.parametrize("spec", ["inpaint:3", "outpaint:3"])
 def test_sampling_is_batched_seeded_and_keeps_the_known_region(method, spec):
     model = tiny_model()
-    calls = []
-    model.decoder.register_forward_hook(lambda module, args, out: calls.append(out.shape[0]))
     x = images(3, 4)
     c = corruption(adapter := DiffusionAdapter(model, sample_method=method, sample_steps=4, seed=5), spec, 3)
-    out = adapter.generate(x, c)
-    assert calls == [3] * (10 if method == "ddpm" else 4)
     known = c.pixel.bool().expand_as(x)
+    noisy_inputs = []
+    model.encoder.register_forward_pre_hook(lambda module, args: noisy_inputs.append(args[0][:, 1:]))
+    out = adapter.generate(x, c)
+    assert len(noisy_inputs) == (10 if method == "ddpm" else 4)
+    assert all(y_t.shape[0] == 3 and torch.equal(y_t[known], 2 * x[known] - 1) for y_t in noisy_inputs)
     assert torch.equal(out[known], x[known])
     assert not torch.allclose(out[~known], x[~known]) and out.min() >= 0 and out.max() <= 1
     assert torch.equal(adapter.generate(x, c), out)
     other = DiffusionAdapter(model, sample_method=method, sample_steps=4, seed=6).generate(x, c)
     assert not torch.equal(other, out)
+
+
+def test_model_sampling_pastes_the_known_region_exactly():
+    model = tiny_model()
+    y_0 = torch.rand(2, 1, 16, 16) * 2 - 1
+    keep = torch.rand(2, 1, 16, 16) > 0.5
+    y_cond = model.condition(y_0, keep, torch.randn_like(y_0))
+    out = model.sample(y_cond, y_0, keep, steps=3, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(out[keep.expand_as(y_0)], y_0[keep.expand_as(y_0)])
 
 
 def test_ddim_steps_are_checked():
@@ -168,6 +178,12 @@ def test_unlearn_trains_the_encoder_only_and_is_seeded():
     assert "input_blocks.0.0.weight" in changed and "middle_block.1.qkv.weight" in changed
     again = l2l_fast.unlearn(tiny_model(), FORGET, RETAIN, **RUN)
     assert all(torch.equal(v, again.encoder.state_dict()[k]) for k, v in model.encoder.state_dict().items())
+
+
+@pytest.mark.parametrize("method", ["max_loss", "noisy_label", "retain_label", "random_encoder"])
+def test_baselines_run(method):
+    model = tiny_model()
+    l2l_fast.unlearn(model, FORGET, RETAIN, method=method, **{**RUN, "steps": 1})
 
 
 def test_checkpoint_roundtrip(tmp_path):

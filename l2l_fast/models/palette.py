@@ -104,7 +104,9 @@ class PaletteUNet(nn.Module):
     """Conditional diffusion model: `encoder(x, γ)` -> (maps, emb), `decoder(maps, emb)` -> ε̂.
 
     Constructor arguments are those of Palette's `unet` and `beta_schedule` config
-    entries; `attn_res` holds downsampling rates (1, 2, 4, ...) that get attention.
+    entries, defaults those of its inpainting configs except dropout (off, so that
+    unlearning steps depend on the seed alone); `attn_res` holds downsampling rates
+    (1, 2, 4, ...) that get attention; a schedule without "test" samples on "train".
     """
 
     family = "diffusion"
@@ -130,7 +132,9 @@ class PaletteUNet(nn.Module):
         super().__init__()
         channel_mults, attn_res = [int(m) for m in channel_mults], [int(r) for r in attn_res]
         beta_schedule = copy.deepcopy(beta_schedule or PALETTE_SCHEDULE)
-        beta_schedule.setdefault("test", beta_schedule.get("train"))
+        if "train" not in beta_schedule:
+            raise ValueError(f"beta_schedule needs a 'train' entry, got keys {sorted(beta_schedule)}")
+        beta_schedule.setdefault("test", beta_schedule["train"])
         if in_channel != 2 * out_channel:
             raise ValueError(f"in_channel must be 2 * out_channel (condition + noisy image), got "
                              f"{in_channel} and {out_channel}")

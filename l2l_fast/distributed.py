@@ -1,0 +1,210 @@
+"""Data-parallel unlearning on torch.distributed (torchrun's RANK / WORLD_SIZE).
+
+Every rank draws the same global batch (indices and corruptions) from the shared
+seeded generator and keeps its shard: rows [rank * b, (rank + 1) * b) of the
+retain and of the forget half, b = batch_size / world_size. The per-sample
+weights are then world_size times the global ones (1/b instead of 1/batch_size)
+and gradients are averaged across ranks, which sums to the global gradient.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from .objectives import StepInputs
+from .ops import gaussian_target
+
+
+@dataclass(frozen=True)
+class Context:
+    rank: int = 0
+    world_size: int = 1
+    created: bool = False  # this process group was started by `setup` and is ended by `teardown`
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def is_main_process() -> bool:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank() == 0
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def setup(device: torch.device) -> tuple[Context, torch.device]:
+    """Join the process group of this launch (nccl on CUDA, gloo on CPU), if any.
+
+    A CUDA device without an index becomes cuda:LOCAL_RANK."""
+    if dist.is_available() and dist.is_initialized():
+        rank, world, created = dist.get_rank(), dist.get_world_size(), False
+    else:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world <= 1:
+            return Context(), device
+        rank, created = int(os.environ["RANK"]), True
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if created:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return Context(rank, world, created), device
+
+
+def teardown(ctx: Context) -> None:
+    if ctx.created and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def local_batch(ctx: Context, batch_size: int) -> int:
+    if batch_size % ctx.world_size:
+        raise ValueError(f"batch_size ({batch_size}) must be divisible by the number of processes "
+                         f"({ctx.world_size}): it is the global batch, split across them")
+    return batch_size // ctx.world_size
+
+
+def shard_rows(ctx: Context, batch_size: int) -> torch.Tensor:
+    """This rank's rows of a [retain; forget] batch of 2 * batch_size corruptions."""
+    local = local_batch(ctx, batch_size)
+    own = torch.arange(ctx.rank * local, (ctx.rank + 1) * local)
+    return torch.cat([own, own + batch_size])
+
+
+def reduce_step(ctx: Context, loss, retain, forget) -> tuple[list[float], list[int]]:
+    """([loss, retain, forget] averaged over ranks, ranks whose loss is not finite), agreed by all."""
+    if not ctx.enabled:
+        values = [loss.item(), retain.item(), forget.item()]
+        return values, ([] if torch.isfinite(loss) else [0])
+    totals = torch.zeros(3 + ctx.world_size, dtype=torch.float64, device=loss.device)
+    totals[:3] = torch.stack([loss.detach(), retain, forget]).double()
+    totals[3 + ctx.rank] = float(not torch.isfinite(loss))
+    dist.all_reduce(totals)
+    totals = totals.tolist()
+    return [v / ctx.world_size for v in totals[:3]], [r for r, bad in enumerate(totals[3:]) if bad]
+
+
+def average_gradients(ctx: Context, params) -> None:
+    """All-reduce-average gradients of modules not wrapped in DDP or FSDP."""
+    if not ctx.enabled:
+        return
+    grads = [p.grad for p in params if p.grad is not None]
+    for work in [dist.all_reduce(g, async_op=True) for g in grads]:
+        work.wait()
+    torch._foreach_div_(grads, ctx.world_size)
+
+
+def gather_states(ctx: Context, state: torch.Tensor) -> list[torch.Tensor]:
+    """Every rank's copy of a same-shaped uint8 state (RNG states), on the CPU."""
+    if not ctx.enabled:
+        return [state]
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else state.device
+    parts = [torch.empty_like(state, device=device) for _ in range(ctx.world_size)]
+    dist.all_gather(parts, state.to(device))
+    return [p.cpu() for p in parts]
+
+
+def broadcast_int(ctx: Context, value: int) -> int:
+    if not ctx.enabled:
+        return value
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
+    tensor = torch.tensor([value], dtype=torch.int64, device=device)
+    dist.broadcast(tensor, 0)
+    return int(tensor.item())
+
+
+def barrier(ctx: Context) -> None:
+    if ctx.enabled:
+        dist.barrier()
+
+
+def wrap_ddp(ctx: Context, module: nn.Module, device: torch.device) -> nn.Module:
+    """DDP over `module` (the encoder); the same module when there is one process."""
+    if not ctx.enabled:
+        return module
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids = [device.index] if device.type == "cuda" else None
+    return DistributedDataParallel(module, device_ids=ids, broadcast_buffers=False)
+
+
+def fully_shard_module(module: nn.Module, device: torch.device) -> nn.Module:
+    """`module` under FSDP2 (in place): each nn.ModuleList item, then the root."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    mesh = init_device_mesh(device.type, (dist.get_world_size(),))
+    units = [m for parent in module.modules() if isinstance(parent, nn.ModuleList) for m in parent]
+    for unit in reversed(units):
+        fully_shard(unit, mesh=mesh)
+    fully_shard(module, mesh=mesh)
+    return module
+
+
+def full(tensor: torch.Tensor) -> torch.Tensor:
+    """The whole tensor of a DTensor (a collective); any other tensor as it is."""
+    from torch.distributed.tensor import DTensor
+
+    return tensor.full_tensor() if isinstance(tensor, DTensor) else tensor
+
+
+def shard_like(tensor: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """`tensor` (whole, the same on every rank) laid out like the DTensor `reference`."""
+    from torch.distributed.tensor import DTensor, distribute_tensor
+
+    if not isinstance(reference, DTensor) or tensor.shape != reference.shape:
+        return tensor
+    return distribute_tensor(tensor.to(reference.device), reference.device_mesh, reference.placements,
+                             src_data_rank=None)
+
+
+def full_state(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: full(v).detach() for k, v in module.state_dict().items()}
+
+
+def _global_statistics(x: torch.Tensor, stats: str, world_size: int):
+    """mu and unbiased sigma of the global batch (every rank holds an equal shard)."""
+    dims = tuple(range(x.dim())) if stats == "batch" else (0,) + tuple(range(2, x.dim()))
+    x64 = x.detach().double()
+    sums = torch.stack([x64.sum(dim=dims, keepdim=True), x64.square().sum(dim=dims, keepdim=True)])
+    dist.all_reduce(sums)
+    count = world_size * x.numel() // (1 if stats == "batch" else x.shape[1])
+    mu = sums[0] / count
+    if count < 2:
+        return mu, torch.zeros_like(mu)
+    variance = (sums[1] - count * mu.square()).clamp_min(0) / (count - 1)
+    return mu, variance.sqrt()
+
+
+@dataclass
+class ShardInputs(StepInputs):
+    """One rank's shard of a step. `noise_offset` points at the rank's first forget
+    sample in the global stream (step * batch_size * image numel + first global
+    forget index * image numel), so the ranks' noise streams are distinct and
+    together are the one-process stream. Batch and channel statistics are those of
+    the global forget batch (all-reduced); n = mu + sigma * z is then formed here,
+    as gaussian_target does, from its standard-normal z."""
+
+    world_size: int = 1
+
+    def noise(self, like: torch.Tensor, keep: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if self.noise_stats not in ("batch", "channel"):
+            return super().noise(like, keep)
+        mu, sigma = _global_statistics(like, self.noise_stats, self.world_size)
+        z = gaussian_target(like, seed=self.noise_seed, offset=self.noise_offset, stats="standard")
+        noise = mu.float() + sigma.float() * z.float()
+        if self.noise_clamp is not None:
+            noise = noise.clamp(self.noise_clamp[0], self.noise_clamp[1])
+        if keep is not None:
+            keep = keep.to(like.device, torch.float32)
+            noise = keep * noise
+        return noise.to(like.dtype)

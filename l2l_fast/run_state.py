@@ -1,0 +1,262 @@
+"""Run checkpoints of `unlearn`: all a killed run needs to continue bit for bit.
+
+    <dir>/step-00000012.safetensors  tensors: trainable weights, optimizer state, the
+                                     generator and per-rank RNG states, the samplers'
+                                     remaining orders; JSON metadata: step, arguments,
+                                     optimizer param groups, the original weights' digest
+    <dir>/step-00000012.json         {"step", "file", "bytes", "sha256"}, written last
+
+Both files are written atomically (temporary file, fsync, rename) by rank 0; the
+sidecar commits the checkpoint. The newest KEEP checkpoints are kept. Loading
+checks the size and SHA-256 first and falls back to the previous checkpoint with
+a warning; nothing is unpickled.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import torch
+from torch import nn
+
+from . import checkpoint, distributed
+from .data.source import EpochSampler
+
+log = logging.getLogger(__name__)
+KEEP = 2
+_NAME = re.compile(r"^step-(\d{8})\.(json|safetensors)$")
+
+
+class CheckpointError(RuntimeError):
+    """No usable run checkpoint where one was expected."""
+
+
+@dataclass
+class RunState:
+    step: int
+    tensors: dict[str, torch.Tensor]
+    meta: dict
+    path: Path
+
+    def section(self, prefix: str) -> dict[str, torch.Tensor]:
+        return {k[len(prefix):]: v for k, v in self.tensors.items() if k.startswith(prefix)}
+
+
+def _paths(directory: Path, step: int) -> tuple[Path, Path]:
+    stem = directory / f"step-{step:08d}"
+    return stem.with_suffix(".safetensors"), stem.with_suffix(".json")
+
+
+def _steps(directory: Path, suffix: str) -> list[int]:
+    if not directory.is_dir():
+        return []
+    found = (_NAME.match(p.name) for p in directory.iterdir())
+    return sorted(int(m.group(1)) for m in found if m and m.group(2) == suffix)
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _atomic_write_text(text: str, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def existing(directory) -> list[int]:
+    """Steps of the committed checkpoints (with a sidecar) in `directory`."""
+    return _steps(Path(directory), "json")
+
+
+def save(directory, step: int, tensors: dict[str, torch.Tensor], meta: dict) -> Path:
+    """Write the checkpoint of `step` and drop all but the newest KEEP up to it."""
+    directory = Path(directory)
+    data, sidecar = _paths(directory, step)
+    checkpoint.atomic_save(tensors, {**meta, "step": step}, data)
+    record = {"step": step, "file": data.name, "bytes": data.stat().st_size, "sha256": sha256(data)}
+    _atomic_write_text(json.dumps(record), sidecar)
+    _fsync_dir(directory)
+    _prune(directory, step)
+    return data
+
+
+def _prune(directory: Path, newest: int) -> None:
+    kept = [s for s in existing(directory) if s <= newest][-KEEP:]
+    for path in directory.iterdir():
+        match = _NAME.match(path.name)
+        stale_tmp = path.name.startswith(".step-") and path.name.endswith(".tmp")
+        if stale_tmp or (match and int(match.group(1)) not in kept):
+            path.unlink(missing_ok=True)
+
+
+def _problem(directory: Path, step: int) -> Optional[str]:
+    data, sidecar = _paths(directory, step)
+    try:
+        record = json.loads(sidecar.read_text())
+        expected_size, expected_digest = int(record["bytes"]), str(record["sha256"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        return f"unreadable sidecar {sidecar.name}: {error}"
+    if not data.is_file():
+        return f"{data.name} is missing"
+    size = data.stat().st_size
+    if size != expected_size:
+        return f"{data.name} has {size} bytes, expected {expected_size} (truncated?)"
+    if sha256(data) != expected_digest:
+        return f"{data.name} fails its SHA-256 check (corrupt)"
+    return None
+
+
+def _read(directory: Path, step: int) -> RunState:
+    data, _ = _paths(directory, step)
+    try:
+        tensors, meta = checkpoint.read(data)
+    except Exception as error:  # safetensors raises its own error types on a bad header
+        raise CheckpointError(f"{data}: cannot be read: {error}") from error
+    return RunState(step, tensors, meta, data)
+
+
+def choose(directory) -> Optional[int]:
+    """The newest step whose checkpoint is intact; None when there is none at all.
+
+    Each unusable newer checkpoint is logged; CheckpointError if all are unusable."""
+    directory = Path(directory)
+    steps = existing(directory)
+    problems = []
+    for step in reversed(steps):
+        problem = _problem(directory, step)
+        if problem is None:
+            if problems:
+                log.warning("resuming from the previous good checkpoint, step %d", step)
+            return step
+        log.warning("checkpoint step %d in %s is unusable: %s", step, directory, problem)
+        problems.append(f"step {step}: {problem}")
+    if problems:
+        raise CheckpointError(f"no usable checkpoint in {directory}: " + "; ".join(problems))
+    return None
+
+
+def load(directory, step: int) -> RunState:
+    """The checkpoint of `step`, checked again (every rank reads it)."""
+    directory = Path(directory)
+    problem = _problem(directory, step)
+    if problem is not None:
+        raise CheckpointError(f"checkpoint step {step} in {directory}: {problem}")
+    return _read(directory, step)
+
+
+def digest(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 of a state dict's names, dtypes, shapes and bytes."""
+    hasher = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().contiguous().cpu()
+        hasher.update(f"{name}:{tensor.dtype}:{list(tensor.shape)};".encode())
+        hasher.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return hasher.hexdigest()
+
+
+class Sampler(EpochSampler):
+    """An EpochSampler whose position (the rest of its current order) is saved."""
+
+    def state(self) -> torch.Tensor:
+        return self._order.clone()
+
+    def load_state(self, order: torch.Tensor) -> None:
+        self._order = order.to(torch.long).clone()
+
+
+def write(ctx: distributed.Context, directory, step: int, *, module: nn.Module, optimizer,
+          generator: torch.Generator, samplers: dict[str, Sampler], meta: dict, device: torch.device) -> None:
+    """Gather the run's state on every rank; rank 0 writes it; all wait for the write."""
+    weights = distributed.full_state(module)
+    optim, optim_meta = checkpoint.optimizer_tensors(optimizer)
+    optim = {k: distributed.full(v) for k, v in optim.items()}
+    rng = {"cpu": distributed.gather_states(ctx, torch.get_rng_state())}
+    if device.type == "cuda":
+        rng["cuda"] = distributed.gather_states(ctx, torch.cuda.get_rng_state(device))
+    if ctx.is_main:
+        tensors = {f"trainable.{k}": v for k, v in weights.items()}
+        tensors.update(optim, generator=generator.get_state())
+        tensors.update({f"sampler.{name}": s.state() for name, s in samplers.items()})
+        tensors.update({f"rng.{kind}.{rank}": s for kind, states in rng.items() for rank, s in enumerate(states)})
+        save(directory, step, tensors, {**meta, "optimizer": optim_meta, "world_size": ctx.world_size})
+    distributed.barrier(ctx)
+
+
+def resume(ctx: distributed.Context, directory) -> Optional[RunState]:
+    """The newest intact checkpoint in `directory`, chosen by rank 0 and read by every rank;
+    None when the folder holds none (the run starts at step 0)."""
+    step, problem = -1, None
+    if ctx.is_main:
+        try:
+            chosen = choose(directory)
+            step = -1 if chosen is None else chosen
+        except CheckpointError as error:
+            step, problem = -2, error
+    step = distributed.broadcast_int(ctx, step)
+    if step == -2:
+        raise problem or CheckpointError(f"rank 0 found no usable checkpoint in {directory}")
+    if step == -1:
+        log.warning("no checkpoint in %s; starting from step 0", directory)
+        return None
+    state = load(directory, step)
+    log.info("resuming from %s (step %d)", state.path, step)
+    return state
+
+
+def check_resumable(state: RunState, arguments: dict, original: str) -> None:
+    """ValueError unless the checkpoint was written by the same run of the same model."""
+    saved = state.meta.get("arguments", {})
+    changed = [f"{k}={saved.get(k)!r} there, {v!r} here" for k, v in arguments.items() if saved.get(k) != v]
+    if changed:
+        raise ValueError(f"resume_from: {state.path} belongs to a run with other arguments: " + ", ".join(changed))
+    if state.meta.get("original_sha256") != original:
+        raise ValueError(f"resume_from: {state.path} was written for another model; resume with the "
+                         "original (not yet unlearned) model, whose encoder is the teacher")
+
+
+def restore(state: RunState, ctx: distributed.Context, *, optimizer, generator: torch.Generator,
+            samplers: dict[str, Sampler], device: torch.device) -> None:
+    """Optimizer, generator, sampler and RNG states (the weights are loaded before wrapping)."""
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    tensors = {}
+    for key, value in state.section("optimizer.").items():
+        index = int(key.split(".", 1)[0])
+        tensors[f"optimizer.{key}"] = distributed.shard_like(value, params[index])
+    checkpoint.restore_optimizer(optimizer, tensors, state.meta["optimizer"])
+    generator.set_state(state.tensors["generator"])
+    for name, sampler in samplers.items():
+        sampler.load_state(state.tensors[f"sampler.{name}"])
+    if state.meta.get("world_size") != ctx.world_size:
+        log.warning("%s was written by %s processes, this run has %d: the global RNG states are not restored",
+                    state.path, state.meta.get("world_size"), ctx.world_size)
+        return
+    torch.set_rng_state(state.tensors[f"rng.cpu.{ctx.rank}"])
+    if device.type == "cuda" and f"rng.cuda.{ctx.rank}" in state.tensors:
+        torch.cuda.set_rng_state(state.tensors[f"rng.cuda.{ctx.rank}"], device)

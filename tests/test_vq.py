@@ -1,0 +1,319 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+import l2l_fast
+from l2l_fast import checkpoint
+from l2l_fast.adapters import VQAdapter, adapter_for
+from l2l_fast.masks import parse_mask, patch_keep, pixel_keep
+from l2l_fast.models import MAGE, VQTokenizer, load_official_mage
+from l2l_fast.models.vq import VectorQuantizer
+from l2l_fast.pretrain import pretrain
+from l2l_fast.pretrain_vq import pretrain_tokenizer
+
+TOK = dict(in_chans=1, ch=8, ch_mult=[1, 2], num_res_blocks=1, z_channels=8, n_embed=16, norm_groups=4)
+TINY = dict(img_size=8, tokenizer=TOK, embed_dim=16, depth=2, num_heads=2,
+            decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=2)
+K, L, D = 16, 16, 16  # codebook, tokens (4x4 grid), width
+
+
+def tiny_model(seed: int = 0) -> MAGE:
+    torch.manual_seed(seed)
+    model = MAGE(**TINY).eval()
+    with torch.no_grad():
+        model.tokenizer.quantize.embedding.weight.normal_()  # varied ids from an untrained encoder
+    return model
+
+
+def images(n: int, seed: int, shift: float = 0.0) -> torch.Tensor:
+    return (torch.rand(n, 1, 8, 8, generator=torch.Generator().manual_seed(seed)) + shift).clamp(0, 1)
+
+
+def state(module: torch.nn.Module) -> dict:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def same(a: dict, module: torch.nn.Module) -> bool:
+    return all(torch.equal(a[k], v) for k, v in module.state_dict().items())
+
+
+def keep_for(spec: str, batch: int) -> torch.Tensor:
+    return patch_keep(parse_mask(spec), (4, 4), batch, torch.Generator().manual_seed(0))
+
+
+# tokenizer
+
+def test_tokenizer_shapes():
+    tokenizer = tiny_model().tokenizer
+    ids = tokenizer.encode(images(3, 0))
+    assert ids.shape == (3, L) and ids.dtype == torch.long and 0 <= ids.min() and ids.max() < K
+    assert tokenizer.decode(ids).shape == (3, 1, 8, 8)
+    assert tokenizer.decode(ids[:, :8], grid=(2, 4)).shape == (3, 1, 4, 8)
+    with pytest.raises(ValueError, match="divisible"):
+        tokenizer.encode(torch.rand(1, 1, 7, 8))
+
+
+def test_quantisation_picks_the_nearest_entry():
+    quantizer = VectorQuantizer(4, 2, beta=0.25)
+    codes = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [-1.0, -1.0]])
+    quantizer.embedding.weight.data.copy_(codes)
+    z = torch.tensor([[0.9, 0.1], [0.1, 0.2], [-0.6, -0.4], [0.2, 0.7], [0.4, 0.45], [0.3, 0.6]])
+    z = z.t().reshape(1, 2, 1, 6)
+    assert quantizer.indices(z).tolist() == [[1, 0, 3, 2, 0, 2]]  # squared distances by hand
+    z_q, _, _ = quantizer(z)
+    assert torch.equal(z_q[0, :, 0].t(), codes[[1, 0, 3, 2, 0, 2]])
+
+
+def test_encode_is_the_brute_force_nearest_code():
+    tokenizer = tiny_model().tokenizer
+    x = images(2, 1)
+    z = tokenizer.encoder(x).permute(0, 2, 3, 1).reshape(2, L, -1)
+    distance = (z[:, :, None] - tokenizer.quantize.embedding.weight[None, None]).norm(dim=-1)
+    assert torch.equal(tokenizer.encode(x), distance.argmin(dim=-1))
+
+
+def test_straight_through_gradient_reaches_the_encoder():
+    torch.manual_seed(0)
+    tokenizer = VQTokenizer(**TOK)
+    reconstruction, vq_loss = tokenizer(images(2, 0))
+    reconstruction.square().sum().backward()
+    assert tokenizer.encoder.conv_in.weight.grad.abs().sum() > 0
+    assert tokenizer.quantize.embedding.weight.grad is None  # codes learn only from the VQ loss
+    tokenizer.zero_grad()
+    tokenizer.loss(images(2, 0)).backward()
+    assert tokenizer.quantize.embedding.weight.grad.abs().sum() > 0
+
+
+# MAGE
+
+def test_encoder_sees_only_visible_tokens():
+    model = tiny_model()
+    ids = torch.randint(K, (2, L), generator=torch.Generator().manual_seed(0))
+    keep = keep_for("inpaint:2", 2)
+    latent = model.encoder(ids, keep)
+    assert latent.shape == (2, 1 + 12, D)
+    changed = torch.where(keep, ids, (ids + 5) % K)
+    assert not torch.equal(changed, ids)
+    assert torch.equal(model.encoder(changed, keep), latent)
+
+
+def test_loss_is_cross_entropy_on_hidden_tokens():
+    model = tiny_model()
+    x = images(2, 3)
+    ids = model.tokenize(x)
+    keep = keep_for("random:0.5", 2)
+    logits = model(ids, keep)
+    assert logits.shape == (2, L, K)
+    terms = [-torch.log_softmax(logits[b, i], dim=-1)[ids[b, i]]
+             for b in range(2) for i in range(L) if not keep[b, i]]
+    expected = torch.stack(terms).mean()
+    torch.testing.assert_close(model.loss(ids, keep), expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(model.loss(x, keep), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("spec", ["inpaint:2", "outpaint:2"])
+def test_generation_is_batched_seeded_and_changes_only_the_hole(spec):
+    model = tiny_model()
+    x = images(3, 4)
+    keep = keep_for(spec, 3)
+    passes = []
+    hook = model.encoder.register_forward_hook(lambda m, args, out: passes.append(args[0].shape[0]))
+    out = model.generate(x, keep, steps=4, generator=torch.Generator().manual_seed(1))
+    hook.remove()
+    assert out.shape == x.shape and passes and len(passes) <= 4 and set(passes) == {3}
+    visible = pixel_keep(keep, model.grid, model.patch_size).bool().expand_as(x)
+    assert torch.equal(out[visible], x[visible])
+    assert not torch.allclose(out[~visible], x[~visible])
+    again = model.generate(x, keep, steps=4, generator=torch.Generator().manual_seed(1))
+    other = model.generate(x, keep, steps=4, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(out, again) and not torch.equal(out, other)
+
+
+def test_generated_ids_keep_the_visible_tokens():
+    model = tiny_model()
+    ids = torch.randint(K, (2, L), generator=torch.Generator().manual_seed(0))
+    keep = keep_for("inpaint:2", 2)
+    for steps in (1, 3, 20):
+        out = model.generate_ids(ids, keep, steps=steps, generator=torch.Generator().manual_seed(0))
+        assert torch.equal(out[keep], ids[keep]) and 0 <= out.min() and out.max() < K
+
+
+# unlearning through the adapter
+
+FORGET, RETAIN = images(6, 10, 0.3), images(8, 11)
+RUN = dict(steps=3, batch_size=2, mask="inpaint:1", progress=False)
+
+
+def test_unlearn_trains_only_the_encoder_reproducibly():
+    model = tiny_model()
+    assert isinstance(adapter_for(model), VQAdapter)
+    tokenizer, decoder, encoder = state(model.tokenizer), state(model.decoder), state(model.encoder)
+    l2l_fast.unlearn(model, FORGET, RETAIN, seed=5, **RUN)
+    assert same(tokenizer, model.tokenizer) and same(decoder, model.decoder)
+    assert not same(encoder, model.encoder)
+    twin = l2l_fast.unlearn(tiny_model(), FORGET, RETAIN, seed=5, **RUN)
+    assert same(state(model.encoder), twin.encoder)
+
+
+def test_unlearn_tokenizes_real_images_once_and_noise_only_for_forget():
+    model = tiny_model()
+    batches = []
+    model.tokenizer.encoder.register_forward_hook(lambda m, args, out: batches.append(args[0].shape[0]))
+    l2l_fast.unlearn(model, FORGET, RETAIN, **{**RUN, "steps": 1})
+    assert batches == [4, 2]
+
+
+def test_pretrain_keeps_the_tokenizer_frozen():
+    model = tiny_model()
+    tokenizer, encoder = state(model.tokenizer), state(model.encoder)
+    ids = model.tokenize(RETAIN)
+    losses = pretrain(VQAdapter(model), ids, steps=2, batch_size=4, masks=["random:0.5"], progress=False)
+    assert len(losses) == 2 and same(tokenizer, model.tokenizer) and not same(encoder, model.encoder)
+
+
+def test_checkpoint_roundtrip(tmp_path):
+    model = tiny_model()
+    checkpoint.save_model(model, tmp_path / "mage.safetensors")
+    loaded = checkpoint.load_model(tmp_path / "mage.safetensors")
+    assert isinstance(loaded, MAGE) and loaded.config == model.config
+    assert same(state(model), loaded)
+
+
+# official checkpoints
+
+def _resnet(prefix: str, cin: int, cout: int) -> dict:
+    spec = {f"{prefix}.norm1.weight": [cin], f"{prefix}.norm1.bias": [cin],
+            f"{prefix}.conv1.weight": [cout, cin, 3, 3], f"{prefix}.norm2.weight": [cout],
+            f"{prefix}.norm2.bias": [cout], f"{prefix}.conv2.weight": [cout, cout, 3, 3]}
+    if cin != cout:
+        spec[f"{prefix}.nin_shortcut.weight"] = [cout, cout, 1, 1]
+    return spec
+
+
+def official_vqgan_shapes() -> dict:
+    """taming's VQModel keys (MAGE's converted VQGAN) for TOK: ch 8, ch_mult (1, 2)."""
+    spec = {"encoder.conv_in.weight": [8, 1, 3, 3]}
+    spec |= _resnet("encoder.down.0.block.0", 8, 8) | _resnet("encoder.down.1.block.0", 8, 16)
+    spec |= _resnet("encoder.mid.block_1", 16, 16) | _resnet("encoder.mid.block_2", 16, 16)
+    spec |= {"encoder.norm_out.weight": [16], "encoder.norm_out.bias": [16],
+             "encoder.conv_out.weight": [8, 16, 1, 1], "encoder.conv_out.bias": [8],
+             "decoder.conv_in.weight": [16, 8, 3, 3], "decoder.conv_in.bias": [16]}
+    spec |= _resnet("decoder.mid.block_1", 16, 16) | _resnet("decoder.mid.block_2", 16, 16)
+    spec |= _resnet("decoder.up.1.block.0", 16, 16) | _resnet("decoder.up.0.block.0", 16, 8)
+    spec |= {"decoder.up.1.upsample.conv.weight": [16, 16, 3, 3], "decoder.up.1.upsample.conv.bias": [16],
+             "decoder.norm_out.weight": [8], "decoder.norm_out.bias": [8],
+             "decoder.conv_out.weight": [1, 8, 3, 3], "decoder.conv_out.bias": [1],
+             "quantize.embedding.weight": [K, 8]}
+    return spec
+
+
+def _block(prefix: str, dim: int) -> dict:
+    return {f"{prefix}.norm1.weight": [dim], f"{prefix}.norm1.bias": [dim],
+            f"{prefix}.attn.qkv.weight": [3 * dim, dim], f"{prefix}.attn.qkv.bias": [3 * dim],
+            f"{prefix}.attn.proj.weight": [dim, dim], f"{prefix}.attn.proj.bias": [dim],
+            f"{prefix}.norm2.weight": [dim], f"{prefix}.norm2.bias": [dim],
+            f"{prefix}.mlp.fc1.weight": [4 * dim, dim], f"{prefix}.mlp.fc1.bias": [4 * dim],
+            f"{prefix}.mlp.fc2.weight": [dim, 4 * dim], f"{prefix}.mlp.fc2.bias": [dim]}
+
+
+def official_mage_shapes() -> dict:
+    """models_mage.MaskedGenerativeEncoderViT keys for TINY (vocabulary K + 1001)."""
+    vocab = K + 1001
+    spec = {"token_emb.word_embeddings.weight": [vocab, D],
+            "token_emb.position_embeddings.weight": [L + 1, D],
+            "token_emb.LayerNorm.weight": [D], "token_emb.LayerNorm.bias": [D],
+            "cls_token": [1, 1, D], "pos_embed": [1, L + 1, D], "patch_embed.proj.weight": [D, 1, 2, 2],
+            "patch_embed.proj.bias": [D], "norm.weight": [D], "norm.bias": [D],
+            "decoder_embed.weight": [D, D], "decoder_embed.bias": [D], "mask_token": [1, 1, D],
+            "decoder_pos_embed": [1, L + 1, D], "decoder_pos_embed_learned": [1, L + 1, D],
+            "decoder_norm.weight": [D], "decoder_norm.bias": [D], "decoder_pred.weight": [4, D],
+            "decoder_pred.bias": [4], "mlm_layer.fc.weight": [D, D], "mlm_layer.fc.bias": [D],
+            "mlm_layer.ln.weight": [D], "mlm_layer.ln.bias": [D], "mlm_layer.bias": [1, 1, vocab]}
+    spec |= _block("blocks.0", D) | _block("blocks.1", D) | _block("decoder_blocks.0", D)
+    return spec
+
+
+def random_state(shapes: dict, seed: int) -> dict:
+    generator = torch.Generator().manual_seed(seed)
+    return {k: torch.randn(shape, generator=generator) for k, shape in shapes.items()}
+
+
+def test_official_checkpoint_maps_key_for_key(tmp_path):
+    mage = random_state(official_mage_shapes(), 0)
+    mage["token_emb.position_ids"] = torch.arange(L + 1)[None]
+    vqgan = random_state(official_vqgan_shapes(), 1)
+    whole = {**mage, **{f"vqgan.{k}": v for k, v in vqgan.items()}}
+    model = load_official_mage(tiny_model(), {"model": whole})
+    ours = model.state_dict()
+    assert torch.equal(ours["encoder.blocks.1.attn.qkv.weight"], mage["blocks.1.attn.qkv.weight"])
+    assert torch.equal(ours["decoder.decoder_pos_embed_learned"], mage["decoder_pos_embed_learned"])
+    words = mage["token_emb.word_embeddings.weight"]
+    assert torch.equal(ours["encoder.token_emb.word_embeddings.weight"][:K], words[:K])
+    assert torch.equal(ours["encoder.token_emb.word_embeddings.weight"][K], words[K + 76])  # fake class
+    assert torch.equal(ours["decoder.mlm_layer.word_embeddings"], words[:K])
+    assert torch.equal(ours["decoder.mlm_layer.bias"], mage["mlm_layer.bias"][0, 0, :K])
+    for key, value in vqgan.items():
+        assert torch.equal(ours[f"tokenizer.{key}"], value), key
+
+    torch.save({"model": mage}, tmp_path / "mage.pth")
+    torch.save({"state_dict": vqgan}, tmp_path / "vqgan.ckpt")
+    from_files = load_official_mage(tiny_model(1), tmp_path / "mage.pth", str(tmp_path / "vqgan.ckpt"))
+    assert same(ours, from_files)
+
+
+def test_official_checkpoint_mismatch_lists_every_problem():
+    mage = random_state(official_mage_shapes(), 0)
+    del mage["blocks.1.norm1.weight"]
+    mage["blocks.2.norm1.weight"] = torch.zeros(D)
+    mage["decoder_pos_embed_learned"] = torch.zeros(1, 65, D)
+    model = tiny_model()
+    before = state(model)
+    with pytest.raises(ValueError) as error:
+        load_official_mage(model, mage, random_state(official_vqgan_shapes(), 1))
+    message = str(error.value)
+    assert "missing: encoder.blocks.1.norm1.weight" in message
+    assert "unexpected: blocks.2.norm1.weight" in message
+    assert "decoder_pos_embed_learned -> decoder.decoder_pos_embed_learned" in message
+    assert same(before, model)
+    with pytest.raises(ValueError, match="missing: tokenizer.encoder.conv_in.weight"):
+        load_official_mage(model, random_state(official_mage_shapes(), 0))
+
+
+# tokenizer pretraining
+
+def test_pretrain_tokenizer_resumes_bit_identically(tmp_path):
+    data = images(12, 7)
+    run = dict(steps=4, batch_size=3, lr=1e-2, seed=3, progress=False)
+    torch.manual_seed(0)
+    reference = VQTokenizer(**TOK)
+    expected = pretrain_tokenizer(reference, data, **run)
+
+    torch.manual_seed(0)
+    interrupted = VQTokenizer(**TOK)
+    calls, loss = [], interrupted.loss
+
+    def failing_loss(x):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return loss(x)
+
+    interrupted.loss = failing_loss
+    path = tmp_path / "tokenizer.state.safetensors"
+    with pytest.raises(KeyboardInterrupt):
+        pretrain_tokenizer(interrupted, data, state_path=path, checkpoint_every=2, **run)
+    assert path.exists()
+
+    torch.manual_seed(1)
+    resumed = VQTokenizer(**TOK)
+    losses = pretrain_tokenizer(resumed, data, state_path=path, checkpoint_every=2, **run)
+    assert losses == expected
+    assert same(state(reference), resumed)
+
+
+def test_pretrain_tokenizer_trains_a_frozen_tokenizer_and_restores_its_flags():
+    model = tiny_model()
+    before = state(model.tokenizer)
+    pretrain_tokenizer(model.tokenizer, images(6, 8), steps=1, batch_size=2, progress=False)
+    assert not same(before, model.tokenizer)
+    assert not any(p.requires_grad for p in model.tokenizer.parameters())
