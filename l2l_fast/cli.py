@@ -47,14 +47,24 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _unlearn(args: argparse.Namespace) -> int:
-    from .config import ConfigError, load_config
-    from .run import run
+    import logging
 
+    from .config import ConfigError, load_config
+    from .distributed import is_main_process
+    from .engine import NonFiniteLossError
+    from .run import run
+    from .run_state import CheckpointError
+
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("l2l_fast").setLevel(logging.INFO if is_main_process() else logging.ERROR)
     try:
-        run(load_config(args.config), progress=not args.no_progress)
+        run(load_config(args.config), progress=not args.no_progress, resume=args.resume)
     except ConfigError as error:
         print(f"l2l-fast unlearn: {error}", file=sys.stderr)
         return 2
+    except (NonFiniteLossError, CheckpointError) as error:
+        print(f"l2l-fast unlearn: {error}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -141,6 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("unlearn", help="unlearn as a YAML run file says")
     run.add_argument("--config", required=True, help="run file (see l2l_fast/config.py)")
+    run.add_argument("--resume", action="store_true",
+                     help="continue from the newest intact checkpoint in unlearn.checkpoint_dir")
     run.add_argument("--no-progress", action="store_true")
     run.set_defaults(run=_unlearn)
 

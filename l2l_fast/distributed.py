@@ -134,7 +134,7 @@ def wrap_ddp(ctx: Context, module: nn.Module, device: torch.device) -> nn.Module
     from torch.nn.parallel import DistributedDataParallel
 
     ids = [device.index] if device.type == "cuda" else None
-    return DistributedDataParallel(module, device_ids=ids, broadcast_buffers=False)
+    return DistributedDataParallel(module, device_ids=ids)
 
 
 def fully_shard_module(module: nn.Module, device: torch.device) -> nn.Module:

@@ -8,6 +8,7 @@ import torch
 from . import checkpoint
 from .config import ConfigError, RunConfig
 from .data import class_split_folders, fashion_mnist
+from .distributed import is_main_process
 from .engine import unlearn
 
 
@@ -54,14 +55,26 @@ def run_data(config: RunConfig, model):
     return images[forget_index], images[retain_index]
 
 
-def run(config: RunConfig, progress: bool = True):
+def run(config: RunConfig, progress: bool = True, resume: bool = False):
+    """Under torchrun every process runs this; only rank 0 saves the output.
+    `resume` continues from the newest intact checkpoint in unlearn.checkpoint_dir."""
     model = load_run_model(config.model)
-    forget, retain = run_data(config, model)
     try:
-        unlearn(model, forget, retain, progress=progress, **config.unlearn)
+        forget, retain = run_data(config, model)
+    except ConfigError:
+        raise
+    except (ValueError, FileNotFoundError) as error:
+        raise ConfigError(f"{config.source}: data: {error}") from error
+    options = dict(config.unlearn)
+    if resume:
+        if not options.get("checkpoint_dir"):
+            raise ConfigError(f"{config.source}: --resume needs unlearn.checkpoint_dir, the run's checkpoint folder")
+        options["resume_from"] = options["checkpoint_dir"]
+    try:
+        unlearn(model, forget, retain, progress=progress, **options)
     except (ValueError, TypeError) as error:
         raise ConfigError(f"{config.source}: unlearn: {error}") from error
-    if config.output:
+    if config.output and is_main_process():
         path = checkpoint.save_model(model, Path(config.output), extra={"unlearn": config.unlearn})
         print(f"saved the unlearned model to {path}")
     return model

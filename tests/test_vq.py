@@ -111,6 +111,16 @@ def test_loss_is_cross_entropy_on_hidden_tokens():
     torch.testing.assert_close(model.loss(x, keep), expected, rtol=1e-5, atol=1e-6)
 
 
+def test_loss_against_targets_uses_the_targets_tokens():
+    model = tiny_model()
+    x, y = images(2, 3), images(2, 9)
+    keep = keep_for("inpaint:2", 2)
+    logits = model(model.tokenize(x), keep).float()
+    wanted = model.tokenize(y)
+    error = F.cross_entropy(logits.flatten(0, 1), wanted.flatten(), reduction="none").view(2, L)
+    torch.testing.assert_close(model.loss(x, keep, targets=y), error[~keep].mean(), rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("spec", ["inpaint:2", "outpaint:2"])
 def test_generation_is_batched_seeded_and_changes_only_the_hole(spec):
     model = tiny_model()
@@ -161,6 +171,14 @@ def test_unlearn_tokenizes_real_images_once_and_noise_only_for_forget():
     model.tokenizer.encoder.register_forward_hook(lambda m, args, out: batches.append(args[0].shape[0]))
     l2l_fast.unlearn(model, FORGET, RETAIN, **{**RUN, "steps": 1})
     assert batches == [4, 2]
+
+
+@pytest.mark.parametrize("method", ["max_loss", "noisy_label", "retain_label", "random_encoder"])
+def test_baselines_leave_the_tokenizer_untouched(method):
+    model = tiny_model()
+    tokenizer, encoder = state(model.tokenizer), state(model.encoder)
+    l2l_fast.unlearn(model, FORGET, RETAIN, method=method, lr=1e-3, **{**RUN, "steps": 2})
+    assert same(tokenizer, model.tokenizer) and not same(encoder, model.encoder)
 
 
 def test_pretrain_keeps_the_tokenizer_frozen():

@@ -28,5 +28,5 @@ class VQAdapter(Adapter):
     def generate(self, images, corruption):
         return self.model.generate(images, corruption.to(images.device))
 
-    def task_loss(self, images, corruption):
-        return self.model.loss(images, corruption.to(images.device))
+    def task_loss(self, images, corruption, targets=None):
+        return self.model.loss(images, corruption.to(images.device), targets)

@@ -171,11 +171,19 @@ class MAGE(nn.Module):
         """Codebook logits [B, L, codebook_size] for every position."""
         return self.decoder(self.encoder(ids, keep), keep)
 
-    def loss(self, ids_or_images: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-        """MAGE's training loss: token cross-entropy on the hidden tokens."""
-        ids = self.tokenize(ids_or_images) if ids_or_images.is_floating_point() else ids_or_images
+    def _ids(self, ids_or_images: torch.Tensor) -> torch.Tensor:
+        return self.tokenize(ids_or_images) if ids_or_images.is_floating_point() else ids_or_images
+
+    def loss(
+        self, ids_or_images: torch.Tensor, keep: torch.Tensor, targets: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
+        """MAGE's training loss: token cross-entropy on the hidden tokens (against the
+        tokens of `targets` instead when given). Inputs are images or codebook ids."""
+        ids = self._ids(ids_or_images)
+        target_ids = ids if targets is None else self._ids(targets)
         logits = self(ids, keep).float()
-        error = F.cross_entropy(logits.flatten(0, 1), ids.flatten(), reduction="none").view_as(ids)
+        error = F.cross_entropy(logits.flatten(0, 1), target_ids.flatten(), reduction="none")
+        error = error.view_as(ids)
         hidden = (~keep).float()
         return (error * hidden).sum() / hidden.sum().clamp_min(1.0)
 

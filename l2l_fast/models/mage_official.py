@@ -85,7 +85,12 @@ def load_official_mage(
 ) -> MAGE:
     """Load official MAGE weights (and its VQGAN) into `model`, whose configuration must
     match (depth, widths, token grid, codebook). Raises ValueError listing the missing
-    and unexpected keys and the shape mismatches otherwise; `model` is unchanged then."""
+    and unexpected keys and the shape mismatches otherwise; `model` is unchanged then.
+
+    The tokenizer comes from `tokenizer_path_or_state_dict` when given, else from the
+    checkpoint's `vqgan.*` keys. Paths load with `weights_only=True`: a Lightning file
+    holding pickled objects besides its tensors must be re-saved as its state dict.
+    """
     official = _state_dict(path_or_state_dict, "path_or_state_dict")
     if tokenizer_path_or_state_dict is not None:
         tokenizer = _state_dict(tokenizer_path_or_state_dict, "tokenizer_path_or_state_dict")

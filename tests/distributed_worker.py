@@ -1,0 +1,89 @@
+"""One process of a run started by tests/test_distributed.py:
+
+    python distributed_worker.py SCENARIO OUT_DIR
+
+RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT come from the environment, as
+torchrun sets them. Results go to OUT_DIR as safetensors and JSON.
+"""
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from safetensors.torch import save_file
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import l2l_fast  # noqa: E402
+from test_methods import FORGET as AE_FORGET, RETAIN as AE_RETAIN, autoencoder  # noqa: E402
+from test_unlearn import FORGET, RETAIN, RUN, tiny_model  # noqa: E402
+
+# name -> (model kind, unlearn arguments); the same global batch in every case
+CASES = {
+    "ddp": ("mae", dict(RUN, steps=5, mask="random:0.5")),
+    "ddp_channel_clamp": ("mae", dict(RUN, steps=3, noise_stats="channel", noise_clamp=(0.0, 1.0))),
+    "fsdp": ("mae", dict(RUN, steps=5, mask="random:0.5", fsdp=True)),
+    "noisy_label": ("autoencoder", dict(method="noisy_label", steps=4, batch_size=4, lr=1e-2, mask="inpaint:2",
+                                        progress=False)),
+}
+
+
+def run_case(name: str, callback=None):
+    kind, kwargs = CASES[name]
+    if kind == "mae":
+        return l2l_fast.unlearn(tiny_model(), FORGET, RETAIN, callback=callback, **kwargs)
+    model, adapter = autoencoder()
+    return l2l_fast.unlearn(model, AE_FORGET, AE_RETAIN, adapter=adapter, callback=callback, **kwargs)
+
+
+def save_result(out: Path, name: str, model, log) -> None:
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, out / f"{name}.safetensors")
+    (out / f"{name}.json").write_text(json.dumps(log))
+
+
+def equivalence(out: Path) -> None:
+    dist.init_process_group("gloo")
+    for name in CASES:
+        log = []
+        model = run_case(name, log.append)
+        if dist.get_rank() == 0:
+            save_result(out, name, model, log)
+    dist.destroy_process_group()
+
+
+def non_finite(out: Path) -> None:
+    """rank 1's retain images turn to NaN after step 1; batch_size 3 does not split in 2."""
+    dist.init_process_group("gloo")
+    rank = dist.get_rank()
+    messages = {}
+    try:
+        l2l_fast.unlearn(tiny_model(), FORGET, RETAIN, **dict(RUN, batch_size=3))
+    except ValueError as error:
+        messages["batch_size"] = str(error)
+    retain = RETAIN.clone()
+
+    def poison(record):
+        if record["step"] == 1 and rank == 1:
+            retain[:] = float("nan")
+
+    try:
+        l2l_fast.unlearn(tiny_model(), FORGET, retain, callback=poison, **RUN)
+    except l2l_fast.NonFiniteLossError as error:
+        messages["non_finite"] = str(error)
+    (out / f"rank{rank}.json").write_text(json.dumps(messages))
+    dist.destroy_process_group()
+
+
+def slow_checkpointed(out: Path) -> None:
+    """One process, a checkpoint every step, slow enough to be killed part-way."""
+    kwargs = dict(CASES["ddp"][1], steps=12, checkpoint_dir=str(out / "checkpoints"), checkpoint_every=1)
+    l2l_fast.unlearn(tiny_model(), FORGET, RETAIN, callback=lambda record: time.sleep(0.25), **kwargs)
+
+
+SCENARIOS = {"equivalence": equivalence, "non_finite": non_finite, "slow_checkpointed": slow_checkpointed}
+
+if __name__ == "__main__":
+    SCENARIOS[sys.argv[1]](Path(sys.argv[2]))
