@@ -87,7 +87,7 @@ def reduce_step(ctx: Context, loss, retain, forget) -> tuple[list[float], list[i
         return values, ([] if torch.isfinite(loss) else [0])
     totals = torch.zeros(3 + ctx.world_size, dtype=torch.float64, device=loss.device)
     totals[:3] = torch.stack([loss.detach(), retain, forget]).double()
-    totals[3 + ctx.rank] = float(not torch.isfinite(loss))
+    totals[3 + ctx.rank] = (~torch.isfinite(loss.detach())).double()
     dist.all_reduce(totals)
     totals = totals.tolist()
     return [v / ctx.world_size for v in totals[:3]], [r for r, bad in enumerate(totals[3:]) if bad]
@@ -100,7 +100,8 @@ def average_gradients(ctx: Context, params) -> None:
     grads = [p.grad for p in params if p.grad is not None]
     for work in [dist.all_reduce(g, async_op=True) for g in grads]:
         work.wait()
-    torch._foreach_div_(grads, ctx.world_size)
+    for grad in grads:
+        grad.div_(ctx.world_size)
 
 
 def gather_states(ctx: Context, state: torch.Tensor) -> list[torch.Tensor]:

@@ -66,12 +66,13 @@ def run(config: RunConfig, progress: bool = True, resume: bool = False):
     except (ValueError, FileNotFoundError) as error:
         raise ConfigError(f"{config.source}: data: {error}") from error
     options = dict(config.unlearn)
+    options["progress"] = progress and options.get("progress", True)
     if resume:
         if not options.get("checkpoint_dir"):
             raise ConfigError(f"{config.source}: --resume needs unlearn.checkpoint_dir, the run's checkpoint folder")
         options["resume_from"] = options["checkpoint_dir"]
     try:
-        unlearn(model, forget, retain, progress=progress, **options)
+        unlearn(model, forget, retain, **options)
     except (ValueError, TypeError) as error:
         raise ConfigError(f"{config.source}: unlearn: {error}") from error
     if config.output and is_main_process():

@@ -45,12 +45,28 @@ def save_result(out: Path, name: str, model, log) -> None:
 
 
 def equivalence(out: Path) -> None:
+    """Every case; then ddp and fsdp again, checkpointed, their last checkpoint
+    removed and the run resumed from step 3."""
     dist.init_process_group("gloo")
+    rank = dist.get_rank()
     for name in CASES:
         log = []
         model = run_case(name, log.append)
-        if dist.get_rank() == 0:
+        if rank == 0:
             save_result(out, name, model, log)
+    for name in ("ddp", "fsdp"):
+        folder = out / f"{name}_checkpoints"
+        kind, kwargs = CASES[name]
+        l2l_fast.unlearn(tiny_model(), FORGET, RETAIN, checkpoint_dir=str(folder), checkpoint_every=3, **kwargs)
+        if rank == 0:
+            for path in folder.glob("step-00000005.*"):
+                path.unlink()
+        dist.barrier()
+        log = []
+        model = l2l_fast.unlearn(tiny_model(), FORGET, RETAIN, resume_from=str(folder), callback=log.append,
+                                 checkpoint_every=3, **kwargs)
+        if rank == 0:
+            save_result(out, f"{name}_resumed", model, log)
     dist.destroy_process_group()
 
 

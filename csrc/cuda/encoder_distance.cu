@@ -71,6 +71,11 @@ __device__ __forceinline__ Item locate(const MapBatch& batch, int64_t item) {
   return {m, row, begin, begin + kChunk < a.n ? begin + kChunk : a.n};
 }
 
+// 16-byte packs each thread loads before it uses any, to keep enough loads in
+// flight for the memory system.
+constexpr int kUnroll = 4;
+constexpr int kMinBlocksPerSm = 3;
+
 // Over [begin, end) of one row: returns this thread's share of sum (s - t)^2;
 // with kWrite, writes g = scale * (s - t).
 template <typename T, bool kWrite>
@@ -79,20 +84,33 @@ __device__ float chunk_sum(const T* s, const T* t, T* g, int64_t begin, int64_t 
   float acc = 0.0f;
   if (vec) {
     constexpr int kPack = Pack16<T>::kSize;
-    for (int64_t i = begin + threadIdx.x * kPack; i < end; i += kThreads * kPack) {
-      const Pack16<T> a = load16(s + i);
-      const Pack16<T> b = load16(t + i);
-      [[maybe_unused]] Pack16<T> out;
+    constexpr int64_t kStep = kThreads * kPack;
+    for (int64_t i0 = begin + threadIdx.x * kPack; i0 < end; i0 += kStep * kUnroll) {
+      Pack16<T> a[kUnroll];
+      Pack16<T> b[kUnroll];
 #pragma unroll
-      for (int k = 0; k < kPack; ++k) {
-        const float d = static_cast<float>(a.v[k]) - static_cast<float>(b.v[k]);
-        acc += d * d;
-        if constexpr (kWrite) {
-          out.v[k] = static_cast<T>(d * scale);
+      for (int u = 0; u < kUnroll; ++u) {
+        if (i0 + u * kStep < end) {
+          a[u] = load16(s + i0 + u * kStep);
+          b[u] = load16(t + i0 + u * kStep);
         }
       }
-      if constexpr (kWrite) {
-        store16(g + i, out);
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) {
+        if (i0 + u * kStep < end) {
+          [[maybe_unused]] Pack16<T> out;
+#pragma unroll
+          for (int k = 0; k < kPack; ++k) {
+            const float d = static_cast<float>(a[u].v[k]) - static_cast<float>(b[u].v[k]);
+            acc += d * d;
+            if constexpr (kWrite) {
+              out.v[k] = static_cast<T>(d * scale);
+            }
+          }
+          if constexpr (kWrite) {
+            store16(g + i0 + u * kStep, out);
+          }
+        }
       }
     }
     return acc;
@@ -112,15 +130,29 @@ __device__ void chunk_scaled_difference(const T* s, const T* t, T* g, int64_t be
                                         float scale, bool vec) {
   if (vec) {
     constexpr int kPack = Pack16<T>::kSize;
-    for (int64_t i = begin + threadIdx.x * kPack; i < end; i += kThreads * kPack) {
-      const Pack16<T> a = load16(s + i);
-      const Pack16<T> b = load16(t + i);
-      Pack16<T> out;
+    constexpr int64_t kStep = kThreads * kPack;
+    for (int64_t i0 = begin + threadIdx.x * kPack; i0 < end; i0 += kStep * kUnroll) {
+      Pack16<T> a[kUnroll];
+      Pack16<T> b[kUnroll];
 #pragma unroll
-      for (int k = 0; k < kPack; ++k) {
-        out.v[k] = static_cast<T>((static_cast<float>(a.v[k]) - static_cast<float>(b.v[k])) * scale);
+      for (int u = 0; u < kUnroll; ++u) {
+        if (i0 + u * kStep < end) {
+          a[u] = load16(s + i0 + u * kStep);
+          b[u] = load16(t + i0 + u * kStep);
+        }
       }
-      store16(g + i, out);
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) {
+        if (i0 + u * kStep < end) {
+          Pack16<T> out;
+#pragma unroll
+          for (int k = 0; k < kPack; ++k) {
+            out.v[k] = static_cast<T>((static_cast<float>(a[u].v[k]) - static_cast<float>(b[u].v[k])) *
+                                      scale);
+          }
+          store16(g + i0 + u * kStep, out);
+        }
+      }
     }
     return;
   }
@@ -155,7 +187,7 @@ __device__ float item_sum(const MapArgs& a, const Item& it, float scale) {
 // partial[item] = sum (s - t)^2 over the item's chunk; with kMseGrad also
 // g = (2 w / n) * (s - t).
 template <bool kMseGrad>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, kMinBlocksPerSm)
     distance_partial_kernel(const MapBatch batch, const float* weight, float* partial) {
   const int64_t item = blockIdx.x;
   const Item it = locate(batch, item);
@@ -200,7 +232,7 @@ __global__ void distance_finalize_kernel(const MapBatch batch, const float* weig
   out[b] = total;
 }
 
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, kMinBlocksPerSm)
     scaled_difference_kernel(const MapBatch batch, const float* row_scale, int64_t rows) {
   const Item it = locate(batch, blockIdx.x);
   const MapArgs& a = batch.maps[it.m];

@@ -1,0 +1,122 @@
+"""Several CPU processes on gloo (as torchrun starts them) against one process:
+the same loss curve and encoder up to fp32 rounding, DDP, FSDP2 and a whole-model
+baseline; resume inside a multi-process run; the non-finite stop; `torchrun -m
+l2l_fast.cli unlearn`."""
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+import distributed_worker as worker
+from l2l_fast import checkpoint, cli
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKER = Path(__file__).with_name("distributed_worker.py")
+
+
+def child_env(**extra) -> dict:
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    return {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1", **extra}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def launch(scenario: str, out: Path, world_size: int = 2, timeout: float = 120) -> None:
+    env = child_env(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()), WORLD_SIZE=str(world_size))
+    procs = [subprocess.Popen([sys.executable, str(WORKER), scenario, str(out)],
+                              env={**env, "RANK": str(r), "LOCAL_RANK": str(r)},
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for r in range(world_size)]
+    try:
+        logs = [p.communicate(timeout=timeout)[0] for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    assert all(p.returncode == 0 for p in procs), "\n".join(logs)
+
+
+@pytest.fixture(scope="module")
+def two_processes(tmp_path_factory):
+    out = tmp_path_factory.mktemp("two_processes")
+    launch("equivalence", out)
+    return out
+
+
+def assert_same_up_to_rounding(one: dict, two: dict, lr: float, steps: int):
+    """fp32 tolerance, except the attention key biases: their true gradient is 0 (softmax
+    ignores a constant shift of the keys), so Adam scales rounding noise up to steps of ~lr."""
+    assert one.keys() == two.keys()
+    for name, value in one.items():
+        if name.endswith("attn.qkv.bias"):
+            dim = value.shape[0] // 3
+            torch.testing.assert_close(two[name][dim:2 * dim], value[dim:2 * dim], atol=lr * steps, rtol=0)
+            torch.testing.assert_close(two[name][::3 * dim], value[::3 * dim], atol=1e-5, rtol=1e-4)
+            torch.testing.assert_close(two[name][2 * dim:], value[2 * dim:], atol=1e-5, rtol=1e-4)
+        else:
+            torch.testing.assert_close(two[name], value, atol=1e-5, rtol=1e-4, msg=name)
+
+
+@pytest.mark.parametrize("case", list(worker.CASES))
+def test_two_processes_match_one(two_processes, case):
+    log = []
+    model = worker.run_case(case, log.append)
+    two_log = json.loads((two_processes / f"{case}.json").read_text())
+    assert [r["step"] for r in two_log] == [r["step"] for r in log]
+    for key in ("loss", "retain", "forget", "lr"):
+        assert [r[key] for r in two_log] == pytest.approx([r[key] for r in log], rel=1e-5, abs=1e-7)
+    kwargs = worker.CASES[case][1]
+    assert_same_up_to_rounding(model.state_dict(), load_file(two_processes / f"{case}.safetensors"),
+                               kwargs["lr"], kwargs["steps"])
+
+
+@pytest.mark.parametrize("case", ["ddp", "fsdp"])
+def test_two_process_run_resumes_bit_for_bit(two_processes, case):
+    resumed = load_file(two_processes / f"{case}_resumed.safetensors")
+    straight = load_file(two_processes / f"{case}.safetensors")
+    assert all(torch.equal(v, resumed[k]) for k, v in straight.items())
+    assert json.loads((two_processes / f"{case}_resumed.json").read_text())[0]["step"] == 3
+
+
+def test_non_finite_loss_on_one_rank_stops_every_rank(tmp_path):
+    launch("non_finite", tmp_path)
+    for rank in (0, 1):
+        messages = json.loads((tmp_path / f"rank{rank}.json").read_text())
+        assert "batch_size (3) must be divisible by the number of processes (2)" in messages["batch_size"]
+        assert "at step 2 on rank 1;" in messages["non_finite"]
+
+
+def test_torchrun_cli_saves_once_and_matches_one_process(tmp_path):
+    config = {
+        "model": "demo",
+        "data": {"dataset": "demo", "forget": [0], "retain": [2, 3], "per_class": 8},
+        "unlearn": {"steps": 3, "batch_size": 4, "lr": 1e-3, "progress": False},
+    }
+    one, two = tmp_path / "one.safetensors", tmp_path / "two.safetensors"
+    (tmp_path / "one.yaml").write_text(yaml.safe_dump({**config, "output": str(one)}))
+    two_config = {**config, "output": str(two),
+                  "unlearn": {**config["unlearn"], "checkpoint_dir": str(tmp_path / "checkpoints")}}
+    (tmp_path / "two.yaml").write_text(yaml.safe_dump(two_config))
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               "-m", "l2l_fast.cli", "unlearn", "--config", str(tmp_path / "two.yaml"), "--no-progress"]
+    result = subprocess.run(command, env=child_env(), capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("saved the unlearned model") == 1
+    assert cli.main(["unlearn", "--config", str(tmp_path / "one.yaml"), "--no-progress"]) == 0
+    a, b = checkpoint.load_model(one).state_dict(), checkpoint.load_model(two).state_dict()
+    assert all(torch.equal(v, b[k]) for k, v in a.items() if not k.startswith("encoder."))
+    encoder = {k[len("encoder."):]: v for k, v in a.items() if k.startswith("encoder.")}
+    assert_same_up_to_rounding(encoder, {k: b[f"encoder.{k}"] for k in encoder}, lr=1e-3, steps=3)
+    final, meta = checkpoint.read(tmp_path / "checkpoints" / "step-00000003.safetensors")
+    assert meta["world_size"] == 2 and meta["step"] == 3
+    assert all(torch.equal(final[f"trainable.{k}"], b[f"encoder.{k}"]) for k in encoder)
