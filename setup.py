@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from setuptools import Extension, setup
+from setuptools import Extension, find_packages, setup
 from setuptools.command.build_ext import build_ext
 
 ROOT = Path(__file__).resolve().parent
@@ -54,14 +54,7 @@ class CMakeBuild(build_ext):
 
 
 setup(
-    packages=[
-        "l2l_fast",
-        "l2l_fast.ops",
-        "l2l_fast.adapters",
-        "l2l_fast.models",
-        "l2l_fast.data",
-        "l2l_fast.kernels",
-    ],
+    packages=find_packages(include=["l2l_fast", "l2l_fast.*"]) + ["l2l_fast.kernels"],
     package_dir={"l2l_fast.kernels": "kernels"},
     package_data={"l2l_fast": ["assets/*"]},
     ext_modules=[CMakeExtension("l2l_fast._C")],

@@ -10,31 +10,39 @@ from pathlib import Path
 def _pretrain(args: argparse.Namespace) -> int:
     import torch
 
-    from . import checkpoint
+    from . import checkpoint, presets
+    from .adapters import adapter_for
     from .data import fashion_mnist
-    from .models import MAE
-    from .presets import FASHION_MNIST_MAE
-    from .adapters import MAEAdapter
+    from .models import MAE, MAGE, PaletteUNet
     from .pretrain import pretrain
 
-    if args.family != "mae":
-        raise SystemExit(f"--family {args.family}: only 'mae' is available so far")
+    families = {"mae": (MAE, presets.FASHION_MNIST_MAE), "vq": (MAGE, presets.FASHION_MNIST_MAGE),
+                "diffusion": (PaletteUNet, presets.FASHION_MNIST_PALETTE)}
+    model_type, config = families[args.family]
     torch.manual_seed(args.seed)
     images, _ = fashion_mnist("train", root=args.root)
-    model = MAE(**FASHION_MNIST_MAE)
-    state = Path(args.out).with_suffix(".state.safetensors")
+    model = model_type(**config)
+    out = Path(args.out)
     started = time.perf_counter()
+    if args.family == "vq":
+        from .pretrain_vq import pretrain_tokenizer
+
+        pretrain_tokenizer(model.tokenizer, images, steps=args.tokenizer_steps, batch_size=args.batch_size,
+                           lr=args.lr, seed=args.seed, state_path=out.with_suffix(".tokenizer.state.safetensors"),
+                           checkpoint_every=args.checkpoint_every)
+    state = out.with_suffix(".state.safetensors")
     losses = pretrain(
-        MAEAdapter(model), images, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+        adapter_for(model), images, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
         seed=args.seed, state_path=state, checkpoint_every=args.checkpoint_every,
     )
     minutes = (time.perf_counter() - started) / 60
-    checkpoint.save_model(model, args.out, extra={"pretrain": {
+    checkpoint.save_model(model, out, extra={"pretrain": {
         "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
         "final_loss": losses[-1], "minutes": round(minutes, 2)}})
-    print(f"saved {args.out} (final loss {losses[-1]:.4f}, {minutes:.1f} min this run)")
+    print(f"saved {out} (final loss {losses[-1]:.4f}, {minutes:.1f} min this run)")
     if not args.keep_state:
         state.unlink(missing_ok=True)
+        out.with_suffix(".tokenizer.state.safetensors").unlink(missing_ok=True)
     return 0
 
 
@@ -159,7 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     pre = commands.add_parser("pretrain", help="train a generator on Fashion-MNIST")
     pre.add_argument("--family", default="mae", choices=["mae", "vq", "diffusion"])
     pre.add_argument("--out", required=True, help="model checkpoint (.safetensors)")
-    pre.add_argument("--steps", type=int, default=2500)
+    pre.add_argument("--steps", type=int, default=3000)
+    pre.add_argument("--tokenizer-steps", type=int, default=3000, help="vq: tokenizer steps before the transformer")
     pre.add_argument("--batch-size", type=int, default=128)
     pre.add_argument("--lr", type=float, default=1e-3)
     pre.add_argument("--seed", type=int, default=0)

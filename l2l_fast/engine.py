@@ -6,6 +6,7 @@ import copy
 import functools
 import json
 import numbers
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 import torch
@@ -15,7 +16,7 @@ from tqdm.auto import tqdm
 from . import distributed, objectives, run_state
 from .adapters import Adapter, adapter_for
 from .data.source import ImageSource
-from .masks import parse_mask
+from .masks import MaskSpec, parse_mask
 from .objectives import ENCODER_METHODS, METHODS, StepInputs
 from .ops._checks import DISTANCES, STATS
 from .optim import WEIGHT_DECAY, adamw, set_lr, warmup_cosine
@@ -117,6 +118,26 @@ def unlearn(
         warmup_steps = max(1, steps // 20)
     if fsdp and method not in ENCODER_METHODS:
         raise ValueError(f"fsdp shards the encoder: it applies to methods {ENCODER_METHODS}, not {method!r}")
+    checkpoint_dir, checkpoint_every = _checkpoint_options(checkpoint_dir, checkpoint_every, resume_from, steps)
+    arguments = dict(alpha=alpha, steps=steps, batch_size=batch_size, lr=lr, mask=str(spec), seed=seed,
+                     distance=distance, noise_stats=noise_stats, noise_clamp=noise_clamp,
+                     warmup_steps=warmup_steps, weight_decay=weight_decay, grad_clip=grad_clip, method=method)
+    run = _Run(adapter, forget_source, retain_source, spec, arguments, progress, callback,
+               checkpoint_dir, checkpoint_every, resume_from, fsdp)
+
+    ctx, device = distributed.setup(torch.device(device) if device is not None else _default_device(model))
+    was_training = model.training
+    try:
+        distributed.local_batch(ctx, batch_size)
+        run.train(model, ctx, device)
+    finally:
+        model.train(was_training)
+        distributed.teardown(ctx)
+    return model
+
+
+def _checkpoint_options(checkpoint_dir, checkpoint_every, resume_from, steps: int):
+    """(folder to write checkpoints to or None, steps between checkpoints)."""
     if checkpoint_dir is None:
         checkpoint_dir = resume_from
     if checkpoint_every is not None:
@@ -127,43 +148,33 @@ def unlearn(
         raise ValueError(f"checkpoint_dir {str(checkpoint_dir)!r} already holds checkpoints (newest: step "
                          f"{run_state.existing(checkpoint_dir)[-1]}); pass resume_from to continue that run "
                          "or choose an empty folder")
-    arguments = dict(alpha=alpha, steps=steps, batch_size=batch_size, lr=lr, mask=str(spec), seed=seed,
-                     distance=distance, noise_stats=noise_stats, noise_clamp=noise_clamp,
-                     warmup_steps=warmup_steps, weight_decay=weight_decay, grad_clip=grad_clip, method=method)
-    run = _Run(adapter, forget_source, retain_source, spec, method, arguments, progress, callback,
-               checkpoint_dir, checkpoint_every or max(1, steps // 10), resume_from, fsdp)
-
-    ctx, device = distributed.setup(torch.device(device) if device is not None else _default_device(model))
-    try:
-        distributed.local_batch(ctx, batch_size)
-        was_training = model.training
-        try:
-            run.train(model, ctx, device)
-        finally:
-            model.train(was_training)
-    finally:
-        distributed.teardown(ctx)
-    return model
+    return checkpoint_dir, checkpoint_every or max(1, steps // 10)
 
 
+@dataclass
 class _Run:
-    """One call of `unlearn` once its arguments are checked."""
+    """One call of `unlearn` once its arguments are checked; `args` shape the result
+    and are recorded in the checkpoints."""
 
-    def __init__(self, adapter, forget_source, retain_source, spec, method, arguments, progress, callback,
-                 checkpoint_dir, checkpoint_every, resume_from, fsdp):
-        self.adapter, self.forget_source, self.retain_source = adapter, forget_source, retain_source
-        self.spec, self.method, self.args = spec, method, arguments
-        self.progress, self.callback = progress, callback
-        self.checkpoint_dir, self.checkpoint_every, self.resume_from, self.fsdp = (
-            checkpoint_dir, checkpoint_every, resume_from, fsdp)
+    adapter: Adapter
+    forget: ImageSource
+    retain: ImageSource
+    spec: MaskSpec
+    args: dict
+    progress: bool
+    callback: Optional[Callable[[dict], None]]
+    checkpoint_dir: Optional[str]
+    checkpoint_every: int
+    resume_from: Optional[str]
+    fsdp: bool
 
     def train(self, model: nn.Module, ctx: distributed.Context, device: torch.device) -> None:
-        adapter, method, args = self.adapter, self.method, self.args
+        adapter, method, args = self.adapter, self.args["method"], self.args
         model.to(device)
         trainable_module = adapter.encoder if method in ENCODER_METHODS else model
         state = run_state.resume(ctx, self.resume_from) if self.resume_from is not None else None
-        original = run_state.digest(trainable_module.state_dict()) if self.checkpoint_dir is not None else None
         recorded = json.loads(json.dumps(args, default=str))
+        original = run_state.digest(trainable_module.state_dict()) if self.checkpoint_dir is not None else None
         if state is not None:
             run_state.check_resumable(state, recorded, original)
         reference = _frozen_reference(method, model, adapter)
@@ -180,14 +191,11 @@ class _Run:
             student = None
         step_loss = _step_function(method, adapter, student, reference)
         optimizer = adamw(trainable_module.named_parameters(), args["lr"], args["weight_decay"])
-        trainable = [p for p in trainable_module.parameters() if p.requires_grad]
         generator = torch.Generator().manual_seed(args["seed"])
-        samplers = {name: run_state.Sampler(len(source), args["batch_size"], generator)
-                    for name, source in (("forget", self.forget_source), ("retain", self.retain_source))}
-        start = 0
+        samplers = {"forget": run_state.Sampler(len(self.forget), args["batch_size"], generator),
+                    "retain": run_state.Sampler(len(self.retain), args["batch_size"], generator)}
         if state is not None:
             run_state.restore(state, ctx, optimizer=optimizer, generator=generator, samplers=samplers, device=device)
-            start = state.step
 
         def save(done: int) -> None:
             run_state.write(ctx, self.checkpoint_dir, done, module=trainable_module, optimizer=optimizer,
@@ -196,7 +204,8 @@ class _Run:
 
         trainable_module.train()
         try:
-            self._loop(ctx, device, start, step_loss, optimizer, trainable, generator, samplers, save)
+            self._loop(ctx, device, 0 if state is None else state.step, step_loss, optimizer,
+                       [p for p in trainable_module.parameters() if p.requires_grad], generator, samplers, save)
         except NonFiniteLossError:
             if sharded:
                 adapter.encoder.load_state_dict(distributed.full_state(student))
@@ -207,7 +216,7 @@ class _Run:
             adapter.encoder.load_state_dict(distributed.full_state(student))
 
     def _loop(self, ctx, device, start, step_loss, optimizer, trainable, generator, samplers, save) -> None:
-        adapter, args = self.adapter, self.args
+        adapter, args, method = self.adapter, self.args, self.args["method"]
         steps, batch_size = args["steps"], args["batch_size"]
         local = distributed.local_batch(ctx, batch_size)
         shard = slice(ctx.rank * local, (ctx.rank + 1) * local)
@@ -216,9 +225,9 @@ class _Run:
         inputs_type = StepInputs
         if ctx.enabled:
             inputs_type = functools.partial(distributed.ShardInputs, world_size=ctx.world_size)
-        average_gradients = ctx.enabled and self.method not in ENCODER_METHODS
+        average_gradients = ctx.enabled and method not in ENCODER_METHODS
         grad_clip = args["grad_clip"]
-        bar = tqdm(range(start, steps), initial=start, total=steps, desc=f"unlearn ({self.method})",
+        bar = tqdm(range(start, steps), initial=start, total=steps, desc=f"unlearn ({method})",
                    disable=not self.progress or not ctx.is_main)
         for step in bar:
             step_lr = args["lr"] * warmup_cosine(step, steps, args["warmup_steps"])
@@ -230,8 +239,8 @@ class _Run:
                 corruption = adapter.select(corruption, rows)
             inputs = inputs_type(
                 adapter=adapter,
-                retain=self.retain_source.batch(retain_index).to(device),
-                forget=self.forget_source.batch(forget_index).to(device),
+                retain=self.retain.batch(retain_index).to(device),
+                forget=self.forget.batch(forget_index).to(device),
                 corruption=corruption,
                 alpha=float(args["alpha"]), distance=args["distance"], noise_seed=args["seed"],
                 noise_offset=(step * batch_size + shard.start) * image_numel, noise_stats=args["noise_stats"],
