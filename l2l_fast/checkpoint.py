@@ -14,13 +14,9 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from .models import MAE
-from .models import PaletteUNet
-from .models import MAGE
+from .models import MAE, MAGE, PaletteUNet
 
-MODEL_FAMILIES = {"mae": MAE}
-MODEL_FAMILIES["diffusion"] = PaletteUNet
-MODEL_FAMILIES["vq"] = MAGE
+MODEL_FAMILIES = {"mae": MAE, "vq": MAGE, "diffusion": PaletteUNet}
 
 
 def atomic_save(tensors: dict[str, torch.Tensor], meta: dict[str, Any], path) -> Path:

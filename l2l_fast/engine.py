@@ -195,7 +195,8 @@ class _Run:
         samplers = {"forget": run_state.Sampler(len(self.forget), args["batch_size"], generator),
                     "retain": run_state.Sampler(len(self.retain), args["batch_size"], generator)}
         if state is not None:
-            run_state.restore(state, ctx, optimizer=optimizer, generator=generator, samplers=samplers, device=device)
+            run_state.restore(state, ctx, optimizer=optimizer, generator=generator, samplers=samplers,
+                              device=device)
 
         def save(done: int) -> None:
             run_state.write(ctx, self.checkpoint_dir, done, module=trainable_module, optimizer=optimizer,

@@ -5,23 +5,18 @@ from typing import Optional
 
 from torch import nn
 
-from ..models import MAE
-from ..models import PaletteUNet
-from ..models import MAGE
+from ..models import MAE, MAGE, PaletteUNet
 from .base import Adapter, Embedding
 from .custom import CustomAdapter, adapt
-from .mae import MAEAdapter
 from .diffusion import DiffusionAdapter
+from .mae import MAEAdapter
 from .vq import VQAdapter
 
 # (model class, its adapter), checked in order.
-BUILT_IN = [(MAE, MAEAdapter)]
-BUILT_IN.append((PaletteUNet, DiffusionAdapter))
-BUILT_IN.append((MAGE, VQAdapter))
+BUILT_IN = [(MAE, MAEAdapter), (MAGE, VQAdapter), (PaletteUNet, DiffusionAdapter)]
 
-__all__ = ["Adapter", "Embedding", "MAEAdapter", "CustomAdapter", "adapt", "adapter_for"]
-__all__ += ["DiffusionAdapter"]
-__all__ += ["VQAdapter"]
+__all__ = ["Adapter", "Embedding", "MAEAdapter", "VQAdapter", "DiffusionAdapter", "CustomAdapter", "adapt",
+           "adapter_for"]
 
 
 def adapter_for(model: nn.Module, adapter: Optional[Adapter] = None) -> Adapter:

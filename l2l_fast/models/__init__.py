@@ -1,10 +1,11 @@
 """Generators. Models know nothing of unlearning."""
 from .mae import MAE
-from .palette import PaletteUNet
+from .mae_official import load_official_mae
 from .mage import MAGE
 from .mage_official import load_official_mage
+from .palette import PaletteUNet
+from .palette_official import load_official_palette
 from .vq import VQTokenizer
 
-__all__ = ["MAE"]
-__all__ += ["PaletteUNet"]
-__all__ += ["MAGE", "VQTokenizer", "load_official_mage"]
+__all__ = ["MAE", "MAGE", "VQTokenizer", "PaletteUNet", "load_official_mae", "load_official_mage",
+           "load_official_palette"]
