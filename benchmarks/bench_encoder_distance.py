@@ -1,7 +1,7 @@
 """encoder_distance forward + backward on the embedding shapes of real encoders."""
 import pytest
 import torch
-from conftest import providers, sync
+from conftest import QUICK, providers, sync
 
 from l2l_fast import reference
 from l2l_fast.ops import encoder_distance, encoder_distance_multi
@@ -31,8 +31,11 @@ def make_loss(provider):
     return lambda s, t, w: encoder_distance(s, t, w, backend=provider)
 
 
-@pytest.mark.parametrize("provider, device", providers())
-@pytest.mark.parametrize("shape", list(SHAPES), ids=str)
+CASES = [pytest.param(p.values[0], p.values[1], shape, id=f"{p.id}-{shape}")
+         for shape in SHAPES for p in providers(compiled=not QUICK or shape == "mae_vit_b")]
+
+
+@pytest.mark.parametrize("provider, device, shape", CASES)
 def test_encoder_distance_fwd_bwd(benchmark, provider, device, shape):
     benchmark.group = f"encoder_distance fwd+bwd {shape} {list(SHAPES[shape])}"
     benchmark.extra_info.update(shape=list(SHAPES[shape]), bytes=3 * 4 * torch.Size(SHAPES[shape]).numel())
@@ -51,7 +54,7 @@ def test_encoder_distance_fwd_bwd(benchmark, provider, device, shape):
     benchmark.pedantic(step, rounds=10, warmup_rounds=1)
 
 
-@pytest.mark.parametrize("provider, device", providers())
+@pytest.mark.parametrize("provider, device", providers(compiled=not QUICK))
 def test_encoder_distance_multi_palette(benchmark, provider, device):
     benchmark.group = "encoder_distance_multi fwd+bwd palette 13 maps"
     g = torch.Generator().manual_seed(0)

@@ -1,7 +1,7 @@
 """gaussian_target with batch statistics, clamp and a corruption mask."""
 import pytest
 import torch
-from conftest import providers, sync
+from conftest import QUICK, providers, sync
 
 from l2l_fast import reference
 from l2l_fast.ops import gaussian_target
@@ -12,8 +12,11 @@ SHAPES = {
 }
 
 
-@pytest.mark.parametrize("provider, device", providers())
-@pytest.mark.parametrize("shape", list(SHAPES), ids=str)
+CASES = [pytest.param(p.values[0], p.values[1], shape, id=f"{p.id}-{shape}")
+         for shape in SHAPES for p in providers(compiled=not QUICK or shape == "imagenet_224")]
+
+
+@pytest.mark.parametrize("provider, device, shape", CASES)
 def test_gaussian_target(benchmark, provider, device, shape):
     dims = SHAPES[shape]
     benchmark.group = f"gaussian_target batch+clamp+keep {shape} {list(dims)}"

@@ -14,13 +14,16 @@ import torch  # noqa: E402
 import l2l_fast  # noqa: E402
 
 
-def providers():
+QUICK = os.environ.get("L2L_FAST_BENCH_QUICK") == "1"
+
+
+def providers(compiled: bool = True):
     """(provider, device) pairs to measure on this machine."""
-    found = [("reference", "cpu"), ("compiled_reference", "cpu")]
+    found = [("reference", "cpu")] + ([("compiled_reference", "cpu")] if compiled else [])
     if l2l_fast.backends()["cpu"]:
         found.append(("cpu", "cpu"))
     if torch.cuda.is_available():
-        found += [("reference", "cuda"), ("compiled_reference", "cuda")]
+        found += [("reference", "cuda")] + ([("compiled_reference", "cuda")] if compiled else [])
         found += [(b, "cuda") for b in ("cuda", "triton") if l2l_fast.backends()[b]]
     return [pytest.param(p, d, id=f"{p}-{d}") for p, d in providers_filter(found)]
 

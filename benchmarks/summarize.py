@@ -1,14 +1,19 @@
 """Print a pytest-benchmark JSON as a table of times, GB/s and ratios against the
 eager reference and torch.compile(reference) measured in the same run."""
+import argparse
 import json
 import re
-import sys
 from collections import defaultdict
 
 
-def main(path: str) -> None:
+def main(path: str, bandwidth_path: str = None) -> None:
     with open(path) as handle:
         data = json.load(handle)
+    copy = None
+    if bandwidth_path:
+        with open(bandwidth_path) as handle:
+            copy = json.load(handle)["copy_GBps"]
+        print(f"device-to-device copy bandwidth: {copy:.0f} GB/s")
     groups = defaultdict(dict)
     for bench in data["benchmarks"]:
         provider = re.search(r"\[([a-z_]+-(?:cpu|cuda))", bench["name"]).group(1)
@@ -23,6 +28,8 @@ def main(path: str) -> None:
             nbytes = bench.get("extra_info", {}).get("bytes")
             if nbytes:
                 line += f"{nbytes / mean / 1e9:>9.1f} GB/s"
+                if copy and device == "cuda":
+                    line += f" ({100 * nbytes / mean / 1e9 / copy:.0f}% of copy)"
             for base in ("reference", "compiled_reference"):
                 other = by_provider.get(f"{base}-{device}")
                 if other and other is not bench:
@@ -31,4 +38,8 @@ def main(path: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("results", help="pytest-benchmark JSON")
+    parser.add_argument("--bandwidth", help="copy_bandwidth.py's JSON, for % of the card's copy bandwidth")
+    args = parser.parse_args()
+    main(args.results, args.bandwidth)
