@@ -24,18 +24,21 @@ cmake -S . -B build/gpu $GEN -DL2L_FAST_TARGET=cuda -DCMAKE_CUDA_ARCHITECTURES="
   && cmake --build build/gpu -j "$(nproc)" >>"$OUT/cmake.log" 2>&1 || { status=1; tail -30 "$OUT/cmake.log"; }
 echo "build: $(( $(date +%s) - started )) s"
 
+ROOT=$PWD
+OUT=$(realpath "$OUT")
+cd "$STAGE"  # so that `import l2l_fast` finds the built copy, not the source tree
 python - <<'PY' | tee "$OUT/backends.json"
 import json, torch, l2l_fast
 print(json.dumps({"backends": l2l_fast.backends(), "device": torch.cuda.get_device_name(),
                   "torch": torch.__version__}, indent=2))
 PY
-python benchmarks/copy_bandwidth.py > "$OUT/copy_bandwidth.json" || status=1
+python "$ROOT/benchmarks/copy_bandwidth.py" > "$OUT/copy_bandwidth.json" || status=1
 cat "$OUT/copy_bandwidth.json"
 
-(cd tests && timeout "${TEST_TIMEOUT:-150}" python -m pytest -q -x -k "cuda" test_encoder_distance.py test_gaussian_target.py \
-  -p no:cacheprovider --junitxml="$OLDPWD/$OUT/tests.xml" 2>&1 | tail -15) || status=1
+timeout "${TEST_TIMEOUT:-150}" python -m pytest -q -x -k "cuda" "$ROOT/tests/test_encoder_distance.py" \
+  "$ROOT/tests/test_gaussian_target.py" -p no:cacheprovider --junitxml="$OUT/tests.xml" 2>&1 | tail -15 || status=1
 L2L_FAST_BENCH_DEVICE=cuda L2L_FAST_BENCH_QUICK=${L2L_FAST_BENCH_QUICK:-1} timeout "${BENCH_TIMEOUT:-240}" \
-  python -m pytest -q benchmarks/bench_encoder_distance.py benchmarks/bench_gaussian_target.py -p no:cacheprovider \
-  --benchmark-json "$OUT/benchmarks.json" 2>&1 | tail -5 || status=1
-python benchmarks/summarize.py "$OUT/benchmarks.json" --bandwidth "$OUT/copy_bandwidth.json" | tee "$OUT/summary.txt"
+  python -m pytest -q "$ROOT/benchmarks/bench_encoder_distance.py" "$ROOT/benchmarks/bench_gaussian_target.py" \
+  -p no:cacheprovider --benchmark-json "$OUT/benchmarks.json" 2>&1 | tail -5 || status=1
+python "$ROOT/benchmarks/summarize.py" "$OUT/benchmarks.json" --bandwidth "$OUT/copy_bandwidth.json" | tee "$OUT/summary.txt"
 exit $status
