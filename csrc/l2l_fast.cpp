@@ -31,4 +31,7 @@ TORCH_LIBRARY(l2l_fast, m) {
   m.def(
       "gaussian_target(Tensor x, SymInt seed, SymInt offset, str stats, "
       "float? clamp_lo, float? clamp_hi, Tensor? keep, float fill) -> Tensor");
+  // The raw stream behind gaussian_target: [like.numel(), 2] int64 holding the
+  // two uint32 Philox outputs at counter offset + i, on like's device.
+  m.def("philox_stream(Tensor like, SymInt seed, SymInt offset) -> Tensor");
 }

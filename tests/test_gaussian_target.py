@@ -2,6 +2,7 @@ import pytest
 import torch
 from conftest import backend_params
 
+import l2l_fast
 from l2l_fast import reference
 from l2l_fast.ops import gaussian_target
 
@@ -49,6 +50,20 @@ def test_reference_stream_is_tritons_randn():
         out = torch.empty(300)
         randn_kernel[(3,)](out, seed, offset, 300, BLOCK=128)
         torch.testing.assert_close(out, reference.philox_normal(seed, offset, 300), rtol=0, atol=1e-6)
+
+
+COMPILED_DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.skipif(not l2l_fast.backends()["cpu"], reason="needs the compiled extension")
+@pytest.mark.parametrize("device", COMPILED_DEVICES)
+@pytest.mark.parametrize("seed, offset", [(0, 0), (2024, 2**32 - 7), (2**63 - 1, 2**40 + 3)])
+def test_compiled_integer_stream_is_the_reference_bit_for_bit(device, seed, offset):
+    from l2l_fast.ops.gaussian_target import philox_stream
+
+    stream = philox_stream(torch.empty(3, 333, device=device), seed=seed, offset=offset).cpu()
+    r0, r1, _, _ = reference.philox_randint4x(seed, torch.arange(999) + offset)
+    assert torch.equal(stream[:, 0], r0) and torch.equal(stream[:, 1], r1)
 
 
 @pytest.mark.parametrize("backend, device", BACKENDS)

@@ -81,8 +81,20 @@ def gaussian_target(
     return op(x, seed, offset, stats, lo, hi, keep, float(fill))
 
 
+def philox_stream(like: torch.Tensor, *, seed: int, offset: int = 0) -> torch.Tensor:
+    """The raw Philox stream of a compiled backend: [like.numel(), 2] int64 holding
+    the two uint32 outputs at counter offset + i (for checking it bit for bit)."""
+    if not HAS_C:
+        raise RuntimeError("philox_stream needs the compiled extension l2l_fast._C")
+    return torch.ops.l2l_fast.philox_stream(like, seed, offset)
+
+
 if HAS_C:
 
     @torch.library.register_fake("l2l_fast::gaussian_target")
     def _(x, seed, offset, stats, clamp_lo, clamp_hi, keep, fill):
         return torch.empty_like(x, memory_format=torch.contiguous_format)
+
+    @torch.library.register_fake("l2l_fast::philox_stream")
+    def _(like, seed, offset):
+        return like.new_empty((like.numel(), 2), dtype=torch.int64)
