@@ -21,7 +21,8 @@ from l2l_fast import checkpoint, cli, run_state
 from test_folders import make_folders
 from test_unlearn import FORGET, RETAIN, tiny_model
 
-ROOT = Path(__file__).resolve().parents[1]
+# Children import the same l2l_fast as this process (the installed build, with _C).
+ROOT = Path(l2l_fast.__file__).resolve().parents[1]
 KWARGS = dict(worker.CASES["ddp"][1], steps=6)
 
 
