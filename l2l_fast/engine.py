@@ -2,6 +2,7 @@
 and retain images embed as before (DESIGN §1), or run one of the paper's baselines."""
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import json
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 import torch
+import torch.utils.checkpoint
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -20,6 +22,7 @@ from .masks import MaskSpec, parse_mask
 from .objectives import ENCODER_METHODS, METHODS, StepInputs
 from .ops._checks import DISTANCES, STATS
 from .optim import WEIGHT_DECAY, adamw, set_lr, warmup_cosine
+from .target_cache import TargetCache
 from .targets import frozen_teacher
 
 
@@ -67,6 +70,10 @@ def unlearn(
     checkpoint_every: Optional[int] = None,
     resume_from: Optional[str] = None,
     fsdp: bool = False,
+    precision: Optional[str] = None,
+    checkpoint_activations: bool = False,
+    cache_targets: bool = False,
+    compile: bool = False,
 ) -> nn.Module:
     """Unlearn `forget` from `model` while keeping `retain`; returns the same model.
 
@@ -91,6 +98,15 @@ def unlearn(
     run_state). `resume_from`, a checkpoint folder, continues from its newest
     intact checkpoint (bit for bit on the CPU) and keeps writing there unless
     `checkpoint_dir` says otherwise; pass the original model, as at the start.
+
+    Speed: `precision` "bf16" | "fp16" | "fp32" (default bf16 on CUDA GPUs that
+    support it, else fp32) runs the student under autocast and the teacher with its
+    weights cast once to that type; fp16 uses a gradient scaler; the losses are
+    accumulated in fp32 by the fused operators. `checkpoint_activations` recomputes
+    the encoder blocks' activations in the backward instead of keeping them.
+    `cache_targets` computes each retain sample's teacher embedding once (method
+    "ours" with a fixed mask, e.g. "inpaint:K", and a family whose corruption is
+    deterministic). `compile` runs the student encoder through torch.compile.
     """
     adapter = adapter_for(model, adapter)
     forget_source = ImageSource(forget, "forget")
@@ -116,14 +132,24 @@ def unlearn(
             )
     if warmup_steps is None:
         warmup_steps = max(1, steps // 20)
+    device_type = torch.device(device).type if device is not None else _default_device(model).type
+    precision = _check_precision(precision, device_type)
+    if cache_targets and not (method == "ours" and spec.deterministic and adapter.deterministic_corruption):
+        raise ValueError("cache_targets needs method 'ours', a fixed mask (inpaint:K or outpaint:K) and a "
+                         f"family with a deterministic corruption; got method {method!r}, mask {str(spec)!r}, "
+                         f"{type(adapter).__name__}")
+    if checkpoint_activations and not adapter.blocks():
+        raise ValueError(f"checkpoint_activations: {type(adapter).__name__} names no encoder blocks to checkpoint")
     if fsdp and method not in ENCODER_METHODS:
         raise ValueError(f"fsdp shards the encoder: it applies to methods {ENCODER_METHODS}, not {method!r}")
     checkpoint_dir, checkpoint_every = _checkpoint_options(checkpoint_dir, checkpoint_every, resume_from, steps)
     arguments = dict(alpha=alpha, steps=steps, batch_size=batch_size, lr=lr, mask=str(spec), seed=seed,
                      distance=distance, noise_stats=noise_stats, noise_clamp=noise_clamp,
-                     warmup_steps=warmup_steps, weight_decay=weight_decay, grad_clip=grad_clip, method=method)
+                     warmup_steps=warmup_steps, weight_decay=weight_decay, grad_clip=grad_clip, method=method,
+                     precision=precision)
     run = _Run(adapter, forget_source, retain_source, spec, arguments, progress, callback,
-               checkpoint_dir, checkpoint_every, resume_from, fsdp)
+               checkpoint_dir, checkpoint_every, resume_from, fsdp,
+               _Speed(checkpoint_activations, cache_targets, compile))
 
     ctx, device = distributed.setup(torch.device(device) if device is not None else _default_device(model))
     was_training = model.training
@@ -134,6 +160,37 @@ def unlearn(
         model.train(was_training)
         distributed.teardown(ctx)
     return model
+
+
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def _check_precision(precision: Optional[str], device_type: str) -> str:
+    if precision is None:
+        cuda_bf16 = device_type == "cuda" and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        return "bf16" if cuda_bf16 else "fp32"
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {tuple(PRECISIONS)}, got {precision!r}")
+    return precision
+
+
+@dataclass
+class _Speed:
+    checkpoint_activations: bool = False
+    cache_targets: bool = False
+    compile: bool = False
+
+
+@contextlib.contextmanager
+def _checkpointed(blocks):
+    """Recompute these modules' activations in the backward (torch.utils.checkpoint)."""
+    for block in blocks:
+        block.forward = functools.partial(torch.utils.checkpoint.checkpoint, block.forward, use_reentrant=False)
+    try:
+        yield
+    finally:
+        for block in blocks:
+            del block.forward
 
 
 def _checkpoint_options(checkpoint_dir, checkpoint_every, resume_from, steps: int):
@@ -167,6 +224,7 @@ class _Run:
     checkpoint_every: int
     resume_from: Optional[str]
     fsdp: bool
+    speed: _Speed
 
     def train(self, model: nn.Module, ctx: distributed.Context, device: torch.device) -> None:
         adapter, method, args = self.adapter, self.args["method"], self.args
@@ -178,6 +236,9 @@ class _Run:
         if state is not None:
             run_state.check_resumable(state, recorded, original)
         reference = _frozen_reference(method, model, adapter)
+        dtype = PRECISIONS[args["precision"]]
+        if method in ENCODER_METHODS and dtype != torch.float32:
+            reference.to(dtype)
         if state is not None:
             trainable_module.load_state_dict(state.section("trainable."))
         sharded = self.fsdp and ctx.enabled
@@ -189,7 +250,10 @@ class _Run:
             student = distributed.wrap_ddp(ctx, adapter.encoder, device)
         else:
             student = None
-        step_loss = _step_function(method, adapter, student, reference)
+        if self.speed.compile and student is not None:
+            student = torch.compile(student)
+        cache = TargetCache(len(self.retain)) if self.speed.cache_targets else None
+        step_loss = _step_function(method, adapter, student, reference, cache)
         optimizer = adamw(trainable_module.named_parameters(), args["lr"], args["weight_decay"])
         generator = torch.Generator().manual_seed(args["seed"])
         samplers = {"forget": run_state.Sampler(len(self.forget), args["batch_size"], generator),
@@ -204,9 +268,12 @@ class _Run:
                             meta={"arguments": recorded, "original_sha256": original})
 
         trainable_module.train()
+        blocks = adapter.blocks() if self.speed.checkpoint_activations else []
         try:
-            self._loop(ctx, device, 0 if state is None else state.step, step_loss, optimizer,
-                       [p for p in trainable_module.parameters() if p.requires_grad], generator, samplers, save)
+            with _checkpointed(blocks):
+                self._loop(ctx, device, 0 if state is None else state.step, step_loss, optimizer,
+                           [p for p in trainable_module.parameters() if p.requires_grad], generator, samplers,
+                           save)
         except NonFiniteLossError:
             if sharded:
                 adapter.encoder.load_state_dict(distributed.full_state(student))
@@ -228,6 +295,9 @@ class _Run:
             inputs_type = functools.partial(distributed.ShardInputs, world_size=ctx.world_size)
         average_gradients = ctx.enabled and method not in ENCODER_METHODS
         grad_clip = args["grad_clip"]
+        dtype = PRECISIONS[args["precision"]]
+        autocast = functools.partial(torch.autocast, device.type, dtype=dtype, enabled=dtype != torch.float32)
+        scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
         bar = tqdm(range(start, steps), initial=start, total=steps, desc=f"unlearn ({method})",
                    disable=not self.progress or not ctx.is_main)
         for step in bar:
@@ -245,23 +315,26 @@ class _Run:
                 corruption=corruption,
                 alpha=float(args["alpha"]), distance=args["distance"], noise_seed=args["seed"],
                 noise_offset=(step * batch_size + shard.start) * image_numel, noise_stats=args["noise_stats"],
-                noise_clamp=args["noise_clamp"],
+                noise_clamp=args["noise_clamp"], retain_index=retain_index,
             )
-            loss, retain_term, forget_term = step_loss(inputs)
+            with autocast():
+                loss, retain_term, forget_term = step_loss(inputs)
             values, bad_ranks = distributed.reduce_step(ctx, loss, retain_term, forget_term)
             if bad_ranks:
                 where = f" on rank {', '.join(map(str, bad_ranks))}" if ctx.enabled else ""
                 raise NonFiniteLossError(f"non-finite loss ({values[0]}) at step {step}{where}; "
                                          f"the model keeps its weights from step {step - 1}")
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            scaler.scale(loss).backward()
             if average_gradients:
                 distributed.average_gradients(ctx, trainable)
+            scaler.unscale_(optimizer)
             norm = torch.nn.utils.clip_grad_norm_(trainable, grad_clip if grad_clip else float("inf"))
-            if not torch.isfinite(distributed.full(norm)):
+            if not scaler.is_enabled() and not torch.isfinite(distributed.full(norm)):
                 raise NonFiniteLossError(f"non-finite gradient at step {step}; "
                                          f"the model keeps its weights from step {step - 1}")
-            optimizer.step()
+            scaler.step(optimizer)  # with fp16, skipped (and the scale lowered) on overflow
+            scaler.update()
             record = {"step": step, "loss": values[0], "retain": values[1], "forget": values[2], "lr": step_lr}
             bar.set_postfix(retain=f"{record['retain']:.4f}", forget=f"{record['forget']:.4f}")
             if self.callback is not None:
@@ -283,11 +356,12 @@ def _frozen_reference(method: str, model: nn.Module, adapter: Adapter):
     return None
 
 
-def _step_function(method: str, adapter: Adapter, student: Optional[nn.Module], reference):
+def _step_function(method: str, adapter: Adapter, student: Optional[nn.Module], reference, cache=None):
     """step inputs -> (loss, retain term, forget term)."""
-    if method in ENCODER_METHODS:
-        function = objectives.ours if method == "ours" else objectives.random_encoder
-        return lambda inputs: function(inputs, student, reference)
+    if method == "ours":
+        return lambda inputs: objectives.ours(inputs, student, reference, cache)
+    if method == "random_encoder":
+        return lambda inputs: objectives.random_encoder(inputs, student, reference)
     if method == "retain_label":
         return lambda inputs: objectives.retain_label(inputs, reference)
     return objectives.max_loss if method == "max_loss" else objectives.noisy_label

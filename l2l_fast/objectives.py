@@ -31,8 +31,9 @@ def sample_weights(num_retain: int, num_forget: int, alpha: float, device) -> to
 def per_sample_distance(student, target, weight: torch.Tensor, distance: str) -> torch.Tensor:
     """Weighted d per sample [B]; a list of feature maps sums d over the maps."""
     if isinstance(student, (list, tuple)):
-        return encoder_distance_multi(student, [t.detach() for t in target], weight, distance=distance)
-    return encoder_distance(student, target.detach(), weight, distance=distance)
+        target = [t.detach().to(s.dtype) for s, t in zip(student, target)]
+        return encoder_distance_multi(student, target, weight, distance=distance)
+    return encoder_distance(student, target.detach().to(student.dtype), weight, distance=distance)
 
 
 @dataclass
@@ -49,6 +50,7 @@ class StepInputs:
     noise_offset: int
     noise_stats: str
     noise_clamp: Optional[tuple[float, float]]
+    retain_index: Optional[torch.Tensor] = None  # dataset indices of the retain rows (cache_targets)
 
     @property
     def num_retain(self) -> int:
@@ -76,17 +78,33 @@ def _encode_real(s: StepInputs, encoder: nn.Module):
     return real, s.adapter.encode(encoder, real, s.corruption)
 
 
-def ours(s: StepInputs, encoder: nn.Module, teacher: nn.Module):
-    """E_θ(T(x)) towards E_0 on the mixed batch [T(x_R); T(n_F)], one teacher pass."""
+def ours(s: StepInputs, encoder: nn.Module, teacher: nn.Module, cache=None):
+    """E_θ(T(x)) towards E_0 on the mixed batch [T(x_R); T(n_F)], one teacher pass.
+    With a TargetCache, retain targets already computed are not computed again."""
     real, student = _encode_real(s, encoder)
     forget_corruption = s.part("forget")
     noise = s.noise(s.forget, s.adapter.noise_keep(forget_corruption))
     noise = s.adapter.prepare(s.adapter.noise_input(s.forget, noise, forget_corruption))
     with torch.no_grad():
-        mixed = s.adapter.concat(s.adapter.take(real, slice(0, s.num_retain)), noise)
-        target = s.adapter.encode(teacher, mixed, s.corruption)
+        if cache is None:
+            mixed = s.adapter.concat(s.adapter.take(real, slice(0, s.num_retain)), noise)
+            target = s.adapter.encode(teacher, mixed, s.corruption)
+        else:
+            target = _cached_targets(s, teacher, real, noise, cache)
     weights = sample_weights(s.num_retain, s.forget.shape[0], s.alpha, s.retain.device)
     return _split(per_sample_distance(student, target, weights, s.distance), s.num_retain, s.alpha)
+
+
+def _cached_targets(s: StepInputs, teacher: nn.Module, real, noise, cache):
+    """[cached E_0(T(x_R)); E_0(T(n_F))], the teacher run on the noise and on uncached retain rows."""
+    missing = cache.missing(s.retain_index).nonzero().flatten().to(s.retain.device)
+    rows = s.num_retain + torch.arange(s.forget.shape[0], device=s.retain.device)
+    inputs = noise if missing.numel() == 0 else s.adapter.concat(s.adapter.take(real, missing), noise)
+    chosen = torch.cat([missing, rows])
+    fresh = s.adapter.encode(teacher, inputs, s.adapter.select(s.corruption, chosen.cpu()))
+    if missing.numel():
+        cache.store(s.retain_index[missing.cpu()], fresh[: missing.numel()])
+    return torch.cat([cache.lookup(s.retain_index), fresh[missing.numel():].to(cache.values.dtype)])
 
 
 def _gaussian_like(embedding, s: StepInputs):

@@ -27,6 +27,17 @@ class Adapter:
     model: nn.Module
     encoder: nn.Module
     image_shape: tuple[int, int, int]  # (C, H, W) the model takes
+    # True when a sample under a fixed mask spec always gets the same corruption
+    # (no random noise levels or augmentation): its teacher target can be cached.
+    deterministic_corruption: bool = True
+
+    def blocks(self) -> list[nn.Module]:
+        """The encoder's repeated blocks (for activation checkpointing)."""
+        for name in ("blocks", "input_blocks"):
+            found = getattr(self.encoder, name, None)
+            if found is not None:
+                return list(found)
+        return []
 
     def draw(self, spec: MaskSpec, batch: int, generator: torch.Generator):
         """Draw one corruption per sample (shared by a sample's student and teacher inputs)."""

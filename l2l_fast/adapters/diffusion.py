@@ -50,6 +50,8 @@ class DiffusionAdapter(Adapter):
     reverse diffusion seeded by `seed`: DDIM over `sample_steps` steps (at most the
     test schedule's length), or `sample_method="ddpm"` over all steps."""
 
+    deterministic_corruption = False  # a fresh noise level and noise per sample and step
+
     def __init__(self, model: PaletteUNet, *, patch_size: Optional[int] = None,
                  value_range: tuple[float, float] = (0.0, 1.0), sample_method: str = "ddim",
                  sample_steps: Optional[int] = 50, eta: float = 0.0, seed: int = 0):

@@ -1,0 +1,125 @@
+"""The fast-path options of unlearn against the plain fp32 step."""
+import copy
+
+import pytest
+import torch
+
+import l2l_fast
+from l2l_fast import objectives
+from l2l_fast.adapters import adapter_for
+from l2l_fast.masks import parse_mask
+from l2l_fast.targets import frozen_teacher
+from test_unlearn import FORGET, RETAIN, tiny_model
+
+RUN = dict(steps=6, batch_size=4, lr=1e-3, mask="inpaint:2", progress=False)
+
+
+def run(**options):
+    log = []
+    model = l2l_fast.unlearn(tiny_model(), FORGET, RETAIN, callback=log.append, **{**RUN, **options})
+    return model, log
+
+
+def assert_close_to_plain(model, log, plain, plain_log):
+    """fp32 options: the same losses, and weights within rounding amplified by Adam; the
+    attention key biases (true gradient 0: softmax ignores a shift of the keys) within
+    Adam's whole movement."""
+    assert [r["loss"] for r in log] == pytest.approx([r["loss"] for r in plain_log], rel=1e-5, abs=1e-7)
+    for key, value in plain.encoder.state_dict().items():
+        got = model.encoder.state_dict()[key]
+        if key.endswith("attn.qkv.bias"):
+            dim = value.shape[0] // 3
+            torch.testing.assert_close(got[dim:2 * dim], value[dim:2 * dim], atol=RUN["lr"] * RUN["steps"], rtol=0)
+            got, value = torch.cat([got[:dim], got[2 * dim:]]), torch.cat([value[:dim], value[2 * dim:]])
+        torch.testing.assert_close(got, value, atol=1e-5, rtol=0)
+
+
+def update(model) -> torch.Tensor:
+    start = tiny_model().encoder.state_dict()
+    return torch.cat([(v - start[k]).flatten() for k, v in model.encoder.state_dict().items()])
+
+
+@pytest.fixture(scope="module")
+def plain():
+    return run(precision="fp32")
+
+
+@pytest.mark.parametrize("precision, cosine", [("bf16", 0.75), ("fp16", 0.95)])
+def test_low_precision_follows_the_fp32_run(plain, precision, cosine):
+    """Same losses within low-precision error, and the same direction of the update."""
+    model, log = run(precision=precision)
+    plain_model, plain_log = plain
+    assert [r["loss"] for r in log] == pytest.approx([r["loss"] for r in plain_log], rel=0.15)
+    assert torch.nn.functional.cosine_similarity(update(model), update(plain_model), dim=0) > cosine
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+
+
+def test_low_precision_step_loss_and_gradients():
+    model = tiny_model()
+    adapter = adapter_for(model)
+    teacher = frozen_teacher(model.encoder)
+    with torch.no_grad():
+        for p in model.encoder.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    g = torch.Generator().manual_seed(0)
+    s = objectives.StepInputs(adapter=adapter, retain=RETAIN[:4], forget=FORGET[:4],
+                              corruption=adapter.draw(parse_mask("inpaint:2"), 8, g), alpha=0.25, distance="mse",
+                              noise_seed=0, noise_offset=0, noise_stats="batch", noise_clamp=None)
+    params = [p for p in model.encoder.parameters() if p.requires_grad]
+    loss, _, _ = objectives.ours(s, model.encoder, teacher)
+    grads = torch.autograd.grad(loss, params)
+    low_teacher = copy.deepcopy(teacher).to(torch.bfloat16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low, _, _ = objectives.ours(s, model.encoder, low_teacher)
+    low_grads = torch.autograd.grad(low, params)
+    assert low.dtype == torch.float32
+    assert low.item() == pytest.approx(loss.item(), rel=5e-2)
+    flat, low_flat = torch.cat([g.flatten() for g in grads]), torch.cat([g.flatten() for g in low_grads])
+    assert torch.nn.functional.cosine_similarity(flat, low_flat, dim=0) > 0.99
+
+
+def test_activation_checkpointing_gives_the_same_bits(plain):
+    model, log = run(precision="fp32", checkpoint_activations=True)
+    assert [r["loss"] for r in log] == [r["loss"] for r in plain[1]]
+    assert all(torch.equal(v, plain[0].state_dict()[k]) for k, v in model.state_dict().items())
+    assert all("forward" not in vars(block) for block in model.encoder.blocks)  # restored
+
+
+class CountingAdapter(type(adapter_for(tiny_model()))):
+    def __init__(self, model, teacher_batches):
+        super().__init__(model)
+        self.teacher_batches = teacher_batches
+
+    def encode(self, encoder, images, corruption):
+        if encoder is not self.encoder:
+            self.teacher_batches.append(images.shape[0])
+        return super().encode(encoder, images, corruption)
+
+
+def test_cached_targets_skip_the_teacher_on_seen_retain_images(plain):
+    batches = []
+    model = tiny_model()
+    log = []
+    l2l_fast.unlearn(model, FORGET, RETAIN, adapter=CountingAdapter(model, batches), cache_targets=True,
+                     precision="fp32", callback=log.append, **RUN)
+    # 12 retain images, 4 a step: the first 3 steps see them all once (teacher on 4 + 4 rows);
+    # afterwards the teacher only encodes the 4 forget noise images.
+    assert batches == [8, 8, 8, 4, 4, 4]
+    assert_close_to_plain(model, log, *plain)
+
+
+@pytest.mark.slow
+def test_compiled_encoder_follows_the_plain_run(plain):
+    torch._dynamo.reset()
+    model, log = run(precision="fp32", compile=True)
+    assert_close_to_plain(model, log, *plain)
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(precision="fp8"), "precision must be one of"),
+    (dict(cache_targets=True, mask="random:0.5"), "cache_targets needs"),
+    (dict(cache_targets=True, method="random_encoder"), "cache_targets needs"),
+])
+def test_option_errors(options, message):
+    with pytest.raises(ValueError, match=message):
+        l2l_fast.unlearn(tiny_model(), FORGET, RETAIN, **{**RUN, **options})
