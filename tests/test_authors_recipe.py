@@ -9,7 +9,7 @@ import torch
 from l2l_fast import objectives
 from l2l_fast.adapters import adapter_for
 from l2l_fast.masks import parse_mask
-from l2l_fast.models import MAE
+from l2l_fast.models import MAE, MAGE
 from l2l_fast.targets import frozen_teacher
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
@@ -19,10 +19,16 @@ TINY = dict(img_size=16, patch_size=4, in_chans=1, embed_dim=32, depth=2, num_he
             decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=2)
 
 
+TINY_MAGE = dict(img_size=16, embed_dim=32, depth=1, num_heads=4, decoder_embed_dim=16, decoder_depth=1,
+                 decoder_num_heads=2, tokenizer=dict(in_chans=1, ch=8, ch_mult=[1, 2, 2], num_res_blocks=1,
+                                                     z_channels=8, n_embed=16, norm_groups=4))
+
+
+@pytest.mark.parametrize("family", ["mae", "vq"])
 @pytest.mark.parametrize("distance", ["mse", "l2"])
-def test_same_loss_and_gradients_as_the_lean_step(distance):
+def test_same_loss_and_gradients_as_the_lean_step(family, distance):
     torch.manual_seed(0)
-    model = MAE(**TINY)
+    model = MAE(**TINY) if family == "mae" else MAGE(**TINY_MAGE)
     adapter = adapter_for(model)
     teacher = frozen_teacher(model.encoder)
     with torch.no_grad():
