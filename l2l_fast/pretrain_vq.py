@@ -7,11 +7,9 @@ from pathlib import Path
 from typing import Optional
 
 import torch
-from tqdm.auto import tqdm
 
-from . import checkpoint
 from .models import VQTokenizer
-from .optim import adamw, set_lr, warmup_cosine
+from .pretrain import train_loop
 
 
 @torch.no_grad()
@@ -48,40 +46,14 @@ def pretrain_tokenizer(
     params = list(tokenizer.parameters())
     flags = [p.requires_grad for p in params]
     tokenizer.requires_grad_(True)
+
+    def step_loss(step: int, generator: torch.Generator) -> torch.Tensor:
+        return tokenizer.loss(images[torch.randint(images.shape[0], (batch_size,), generator=generator)])
+
     try:
-        generator = torch.Generator().manual_seed(seed)
-        optimizer = adamw(tokenizer.named_parameters(), lr, weight_decay=0.0)
-        warmup = max(1, steps // 20)
-        start, losses = 0, []
-        if state_path is not None and Path(state_path).exists():
-            tensors, meta = checkpoint.read(state_path)
-            tokenizer.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-            checkpoint.restore_optimizer(optimizer, tensors, meta["optimizer"])
-            generator.set_state(tensors["rng"])
-            start, losses = meta["step"], meta["losses"]
-        else:
-            _init_codebook(tokenizer, images, generator)
-        tokenizer.train()
-        bar = tqdm(range(start, steps), initial=start, total=steps, desc="tokenizer", disable=not progress)
-        for step in bar:
-            set_lr(optimizer, lr * warmup_cosine(step, steps, warmup))
-            index = torch.randint(images.shape[0], (batch_size,), generator=generator)
-            loss = tokenizer.loss(images[index])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            losses.append(loss.item())
-            bar.set_postfix(loss=f"{losses[-1]:.4f}")
-            done = step + 1
-            if state_path is not None and (done % checkpoint_every == 0 or done == steps):
-                optim_tensors, optim_meta = checkpoint.optimizer_tensors(optimizer)
-                tensors = {f"model.{k}": v for k, v in tokenizer.state_dict().items()}
-                tensors.update(optim_tensors, rng=generator.get_state())
-                checkpoint.atomic_save(
-                    tensors, {"step": done, "losses": losses, "optimizer": optim_meta}, state_path
-                )
+        return train_loop(tokenizer, step_loss, steps=steps, lr=lr, seed=seed, weight_decay=0.0,
+                          state_path=state_path, checkpoint_every=checkpoint_every, progress=progress,
+                          desc="tokenizer", fresh_start=lambda g: _init_codebook(tokenizer, images, g))
     finally:
         for param, flag in zip(params, flags):
             param.requires_grad_(flag)
-    tokenizer.eval()
-    return losses
