@@ -79,6 +79,30 @@ inline int64_t check_distance_pair(
   return student.size(0);
 }
 
+// Every map checked as a pair; all maps share the batch size and device. Returns B.
+inline int64_t check_distance_maps(at::TensorList students, at::TensorList targets, const char* op) {
+  TORCH_CHECK_VALUE(!students.empty(), op, ": students must hold at least one feature map");
+  TORCH_CHECK_VALUE(
+      students.size() == targets.size(), op, ": targets must hold one map per student map (",
+      students.size(), "), got ", targets.size());
+  int64_t batch = 0;
+  for (size_t m = 0; m < students.size(); ++m) {
+    const ArgName s_name{"students", static_cast<int64_t>(m)};
+    const int64_t b = check_distance_pair(students[m], targets[m], op, s_name, {"targets", s_name.index});
+    if (m == 0) {
+      batch = b;
+      continue;
+    }
+    TORCH_CHECK_VALUE(
+        b == batch, op, ": ", s_name, " must have the batch size of students[0] (", batch,
+        "), got ", b);
+    TORCH_CHECK_VALUE(
+        students[m].device() == students[0].device(), op, ": ", s_name,
+        " must be on students[0]'s device ", students[0].device(), ", got ", students[m].device());
+  }
+  return batch;
+}
+
 // weight as a contiguous float32 [B] tensor on `device`, or an undefined tensor.
 inline at::Tensor check_weight(
     const std::optional<at::Tensor>& weight, int64_t batch, const at::Device& device, const char* op) {

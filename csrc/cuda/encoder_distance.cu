@@ -359,25 +359,7 @@ std::tuple<at::Tensor, std::vector<at::Tensor>> encoder_distance_multi_cuda(
     at::TensorList students, at::TensorList targets, const std::optional<at::Tensor>& weight,
     c10::string_view distance, bool compute_grad) {
   constexpr const char* op = "encoder_distance_multi";
-  TORCH_CHECK_VALUE(!students.empty(), op, ": students must hold at least one feature map");
-  TORCH_CHECK_VALUE(
-      students.size() == targets.size(), op, ": targets must hold one map per student map (",
-      students.size(), "), got ", targets.size());
-  int64_t batch = 0;
-  for (size_t m = 0; m < students.size(); ++m) {
-    const ArgName s_name{"students", static_cast<int64_t>(m)};
-    const int64_t b = check_distance_pair(students[m], targets[m], op, s_name, {"targets", s_name.index});
-    if (m == 0) {
-      batch = b;
-      continue;
-    }
-    TORCH_CHECK_VALUE(
-        b == batch, op, ": ", s_name, " must have the batch size of students[0] (", batch,
-        "), got ", b);
-    TORCH_CHECK_VALUE(
-        students[m].device() == students[0].device(), op, ": ", s_name,
-        " must be on students[0]'s device ", students[0].device(), ", got ", students[m].device());
-  }
+  const int64_t batch = check_distance_maps(students, targets, op);
   const bool l2 = parse_distance(distance, op);
   const c10::cuda::CUDAGuard guard(students[0].device());
   const at::Tensor w = check_weight(weight, batch, students[0].device(), op);
