@@ -84,14 +84,13 @@ def run_task(mask, args, data, classifier, out):
     slug = mask.replace(":", "_")
     grid = save_grid(out / f"grid_{slug}.png", grid_rows(test, generated, mask, adapter),
                      ["truth", "input", *generated])
-    rows[0]["grid"] = grid.name
     curve_png = loss_curves(out / f"curves_{slug}.png", curves)
     features = Features(classifier)
     with torch.no_grad():
         groups = {f"{role} / {name}": features(generated[name][key][: args.tsne_points])
                   for name in ("Original", "Ours") for key, role in (("F", "forget"), ("R", "retain"))}
     tsne = tsne_plot(groups, out / f"tsne_{slug}.png", title=f"{mask}: classifier features of generated images")
-    return {"name": mask, "rows": rows, "curves": curve_png.name, "tsne": tsne.name}
+    return {"name": mask, "rows": rows, "grid": grid.name, "curves": curve_png.name, "tsne": tsne.name}
 
 
 def run_ablation(mask, args, data, classifier):

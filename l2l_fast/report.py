@@ -3,8 +3,8 @@ from a results folder written by `l2l-fast eval` or benchmarks/quality.py.
 
 results.json:
     {"title": str, "notes": [str],
-     "tables": [{"name": "inpaint:3", "rows": [{"method": str, "metrics": {...}, "grid": "x.png"}],
-                 "curves": "curves.png", "tsne": "tsne.png"}],
+     "tables": [{"name": "inpaint:3", "rows": [{"method": str, "metrics": {...}}],
+                 "grid": "grid.png", "curves": "curves.png", "tsne": "tsne.png"}],
      "ablation": {"name": str, "rows": [...]}  (optional)}
 """
 from __future__ import annotations
@@ -64,10 +64,8 @@ def write_report(folder, out=None) -> Path:
                 acc = {**row["metrics"]["per_class_R"], **row["metrics"]["per_class_F"]}
                 lines.append(f"| {row['method']} | " + " | ".join(f"{acc[c]:.2f}" for c in classes) + " |")
             lines.append("")
-        for row in table["rows"]:
-            if row.get("grid"):
-                lines += [f"**{row['method']}**", "", f"![{row['method']}]({row['grid']})", ""]
-        for key, title in (("curves", "Loss curves"), ("tsne", "T-SNE of classifier embeddings")):
+        for key, title in (("grid", "Examples (columns: ground truth, input, then each method)"),
+                           ("curves", "Loss curves"), ("tsne", "T-SNE of classifier embeddings")):
             if table.get(key):
                 lines += [f"{title}:", "", f"![{title}]({table[key]})", ""]
     out = Path(out) if out else folder / "report.md"
