@@ -12,6 +12,7 @@ name the file and the key.
       retain: [2, 3, 4, 5]      # real retain classes, or a proxy set's classes
       per_class: null           # first N images of each class
       forget_indices: null      # individual samples to forget instead of classes
+      forget_files: null        # folders: a file listing the images to forget (one path per line)
     unlearn:                    # any keyword argument of l2l_fast.unlearn
       steps: 300
       batch_size: 32
@@ -30,7 +31,7 @@ from .engine import unlearn
 
 TOP_KEYS = {"model", "data", "unlearn", "output"}
 DATA_DEFAULTS = dict(dataset="fashion-mnist", root=None, split="train", class_list=None, image_size=None,
-                     forget=None, retain=None, per_class=None, forget_indices=None)
+                     forget=None, retain=None, per_class=None, forget_indices=None, forget_files=None)
 DATASETS = ("fashion-mnist", "demo", "folders")
 NOT_IN_FILES = {"model", "forget", "retain", "adapter", "callback"}
 UNLEARN_KEYS = [p for p in inspect.signature(unlearn).parameters if p not in NOT_IN_FILES]
@@ -90,8 +91,12 @@ def parse_config(raw: Any, source: str = "<config>") -> RunConfig:
     if data["retain"] is None:
         _fail(source, "data.retain", "is required: the classes to keep (real or proxy)")
     indices = data["forget_indices"]
-    if (data["forget"] is None) == (indices is None):
-        _fail(source, "data", "needs exactly one of forget (classes) and forget_indices (samples)")
+    chosen = [k for k in ("forget", "forget_indices", "forget_files") if data[k] is not None]
+    if len(chosen) != 1:
+        _fail(source, "data", "needs exactly one of forget (classes), forget_indices (samples) and "
+                              f"forget_files (a file list), got {chosen or 'none'}")
+    if data["forget_files"] is not None and not (folders and isinstance(data["forget_files"], str)):
+        _fail(source, "data.forget_files", "is a path to a file list, for dataset 'folders'")
     if indices is not None and (not isinstance(indices, list) or not all(isinstance(i, int) for i in indices)):
         _fail(source, "data.forget_indices", f"must be a list of sample indices, got {indices!r}")
     for key in ("per_class", "image_size"):

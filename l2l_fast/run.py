@@ -7,7 +7,7 @@ import torch
 
 from . import checkpoint
 from .config import ConfigError, RunConfig
-from .data import class_split_folders, fashion_mnist
+from .data import ClassFolders, ImageFiles, class_split_folders, fashion_mnist, read_class_list, read_file_list
 from .distributed import is_main_process
 from .engine import unlearn
 
@@ -33,14 +33,25 @@ def _by_class(images, labels, classes, per_class):
     return index.sort().values
 
 
+def _class_names(config: RunConfig) -> list[str]:
+    names = read_class_list(config.data["class_list"])
+    return [names[c] if isinstance(c, int) else c for c in config.data["retain"]]
+
+
 def run_data(config: RunConfig, model):
     """(forget, retain) for unlearn: image tensors or datasets."""
     data = config.data
     if data["dataset"] == "folders":
+        size, channels = data["image_size"] or model.img_size, model.in_chans
+        if data["forget_files"] is not None:
+            files = read_file_list(data["forget_files"], data["root"])
+            forget = ImageFiles(files, image_size=size, channels=channels)
+            retain = ClassFolders(data["root"], _class_names(config), image_size=size, channels=channels,
+                                  per_class=data["per_class"], exclude=files)
+            return forget, retain
         split = class_split_folders(
             data["root"], data["class_list"], forget=data["forget"], retain=data["retain"],
-            image_size=data["image_size"] or model.img_size, channels=model.in_chans,
-            per_class=data["per_class"],
+            image_size=size, channels=channels, per_class=data["per_class"],
         )
         return split["forget"], split["retain"]
     images, labels = _labelled(data)

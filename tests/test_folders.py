@@ -3,7 +3,7 @@ import pytest
 import torch
 from PIL import Image
 
-from l2l_fast.data import ClassFolders, class_split_folders, read_class_list
+from l2l_fast.data import ClassFolders, ImageFiles, class_split_folders, read_class_list
 
 CLASSES = ["n01440764", "n01443537", "n01484850", "n01491361"]
 
@@ -67,3 +67,25 @@ def test_missing_folders_are_reported(tmp_path):
     make_folders(tmp_path)
     with pytest.raises(FileNotFoundError, match="class folder"):
         ClassFolders(tmp_path, ["n00000000"], image_size=8)
+
+
+def test_forget_individual_files_through_a_run_file(tmp_path):
+    from l2l_fast.config import parse_config
+    from l2l_fast.run import run_data
+
+    make_folders(tmp_path)
+    (tmp_path / "forget.txt").write_text(f"# deletion request 17\n{CLASSES[1]}/img_0.png\n{CLASSES[2]}/img_2.png\n")
+    config = parse_config({
+        "model": "demo", "unlearn": {"steps": 1, "batch_size": 1},
+        "data": {"dataset": "folders", "root": str(tmp_path), "class_list": str(tmp_path / "classes.txt"),
+                 "forget_files": str(tmp_path / "forget.txt"), "retain": [1, 2], "image_size": 8},
+    })
+
+    class Model:
+        img_size, in_chans = 8, 1
+
+    forget, retain = run_data(config, Model())
+    assert [p.name for p in forget.paths] == ["img_0.png", "img_2.png"] and forget[0][0].shape == (1, 8, 8)
+    assert len(retain) == 4 and all(p.name != "img_0.png" or p.parent.name != CLASSES[1] for p, _ in retain.samples)
+    with pytest.raises(ValueError, match="missing or unreadable"):
+        ImageFiles([tmp_path / "nope.png"], image_size=8)

@@ -7,6 +7,6 @@ __all__ = ["fashion_mnist", "FASHION_MNIST_CLASSES", "split_by_class", "ClassSpl
 from .source import EpochSampler, ImageSource
 
 __all__ += ["ImageSource", "EpochSampler"]
-from .folders import ClassFolders, class_split_folders, read_class_list
+from .folders import ClassFolders, ImageFiles, class_split_folders, read_class_list, read_file_list
 
-__all__ += ["ClassFolders", "class_split_folders", "read_class_list"]
+__all__ += ["ClassFolders", "ImageFiles", "class_split_folders", "read_class_list", "read_file_list"]

@@ -55,6 +55,7 @@ class ClassFolders(torch.utils.data.Dataset):
 
     classes: folder names (class index = position in this list).
     per_class: keep the first N readable images of each class (sorted by name).
+    exclude: image files to leave out (e.g. those being forgotten).
     """
 
     def __init__(
@@ -66,8 +67,10 @@ class ClassFolders(torch.utils.data.Dataset):
         channels: int = 3,
         per_class: Optional[int] = None,
         max_bad_fraction: float = 0.01,
+        exclude: Sequence[PathLike] = (),
     ):
         self.root = Path(root)
+        excluded = {Path(p).resolve() for p in exclude}
         if not self.root.is_dir():
             raise FileNotFoundError(f"root {str(self.root)!r} is not a folder of class folders")
         if channels not in (1, 3):
@@ -82,7 +85,8 @@ class ClassFolders(torch.utils.data.Dataset):
             if not folder.is_dir():
                 raise FileNotFoundError(f"class folder {str(folder)!r} does not exist")
             kept = 0
-            for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
+            for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES
+                               and p.resolve() not in excluded):
                 if per_class is not None and kept >= per_class:
                     break
                 seen += 1
@@ -108,6 +112,33 @@ class ClassFolders(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         path, label = self.samples[index]
         return load_image(path, self.image_size, self.channels), label
+
+
+class ImageFiles(torch.utils.data.Dataset):
+    """Individual image files (e.g. the images a deletion request names); items are
+    (image [C, H, W], -1). Unreadable files are an error: they were asked for by name."""
+
+    def __init__(self, paths: Sequence[PathLike], *, image_size: int, channels: int = 3):
+        self.paths = [Path(p) for p in paths]
+        if not self.paths:
+            raise ValueError("forget_files: give at least one image file")
+        bad = [str(p) for p in self.paths if not p.is_file() or not _readable(p)]
+        if bad:
+            raise ValueError(f"forget_files: {len(bad)} files are missing or unreadable, first: {bad[0]}")
+        self.image_size, self.channels = image_size, channels
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return load_image(self.paths[index], self.image_size, self.channels), -1
+
+
+def read_file_list(path: PathLike, root: Optional[PathLike] = None) -> list[Path]:
+    """One image path per line ('#' comments), relative to `root` unless absolute."""
+    base = Path(root) if root is not None else Path(path).parent
+    lines = [line.split("#", 1)[0].strip() for line in Path(path).read_text().splitlines()]
+    return [p if p.is_absolute() else base / p for p in (Path(line) for line in lines if line)]
 
 
 def class_split_folders(
