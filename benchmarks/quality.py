@@ -50,7 +50,7 @@ def grid_rows(test, generated_by_method, mask, adapter):
     rows = []
     for key, role in (("F", "forget"), ("R", "retain")):
         images = test[key][0][:GRID_EXAMPLES]
-        keep = adapter.noise_keep(adapter.draw(spec, images.shape[0], torch.Generator().manual_seed(0)))
+        keep = adapter.pixel_keep(adapter.draw(spec, images.shape[0], torch.Generator().manual_seed(0)))
         corrupted = images * keep + 0.5 * (1 - keep)
         for i in range(GRID_EXAMPLES):
             cells = [images[i], corrupted[i]] + [g[key][i] for g in generated_by_method.values()]

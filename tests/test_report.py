@@ -40,7 +40,7 @@ def test_generation_is_seeded_and_keeps_the_visible_region():
     a = generate(adapter, images, "random:0.5", seed=3, batch_size=2)
     b = generate(adapter, images, "random:0.5", seed=3, batch_size=2)
     assert torch.equal(a, b) and a.shape == images.shape
-    keep = adapter.noise_keep(adapter.draw(parse_mask("random:0.5"), 2, torch.Generator().manual_seed(3)))
+    keep = adapter.pixel_keep(adapter.draw(parse_mask("random:0.5"), 2, torch.Generator().manual_seed(3)))
     assert torch.equal(a[:2] * keep, images[:2] * keep)
 
 

@@ -7,7 +7,7 @@ from typing import Optional, Union
 import torch
 from torch import nn
 
-from ..masks import MaskSpec
+from ..masks import MaskSpec, pixel_keep
 
 Embedding = Union[torch.Tensor, list[torch.Tensor]]
 
@@ -46,6 +46,10 @@ class Adapter:
     def select(self, corruption, index: slice):
         """The corruption of a sub-batch."""
         return corruption[index]
+
+    def pixel_keep(self, corruption) -> torch.Tensor:
+        """The corruption's visible pixels, float [B, 1, H, W] (1 = visible)."""
+        return pixel_keep(corruption, self.model.grid, self.model.patch_size)
 
     def noise_keep(self, corruption) -> Optional[torch.Tensor]:
         """Pixel mask for gaussian_target's `keep` (1 = noise kept, 0 = fill), or None."""

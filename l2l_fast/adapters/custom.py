@@ -37,6 +37,9 @@ class CustomAdapter(Adapter):
     def draw(self, spec, batch, generator):
         return pixel_keep(patch_keep(spec, self.grid, batch, generator), self.grid, self.patch_size)
 
+    def pixel_keep(self, corruption):
+        return corruption
+
     def noise_keep(self, corruption):
         return corruption
 

@@ -81,6 +81,9 @@ class DiffusionAdapter(Adapter):
         cond_noise = torch.randn(batch, *self.image_shape, generator=generator)
         return DiffusionCorruption(keep, pixel_keep(keep, self.grid, self.patch_size), gamma, noise, cond_noise)
 
+    def pixel_keep(self, corruption):
+        return corruption.pixel
+
     def noise_keep(self, corruption):
         return None
 

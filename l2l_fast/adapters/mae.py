@@ -1,7 +1,7 @@
 """MAE: T drops the hidden patches, E is the ViT encoder, D the MAE decoder."""
 from __future__ import annotations
 
-from ..masks import patch_keep, pixel_keep
+from ..masks import patch_keep
 from ..models import MAE
 from .base import Adapter
 
@@ -18,7 +18,7 @@ class MAEAdapter(Adapter):
         return patch_keep(spec, self.model.grid, batch, generator)
 
     def noise_keep(self, corruption):
-        return pixel_keep(corruption, self.model.grid, self.model.patch_size)
+        return self.pixel_keep(corruption)
 
     def encode(self, encoder, images, corruption):
         return encoder(images, corruption.to(images.device))
