@@ -16,13 +16,14 @@ def main(path: str, bandwidth_path: str = None) -> None:
         print(f"device-to-device copy bandwidth: {copy:.0f} GB/s")
     groups = defaultdict(dict)
     for bench in data["benchmarks"]:
-        provider = re.search(r"\[([a-z_]+-(?:cpu|cuda))", bench["name"]).group(1)
-        groups[bench["group"]][provider] = bench
+        param = re.search(r"\[(.*)\]", bench["name"]).group(1)
+        provider = re.match(r"[a-z_]+-(?:cpu|cuda)", param)
+        groups[bench["group"]][provider.group(0) if provider else param] = bench
     print(f"machine: {data['machine_info'].get('cpu', {}).get('brand_raw', '?')}")
     for group, by_provider in groups.items():
         print(f"\n{group}")
         for provider, bench in sorted(by_provider.items()):
-            device = provider.split("-")[1]
+            device = "cuda" if provider.endswith("-cuda") else "cpu"
             mean = bench["stats"]["mean"]
             line = f"  {provider:<26}{mean * 1e3:>10.2f} ms"
             nbytes = bench.get("extra_info", {}).get("bytes")
@@ -30,8 +31,10 @@ def main(path: str, bandwidth_path: str = None) -> None:
                 line += f"{nbytes / mean / 1e9:>9.1f} GB/s"
                 if copy and device == "cuda":
                     line += f" ({100 * nbytes / mean / 1e9 / copy:.0f}% of copy)"
-            for base in ("reference", "compiled_reference"):
-                other = by_provider.get(f"{base}-{device}")
+            bases = [f"reference-{device}", f"compiled_reference-{device}"]
+            bases += [p for p in by_provider if p.endswith("-authors")]
+            for base in bases:
+                other = by_provider.get(base)
                 if other and other is not bench:
                     line += f"   {other['stats']['mean'] / mean:>5.2f}x vs {base}"
             print(line)
