@@ -13,17 +13,14 @@ import torch
 
 from l2l_fast import checkpoint
 from l2l_fast.adapters import adapter_for
-from l2l_fast.data import fashion_mnist
-from l2l_fast.evaluate import generate
-from l2l_fast.masks import parse_mask
+from l2l_fast.data import fashion_mnist, first_per_class
+from l2l_fast.evaluate import generate, hole_errors, visible_pixels
 
 
 def hole_mse(adapter, images: torch.Tensor, mask: str, seed: int = 0) -> float:
-    """MSE over the pixels the corruption hid (the generated region)."""
+    """Mean over images of the squared error on the pixels the corruption hid."""
     generated = generate(adapter, images, mask, seed=seed, batch_size=100)
-    corruption = adapter.draw(parse_mask(mask), images.shape[0], torch.Generator().manual_seed(seed))
-    hole = 1.0 - adapter.pixel_keep(corruption)
-    return float(((generated - images).square() * hole).sum() / (hole.sum() * images.shape[1]))
+    return float(hole_errors(images, generated, visible_pixels(adapter, images.shape[0], mask, seed)).mean())
 
 
 def main() -> None:
@@ -34,7 +31,7 @@ def main() -> None:
     args = parser.parse_args()
     images, labels = fashion_mnist("test")
     per_class = args.images // 10
-    index = torch.cat([(labels == c).nonzero().flatten()[:per_class] for c in range(10)])
+    index = first_per_class(labels, range(10), per_class)
     images = images[index]
     results = {}
     for path in args.checkpoints:

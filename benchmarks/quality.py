@@ -20,10 +20,9 @@ import torch
 from l2l_fast import unlearn
 from l2l_fast.adapters import adapter_for
 from l2l_fast.data import fashion_mnist
-from l2l_fast.evaluate import evaluate
-from l2l_fast.masks import parse_mask
+from l2l_fast.evaluate import evaluate, visible_pixels
 from l2l_fast.metrics import Features, load_classifier, tsne_plot
-from l2l_fast.plots import loss_curves, save_grid
+from l2l_fast.plots import loss_curves, save_grid, with_grey_hole
 from l2l_fast.report import write_report
 from l2l_fast.run import load_run_model
 
@@ -46,12 +45,10 @@ def subset(images, labels, classes):
 
 def grid_rows(test, generated_by_method, mask, adapter):
     """Rows: GRID_EXAMPLES forget and retain test images; columns: truth, input, each method."""
-    spec = parse_mask(mask)
     rows = []
     for key, role in (("F", "forget"), ("R", "retain")):
         images = test[key][0][:GRID_EXAMPLES]
-        keep = adapter.pixel_keep(adapter.draw(spec, images.shape[0], torch.Generator().manual_seed(0)))
-        corrupted = images * keep + 0.5 * (1 - keep)
+        corrupted = with_grey_hole(images, visible_pixels(adapter, images.shape[0], mask))
         for i in range(GRID_EXAMPLES):
             cells = [images[i], corrupted[i]] + [g[key][i] for g in generated_by_method.values()]
             rows.append((f"{role} {i}", torch.stack(cells)))

@@ -11,10 +11,11 @@ import numpy as np
 import torch
 
 from . import checkpoint
-from .data import FASHION_MNIST_CLASSES, fashion_mnist
+from .adapters import adapter_for
+from .data import FASHION_MNIST_CLASSES, fashion_mnist, first_per_class
 from .engine import unlearn
-from .masks import parse_mask, patch_keep, pixel_keep
-from .plots import save_grid
+from .evaluate import generate, hole_errors, visible_pixels
+from .plots import save_grid, with_grey_hole
 
 DEMO_MODEL = "mae_fashion_mnist.safetensors"
 DEMO_IMAGES = "fashion_mnist_demo.npz"
@@ -31,7 +32,7 @@ def export_demo_images(path: Path, root=None, train_per_class: int = 300, test_p
     arrays = {}
     for split, count in (("train", train_per_class), ("test", test_per_class)):
         images, labels = fashion_mnist(split, root=root)
-        index = torch.cat([(labels == c).nonzero().flatten()[:count] for c in range(10)])
+        index = first_per_class(labels, range(10), count)
         arrays[f"{split}_images"] = (images[index, 0] * 255).round().to(torch.uint8).numpy()
         arrays[f"{split}_labels"] = labels[index].numpy().astype(np.uint8)
     np.savez_compressed(path, **arrays)
@@ -43,18 +44,6 @@ def load_demo_images(split: str) -> tuple[torch.Tensor, torch.Tensor]:
         images = torch.from_numpy(data[f"{split}_images"]).float().div_(255.0).unsqueeze(1)
         labels = torch.from_numpy(data[f"{split}_labels"]).long()
     return images, labels
-
-
-@torch.no_grad()
-def hole_error(model, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
-    """Per-image mean squared error of the inpainted region under the demo mask."""
-    errors = []
-    for chunk in images.split(batch_size):
-        keep = patch_keep(parse_mask(MASK), model.grid, chunk.shape[0])
-        hole = 1.0 - pixel_keep(keep, model.grid, model.patch_size)
-        generated = model.generate(chunk, keep)
-        errors.append(((generated - chunk).square() * hole).sum(dim=(1, 2, 3)) / hole.sum(dim=(1, 2, 3)))
-    return torch.cat(errors)
 
 
 def per_class(errors: torch.Tensor, labels: torch.Tensor) -> dict[int, float]:
@@ -89,29 +78,29 @@ def run_demo(
     train_images, train_labels = load_demo_images("train")
     test_images, test_labels = load_demo_images("test")
     if eval_per_class is not None:
-        index = torch.cat([(test_labels == c).nonzero().flatten()[:eval_per_class] for c in range(10)])
+        index = first_per_class(test_labels, range(10), eval_per_class)
         test_images, test_labels = test_images[index], test_labels[index]
     is_forget = torch.isin(train_labels, torch.tensor(FORGET_CLASSES))
     forget_names = ", ".join(FASHION_MNIST_CLASSES[c] for c in FORGET_CLASSES)
     print(f"Unlearning {forget_names} ({int(is_forget.sum())} images) from a {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M-parameter MAE, "
           f"keeping {int((~is_forget).sum())} images of the other 8 classes; mask {MASK}.")
 
-    keep = patch_keep(parse_mask(MASK), model.grid, test_images.shape[0])
-    before_errors = hole_error(model, test_images)
-    before_images = model.generate(test_images, keep)
+    adapter = adapter_for(model)
+    visible = visible_pixels(adapter, test_images.shape[0], MASK)
+    before_images = generate(adapter, test_images, MASK, batch_size=500)
+    before_errors = hole_errors(test_images, before_images, visible)
 
     unlearn(model, train_images[is_forget], train_images[~is_forget], steps=steps,
             batch_size=batch_size, lr=lr, mask=MASK, seed=seed, progress=progress)
     model.eval()
 
-    after_errors = hole_error(model, test_images)
-    after_images = model.generate(test_images, keep)
+    after_images = generate(adapter, test_images, MASK, batch_size=500)
+    after_errors = hole_errors(test_images, after_images, visible)
     before, after = per_class(before_errors, test_labels), per_class(after_errors, test_labels)
     print("\nInpainting error (mean squared error inside the hole) on held-out test images:")
     print(format_table(before, after, FORGET_CLASSES))
 
-    corrupted = test_images * pixel_keep(keep, model.grid, model.patch_size) + 0.5 * (
-        1 - pixel_keep(keep, model.grid, model.patch_size))
+    corrupted = with_grey_hole(test_images, visible)
     rows = []
     for c in (*FORGET_CLASSES, 2, 7, 9):
         i = int((test_labels == c).nonzero()[0])

@@ -32,6 +32,17 @@ def generate(adapter, images: torch.Tensor, mask: str, *, seed: int = 0, batch_s
     return torch.cat(out)
 
 
+def hole_errors(images: torch.Tensor, generated: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
+    """Per-image mean squared error over the hidden pixels (visible: [B, 1, H, W], 1 = visible)."""
+    hole = (1.0 - visible).expand_as(images)
+    return ((generated - images).square() * hole).sum(dim=(1, 2, 3)) / hole.sum(dim=(1, 2, 3)).clamp_min(1.0)
+
+
+def visible_pixels(adapter, count: int, mask: str, seed: int = 0) -> torch.Tensor:
+    """The visible pixels of the corruptions `generate` draws for `count` images with `seed`."""
+    return adapter.pixel_keep(adapter.draw(parse_mask(mask), count, torch.Generator().manual_seed(seed)))
+
+
 def evaluate(adapter, retain: tuple[torch.Tensor, torch.Tensor], forget: tuple[torch.Tensor, torch.Tensor], *,
              mask: str, classifier, seed: int = 0, batch_size: int = 256) -> tuple[dict, dict]:
     """(metrics, generated images per set) for the retain ("R") and forget ("F") test sets."""

@@ -16,6 +16,11 @@ def _pyplot():
     return plt
 
 
+def with_grey_hole(images: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
+    """The corrupted input as a person sees it: the hole shown in mid grey."""
+    return images * visible + 0.5 * (1 - visible)
+
+
 @torch.no_grad()
 def save_grid(path: Path, rows: list[tuple[str, torch.Tensor]], columns: Sequence[str]) -> Path:
     """rows: (label, [len(columns), C, H, W] images in [0, 1], C = 1 or 3); one picture per cell."""

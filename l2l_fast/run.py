@@ -7,7 +7,8 @@ import torch
 
 from . import checkpoint
 from .config import ConfigError, RunConfig
-from .data import ClassFolders, ImageFiles, class_split_folders, fashion_mnist, read_class_list, read_file_list
+from .data import (ClassFolders, ImageFiles, class_split_folders, fashion_mnist, first_per_class, read_class_list,
+                   read_file_list)
 from .distributed import is_main_process
 from .engine import unlearn
 
@@ -26,11 +27,6 @@ def _labelled(data: dict):
 
         return load_demo_images(data["split"])
     return fashion_mnist(data["split"], root=data["root"])
-
-
-def _by_class(images, labels, classes, per_class):
-    index = torch.cat([(labels == c).nonzero().flatten()[:per_class] for c in classes])
-    return index.sort().values
 
 
 def _class_names(config: RunConfig) -> list[str]:
@@ -55,14 +51,14 @@ def run_data(config: RunConfig, model):
         )
         return split["forget"], split["retain"]
     images, labels = _labelled(data)
-    retain_index = _by_class(images, labels, data["retain"], data["per_class"])
+    retain_index = first_per_class(labels, data["retain"], data["per_class"]).sort().values
     if data["forget_indices"] is not None:
         forget_index = torch.tensor(data["forget_indices"])
         if forget_index.min() < 0 or forget_index.max() >= len(images):
             raise ConfigError(f"{config.source}: data.forget_indices must lie in [0, {len(images)})")
         retain_index = retain_index[~torch.isin(retain_index, forget_index)]
     else:
-        forget_index = _by_class(images, labels, data["forget"], data["per_class"])
+        forget_index = first_per_class(labels, data["forget"], data["per_class"]).sort().values
     return images[forget_index], images[retain_index]
 
 

@@ -1,9 +1,9 @@
 """Datasets: Fashion-MNIST and class splits."""
 from .fashion_mnist import CLASSES as FASHION_MNIST_CLASSES
 from .fashion_mnist import fashion_mnist
-from .splits import ClassSplit, split_by_class
+from .splits import ClassSplit, first_per_class, split_by_class
 
-__all__ = ["fashion_mnist", "FASHION_MNIST_CLASSES", "split_by_class", "ClassSplit"]
+__all__ = ["fashion_mnist", "FASHION_MNIST_CLASSES", "split_by_class", "first_per_class", "ClassSplit"]
 from .source import EpochSampler, ImageSource
 
 __all__ += ["ImageSource", "EpochSampler"]

@@ -16,14 +16,15 @@ class ClassSplit:
     proxy: Optional[tuple[torch.Tensor, torch.Tensor]]
 
 
+def first_per_class(labels: torch.Tensor, classes: Iterable[int], count: Optional[int] = None) -> torch.Tensor:
+    """Indices of the first `count` samples (all if None) of each class, class by class."""
+    return torch.cat([(labels == c).nonzero().flatten()[:count] for c in classes])
+
+
 def _subset(images, labels, classes, limit, name):
-    chosen = torch.isin(labels, torch.as_tensor(list(classes), dtype=labels.dtype))
-    index = chosen.nonzero().flatten()
+    index = first_per_class(labels, classes, limit).sort().values
     if index.numel() == 0:
         raise ValueError(f"{name}: no images of classes {list(classes)} in this set")
-    if limit is not None:
-        per_class = [index[labels[index] == c][:limit] for c in classes]
-        index = torch.cat(per_class).sort().values
     return images[index], labels[index]
 
 
