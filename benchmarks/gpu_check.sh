@@ -35,7 +35,7 @@ PY
 python "$ROOT/benchmarks/copy_bandwidth.py" > "$OUT/copy_bandwidth.json" || status=1
 cat "$OUT/copy_bandwidth.json"
 
-timeout "${TEST_TIMEOUT:-150}" python -m pytest -q -x -k "cuda" "$ROOT/tests/test_encoder_distance.py" \
+timeout "${TEST_TIMEOUT:-150}" python -m pytest -q -k "cuda" "$ROOT/tests/test_encoder_distance.py" "$ROOT/tests/test_cuda_step_sync.py" \
   "$ROOT/tests/test_gaussian_target.py" -p no:cacheprovider --junitxml="$OUT/tests.xml" 2>&1 | tail -15 || status=1
 L2L_FAST_BENCH_DEVICE=cuda L2L_FAST_BENCH_QUICK=${L2L_FAST_BENCH_QUICK:-1} timeout "${BENCH_TIMEOUT:-240}" \
   python -m pytest -q "$ROOT/benchmarks/bench_encoder_distance.py" "$ROOT/benchmarks/bench_gaussian_target.py" \

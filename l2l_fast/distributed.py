@@ -80,19 +80,6 @@ def shard_rows(ctx: Context, batch_size: int) -> torch.Tensor:
     return torch.cat([own, own + batch_size])
 
 
-def reduce_step(ctx: Context, loss, retain, forget) -> tuple[list[float], list[int]]:
-    """([loss, retain, forget] averaged over ranks, ranks whose loss is not finite), agreed by all."""
-    if not ctx.enabled:
-        values = [loss.item(), retain.item(), forget.item()]
-        return values, ([] if torch.isfinite(loss) else [0])
-    totals = torch.zeros(3 + ctx.world_size, dtype=torch.float64, device=loss.device)
-    totals[:3] = torch.stack([loss.detach(), retain, forget]).double()
-    totals[3 + ctx.rank] = (~torch.isfinite(loss.detach())).double()
-    dist.all_reduce(totals)
-    totals = totals.tolist()
-    return [v / ctx.world_size for v in totals[:3]], [r for r, bad in enumerate(totals[3:]) if bad]
-
-
 def average_gradients(ctx: Context, params) -> None:
     """All-reduce-average gradients of modules not wrapped in DDP or FSDP."""
     if not ctx.enabled:
@@ -105,7 +92,7 @@ def average_gradients(ctx: Context, params) -> None:
 
 
 def gather_states(ctx: Context, state: torch.Tensor) -> list[torch.Tensor]:
-    """Every rank's copy of a same-shaped uint8 state (RNG states), on the CPU."""
+    """Every rank's copy of a same-shaped tensor (RNG states, step records), on the CPU."""
     if not ctx.enabled:
         return [state]
     device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else state.device

@@ -21,13 +21,10 @@ from .data.source import ImageSource
 from .masks import MaskSpec, parse_mask
 from .objectives import ENCODER_METHODS, METHODS, StepInputs
 from .ops._checks import DISTANCES, STATS
+from .step_monitor import NonFiniteLossError, StepMonitor
 from .optim import WEIGHT_DECAY, adamw, set_lr, warmup_cosine
 from .target_cache import TargetCache
 from .targets import frozen_teacher
-
-
-class NonFiniteLossError(FloatingPointError):
-    """The loss or its gradient stopped being finite; the model keeps its last finite step."""
 
 
 def _check_number(value, name: str, minimum: float, integer: bool = False, strict: bool = False):
@@ -66,6 +63,7 @@ def unlearn(
     adapter: Optional[Adapter] = None,
     progress: bool = True,
     callback: Optional[Callable[[dict], None]] = None,
+    log_every: Optional[int] = None,
     checkpoint_dir: Optional[str] = None,
     checkpoint_every: Optional[int] = None,
     resume_from: Optional[str] = None,
@@ -80,7 +78,11 @@ def unlearn(
     forget, retain: image tensors [N, C, H, W] or map-style datasets of images or
     (image, label) pairs. Each step draws `batch_size` forget and `batch_size`
     retain images. lr defaults to 1e-4 * (2 * batch_size) / 256. `callback`, if
-    given, receives {step, loss, retain, forget, lr} after every step.
+    given, receives {step, loss, retain, forget, lr} of every step, in order, each
+    time the step values are read: every `log_every` steps (default 1 on the CPU,
+    20 on a GPU, where a read waits for the device), at checkpoints and at the end.
+    A non-finite loss stops the updates on the device at once and raises
+    NonFiniteLossError, naming the step, at the next read.
 
     method: "ours" (the paper's encoder-space objective) or a baseline of the
     paper: "max_loss", "noisy_label", "retain_label" (whole model, the family's
@@ -133,6 +135,9 @@ def unlearn(
     if warmup_steps is None:
         warmup_steps = max(1, steps // 20)
     device_type = torch.device(device).type if device is not None else _default_device(model).type
+    if log_every is None:
+        log_every = 1 if device_type == "cpu" else 20
+    _check_number(log_every, "log_every", 1, integer=True)
     precision = _check_precision(precision, device_type)
     if cache_targets and not (method == "ours" and spec.deterministic and adapter.deterministic_corruption):
         raise ValueError("cache_targets needs method 'ours', a fixed mask (inpaint:K or outpaint:K) and a "
@@ -147,7 +152,7 @@ def unlearn(
                      distance=distance, noise_stats=noise_stats, noise_clamp=noise_clamp,
                      warmup_steps=warmup_steps, weight_decay=weight_decay, grad_clip=grad_clip, method=method,
                      precision=precision)
-    run = _Run(adapter, forget_source, retain_source, spec, arguments, progress, callback,
+    run = _Run(adapter, forget_source, retain_source, spec, arguments, progress, callback, log_every,
                checkpoint_dir, checkpoint_every, resume_from, fsdp,
                _Speed(checkpoint_activations, cache_targets, compile))
 
@@ -220,6 +225,7 @@ class _Run:
     args: dict
     progress: bool
     callback: Optional[Callable[[dict], None]]
+    log_every: int
     checkpoint_dir: Optional[str]
     checkpoint_every: int
     resume_from: Optional[str]
@@ -255,23 +261,24 @@ class _Run:
         cache = TargetCache(len(self.retain)) if self.speed.cache_targets else None
         step_loss = _step_function(method, adapter, student, reference, cache)
         optimizer = adamw(trainable_module.named_parameters(), args["lr"], args["weight_decay"])
+        scaler = _grad_scaler(device, enabled=args["precision"] == "fp16")
         generator = torch.Generator().manual_seed(args["seed"])
         samplers = {"forget": run_state.Sampler(len(self.forget), args["batch_size"], generator),
                     "retain": run_state.Sampler(len(self.retain), args["batch_size"], generator)}
         if state is not None:
-            run_state.restore(state, ctx, optimizer=optimizer, generator=generator, samplers=samplers,
-                              device=device)
+            run_state.restore(state, ctx, optimizer=optimizer, scaler=scaler, generator=generator,
+                              samplers=samplers, device=device)
 
         def save(done: int) -> None:
             run_state.write(ctx, self.checkpoint_dir, done, module=trainable_module, optimizer=optimizer,
-                            generator=generator, samplers=samplers, device=device,
+                            scaler=scaler, generator=generator, samplers=samplers, device=device,
                             meta={"arguments": recorded, "original_sha256": original})
 
         trainable_module.train()
         blocks = adapter.blocks() if self.speed.checkpoint_activations else []
         try:
             with _checkpointed(blocks):
-                self._loop(ctx, device, 0 if state is None else state.step, step_loss, optimizer,
+                self._loop(ctx, device, 0 if state is None else state.step, step_loss, optimizer, scaler,
                            [p for p in trainable_module.parameters() if p.requires_grad], generator, samplers,
                            save)
         except NonFiniteLossError:
@@ -283,7 +290,7 @@ class _Run:
         if sharded:
             adapter.encoder.load_state_dict(distributed.full_state(student))
 
-    def _loop(self, ctx, device, start, step_loss, optimizer, trainable, generator, samplers, save) -> None:
+    def _loop(self, ctx, device, start, step_loss, optimizer, scaler, trainable, generator, samplers, save) -> None:
         adapter, args, method = self.adapter, self.args, self.args["method"]
         steps, batch_size = args["steps"], args["batch_size"]
         local = distributed.local_batch(ctx, batch_size)
@@ -297,9 +304,15 @@ class _Run:
         grad_clip = args["grad_clip"]
         dtype = PRECISIONS[args["precision"]]
         autocast = functools.partial(torch.autocast, device.type, dtype=dtype, enabled=dtype != torch.float32)
-        scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+        monitor = StepMonitor(ctx, device, self.log_every)
         bar = tqdm(range(start, steps), initial=start, total=steps, desc=f"unlearn ({method})",
                    disable=not self.progress or not ctx.is_main)
+
+        def deliver(record: dict) -> None:
+            bar.set_postfix(retain=f"{record['retain']:.4f}", forget=f"{record['forget']:.4f}", refresh=False)
+            if self.callback is not None:
+                self.callback(record)
+
         for step in bar:
             step_lr = args["lr"] * warmup_cosine(step, steps, args["warmup_steps"])
             set_lr(optimizer, step_lr)
@@ -310,8 +323,8 @@ class _Run:
                 corruption = adapter.select(corruption, rows)
             inputs = inputs_type(
                 adapter=adapter,
-                retain=self.retain.batch(retain_index).to(device),
-                forget=self.forget.batch(forget_index).to(device),
+                retain=_to_device(self.retain.batch(retain_index), device),
+                forget=_to_device(self.forget.batch(forget_index), device),
                 corruption=corruption,
                 alpha=float(args["alpha"]), distance=args["distance"], noise_seed=args["seed"],
                 noise_offset=(step * batch_size + shard.start) * image_numel, noise_stats=args["noise_stats"],
@@ -319,29 +332,38 @@ class _Run:
             )
             with autocast():
                 loss, retain_term, forget_term = step_loss(inputs)
-            values, bad_ranks = distributed.reduce_step(ctx, loss, retain_term, forget_term)
-            if bad_ranks:
-                where = f" on rank {', '.join(map(str, bad_ranks))}" if ctx.enabled else ""
-                raise NonFiniteLossError(f"non-finite loss ({values[0]}) at step {step}{where}; "
-                                         f"the model keeps its weights from step {step - 1}")
             optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
+            scaler.scale(monitor.guard(loss)).backward()
             if average_gradients:
                 distributed.average_gradients(ctx, trainable)
             scaler.unscale_(optimizer)
             norm = torch.nn.utils.clip_grad_norm_(trainable, grad_clip if grad_clip else float("inf"))
-            if not scaler.is_enabled() and not torch.isfinite(distributed.full(norm)):
-                raise NonFiniteLossError(f"non-finite gradient at step {step}; "
-                                         f"the model keeps its weights from step {step - 1}")
-            scaler.step(optimizer)  # with fp16, skipped (and the scale lowered) on overflow
-            scaler.update()
-            record = {"step": step, "loss": values[0], "retain": values[1], "forget": values[2], "lr": step_lr}
-            bar.set_postfix(retain=f"{record['retain']:.4f}", forget=f"{record['forget']:.4f}")
-            if self.callback is not None:
-                self.callback(record)
+            found_inf = monitor.record(step, step_lr, loss, retain_term, forget_term,
+                                       None if scaler.is_enabled() else distributed.full(norm))
+            if scaler.is_enabled():
+                scaler.step(optimizer)  # skipped (and the scale lowered) on overflow, and once halted
+                scaler.update()
+            else:
+                optimizer.found_inf = found_inf  # skips the fused update once halted, without a sync
+                optimizer.step()
+                del optimizer.found_inf
             done = step + 1
-            if self.checkpoint_dir is not None and (done % self.checkpoint_every == 0 or done == steps):
+            checkpoint = self.checkpoint_dir is not None and (done % self.checkpoint_every == 0 or done == steps)
+            if checkpoint or monitor.due(step) or done == steps:
+                monitor.read(deliver)
+            if checkpoint:
                 save(done)
+
+
+def _to_device(images: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A host batch on `device`; to a GPU through pinned memory, without waiting for it."""
+    if device.type != "cuda":
+        return images.to(device)
+    return images.pin_memory().to(device, non_blocking=True)
+
+
+def _grad_scaler(device: torch.device, enabled: bool) -> torch.amp.GradScaler:
+    return torch.amp.GradScaler(device.type, enabled=enabled)
 
 
 def _frozen_reference(method: str, model: nn.Module, adapter: Adapter):

@@ -62,7 +62,7 @@ class StepInputs:
 
     def noise(self, like: torch.Tensor, keep: Optional[torch.Tensor] = None) -> torch.Tensor:
         if keep is not None:
-            keep = keep.to(like.device, like.dtype)
+            keep = keep.to(like.device, like.dtype, non_blocking=True)
         return gaussian_target(like, seed=self.noise_seed, offset=self.noise_offset,
                                stats=self.noise_stats, clamp=self.noise_clamp, keep=keep)
 

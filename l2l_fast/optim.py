@@ -12,7 +12,9 @@ WEIGHT_DECAY = 0.05
 
 def adamw(named_params: Iterable[tuple[str, torch.nn.Parameter]], lr: float,
           weight_decay: float = WEIGHT_DECAY) -> torch.optim.AdamW:
-    """AdamW over trainable parameters; no weight decay on biases and norms (ndim <= 1)."""
+    """Fused AdamW over trainable parameters; no weight decay on biases and norms (ndim <= 1).
+
+    Fused, so that an update can be skipped on the device (`found_inf`) without a sync."""
     decay, no_decay = [], []
     for _, param in named_params:
         if param.requires_grad:
@@ -21,7 +23,7 @@ def adamw(named_params: Iterable[tuple[str, torch.nn.Parameter]], lr: float,
         {"params": decay, "weight_decay": weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW(groups, lr=lr, betas=BETAS, foreach=True)
+    return torch.optim.AdamW(groups, lr=lr, betas=BETAS, fused=True)
 
 
 def warmup_cosine(step: int, total: int, warmup: int) -> float:

@@ -3,7 +3,8 @@
     <dir>/step-00000012.safetensors  tensors: trainable weights, optimizer state, the
                                      generator and per-rank RNG states, the samplers'
                                      remaining orders; JSON metadata: step, arguments,
-                                     optimizer param groups, the original weights' digest
+                                     optimizer param groups, the gradient scaler's state
+                                     (fp16), the original weights' digest
     <dir>/step-00000012.json         {"step", "file", "bytes", "sha256"}, written last
 
 Both files are written atomically (temporary file, fsync, rename) by rank 0; the
@@ -192,7 +193,7 @@ class Sampler(EpochSampler):
 
 
 def write(ctx: distributed.Context, directory, step: int, *, module: nn.Module, optimizer,
-          generator: torch.Generator, samplers: dict[str, Sampler], meta: dict, device: torch.device) -> None:
+          scaler: torch.amp.GradScaler, generator: torch.Generator, samplers: dict[str, Sampler], meta: dict, device: torch.device) -> None:
     """Gather the run's state on every rank; rank 0 writes it; all wait for the write."""
     weights = distributed.full_state(module)
     optim, optim_meta = checkpoint.optimizer_tensors(optimizer)
@@ -205,7 +206,8 @@ def write(ctx: distributed.Context, directory, step: int, *, module: nn.Module, 
         tensors.update(optim, generator=generator.get_state())
         tensors.update({f"sampler.{name}": s.state() for name, s in samplers.items()})
         tensors.update({f"rng.{kind}.{rank}": s for kind, states in rng.items() for rank, s in enumerate(states)})
-        save(directory, step, tensors, {**meta, "optimizer": optim_meta, "world_size": ctx.world_size})
+        save(directory, step, tensors, {**meta, "optimizer": optim_meta, "grad_scaler": scaler.state_dict(),
+                                        "world_size": ctx.world_size})
     distributed.barrier(ctx)
 
 
@@ -241,15 +243,18 @@ def check_resumable(state: RunState, arguments: dict, original: str) -> None:
                          "original (not yet unlearned) model, whose encoder is the teacher")
 
 
-def restore(state: RunState, ctx: distributed.Context, *, optimizer, generator: torch.Generator,
+def restore(state: RunState, ctx: distributed.Context, *, optimizer, scaler: torch.amp.GradScaler, generator: torch.Generator,
             samplers: dict[str, Sampler], device: torch.device) -> None:
-    """Optimizer, generator, sampler and RNG states (the weights are loaded before wrapping)."""
+    """Optimizer, gradient scaler, generator, sampler and RNG states (the weights are loaded
+    before wrapping)."""
     params = [p for group in optimizer.param_groups for p in group["params"]]
     tensors = {}
     for key, value in state.section("optimizer.").items():
         index = int(key.split(".", 1)[0])
         tensors[f"optimizer.{key}"] = distributed.shard_like(value, params[index])
     checkpoint.restore_optimizer(optimizer, tensors, state.meta["optimizer"])
+    if state.meta.get("grad_scaler"):
+        scaler.load_state_dict(state.meta["grad_scaler"])
     generator.set_state(state.tensors["generator"])
     for name, sampler in samplers.items():
         sampler.load_state(state.tensors[f"sampler.{name}"])

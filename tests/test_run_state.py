@@ -17,7 +17,7 @@ from safetensors import safe_open
 
 import distributed_worker as worker
 import l2l_fast
-from l2l_fast import checkpoint, cli, run_state
+from l2l_fast import checkpoint, cli, engine, run_state
 from test_folders import make_folders
 from test_unlearn import FORGET, RETAIN, tiny_model
 
@@ -197,3 +197,23 @@ def test_corrupt_images_in_a_folder_run_are_skipped_counted_or_fatal(tmp_path, c
     assert "skipped 1 unreadable images of 101" in caplog.text
     assert cli.main(["unlearn", "--config", str(tmp_path / "many_bad" / "run.yaml"), "--no-progress"]) == 2
     assert "data: 3 of 103 images" in capsys.readouterr().err
+
+
+def test_fp16_run_resumes_with_its_gradient_scaler_state(tmp_path, monkeypatch):
+    """A scaler that grows every step and overflows at 2**19 skips some steps; the resumed
+    run must continue with the saved scale, not the initial one, to match the straight run."""
+    monkeypatch.setattr(engine, "_grad_scaler", lambda device, enabled: torch.amp.GradScaler(
+        device.type, init_scale=2.0 ** 16, growth_interval=1, enabled=enabled))
+    kwargs = dict(KWARGS, precision="fp16")
+    straight = l2l_fast.unlearn(tiny_model(), FORGET, RETAIN, **kwargs)
+    l2l_fast.unlearn(tiny_model(), FORGET, RETAIN, checkpoint_dir=str(tmp_path), checkpoint_every=3, **kwargs)
+    with safe_open(str(tmp_path / "step-00000003.safetensors"), framework="pt") as handle:
+        saved = json.loads(handle.metadata()["l2l_fast"])["grad_scaler"]
+    assert saved["scale"] == 2.0 ** 19 and saved["_growth_tracker"] == 0
+    for path in tmp_path.glob("step-00000006.*"):
+        path.unlink()
+    log = []
+    resumed = l2l_fast.unlearn(tiny_model(), FORGET, RETAIN, resume_from=str(tmp_path), callback=log.append,
+                               **kwargs)
+    assert [r["step"] for r in log] == [3, 4, 5]
+    assert encoder_equal(resumed, straight)

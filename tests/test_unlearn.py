@@ -160,3 +160,58 @@ def test_non_finite_loss_stops_at_that_step_keeping_the_last_finite_weights():
         l2l_fast.unlearn(model, forget, RETAIN, callback=poison, **RUN)
     assert all(torch.equal(snapshots[1][k], v) for k, v in model.encoder.state_dict().items())
     assert not all(torch.equal(snapshots[0][k], v) for k, v in model.encoder.state_dict().items())
+
+
+def test_log_every_reads_the_same_records_later():
+    """log_every=3: every step's record, the same values, delivered after steps 2, 5 and the last."""
+    def run(log_every):
+        model, log, weights = tiny_model(), [], []
+
+        def keep(record):
+            log.append(record)
+            weights.append(state(model.encoder))
+
+        l2l_fast.unlearn(model, FORGET, RETAIN, callback=keep, log_every=log_every, **dict(RUN, steps=7))
+        return model, log, weights
+
+    model, log, weights = run(1)
+    later, later_log, later_weights = run(3)
+    assert later_log == log and [r["step"] for r in log] == list(range(7))
+    assert all(torch.equal(state(model.encoder)[k], v) for k, v in state(later.encoder).items())
+    read_after = [2, 2, 2, 5, 5, 5, 6]
+    for seen, step in zip(later_weights, read_after):
+        assert all(torch.equal(weights[step][k], v) for k, v in seen.items())
+
+
+class CountingImages(torch.utils.data.Dataset):
+    """`images`, turning NaN from the `poison_from`-th item read on."""
+
+    def __init__(self, images, poison_from=None):
+        self.images, self.poison_from, self.reads = images, poison_from, 0
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, index):
+        self.reads += 1
+        image = self.images[index]
+        return image if self.poison_from is None or self.reads <= self.poison_from else torch.full_like(image, float("nan"))
+
+
+def test_non_finite_loss_between_reads_stops_the_updates_on_the_device():
+    """With log_every=4 the NaN batch of step 2 is seen only after step 3: no update after
+    step 1 is applied, and the error names step 2."""
+    clean, snapshots, reads = tiny_model(), {}, {}
+    forget = CountingImages(FORGET)
+
+    def watch(record):
+        snapshots[record["step"]] = state(clean.encoder)
+        reads[record["step"]] = forget.reads
+
+    l2l_fast.unlearn(clean, forget, RETAIN, callback=watch, log_every=1, **dict(RUN, steps=6))
+    model, log = tiny_model(), []
+    with pytest.raises(l2l_fast.NonFiniteLossError, match="non-finite loss \\(nan\\) at step 2; .* from step 1"):
+        l2l_fast.unlearn(model, CountingImages(FORGET, poison_from=reads[1]), RETAIN, callback=log.append,
+                         log_every=4, **dict(RUN, steps=6))
+    assert [r["step"] for r in log] == [0, 1]
+    assert all(torch.equal(snapshots[1][k], v) for k, v in model.encoder.state_dict().items())

@@ -44,10 +44,10 @@ class CustomAdapter(Adapter):
         return corruption
 
     def encode(self, encoder, images, corruption):
-        return encoder(self.corrupt(images, corruption.to(images.device, images.dtype)))
+        return encoder(self.corrupt(images, corruption.to(images.device, images.dtype, non_blocking=True)))
 
     def generate(self, images, corruption):
-        keep = corruption.to(images.device, images.dtype)
+        keep = corruption.to(images.device, images.dtype, non_blocking=True)
         with torch.no_grad():
             if self._generate is not None:
                 out = self._generate(self.model, self.corrupt(images, keep), keep)
@@ -59,7 +59,7 @@ class CustomAdapter(Adapter):
         targets = images if targets is None else targets
         if self._task_loss is not None:
             return self._task_loss(self.model, images, corruption, targets)
-        keep = corruption.to(images.device, images.dtype)
+        keep = corruption.to(images.device, images.dtype, non_blocking=True)
         out = self.model(self.corrupt(images, keep))
         hole = 1 - keep
         return ((out - targets).square() * hole).sum() / (hole.sum() * images.shape[1]).clamp_min(1)

@@ -35,7 +35,7 @@ class DiffusionCorruption:
         return DiffusionCorruption(*(getattr(self, f.name)[index] for f in fields(self)))
 
     def to(self, device) -> "DiffusionCorruption":
-        return DiffusionCorruption(*(getattr(self, f.name).to(device) for f in fields(self)))
+        return DiffusionCorruption(*(getattr(self, f.name).to(device, non_blocking=True) for f in fields(self)))
 
 
 def default_patch_size(image_size: int) -> int:

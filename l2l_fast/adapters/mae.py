@@ -21,7 +21,7 @@ class MAEAdapter(Adapter):
         return self.pixel_keep(corruption)
 
     def encode(self, encoder, images, corruption):
-        return encoder(images, corruption.to(images.device))
+        return encoder(images, corruption)  # on the host: see visible_ids
 
     def generate(self, images, corruption):
         return self.model.generate(images, corruption.to(images.device))

@@ -23,7 +23,7 @@ class VQAdapter(Adapter):
         return self.model.tokenize(images)
 
     def encode(self, encoder, ids, corruption):
-        return encoder(ids, corruption.to(ids.device))
+        return encoder(ids, corruption)  # on the host: see visible_ids
 
     def generate(self, images, corruption):
         return self.model.generate(images, corruption.to(images.device))

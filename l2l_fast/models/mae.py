@@ -85,13 +85,14 @@ class PatchEmbed(nn.Module):
         return self.proj(x).flatten(2).transpose(1, 2)  # [B, L, dim]
 
 
-def visible_ids(keep: torch.Tensor) -> torch.Tensor:
-    """[B, L] boolean mask -> [B, L_visible] indices of visible patches, ascending."""
+def visible_ids(keep: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """[B, L] boolean mask -> [B, L_visible] indices of visible patches, ascending, on
+    `device`. Computed where `keep` lives: a mask on the host costs the GPU no sync."""
     counts = keep.sum(dim=1)
     if bool((counts != counts[0]).any()):
         raise ValueError("every sample of a batch must keep the same number of patches")
     order = torch.argsort((~keep).to(torch.int8), dim=1, stable=True)
-    return order[:, : int(counts[0])]
+    return order[:, : int(counts[0])].to(device, non_blocking=True)
 
 
 class MAEEncoder(nn.Module):
@@ -107,7 +108,7 @@ class MAEEncoder(nn.Module):
     def forward(self, images: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
         """images [B, C, H, W], keep [B, L] -> latent [B, 1 + L_visible, D]."""
         tokens = self.patch_embed(images) + self.pos_embed[:, 1:]
-        ids = visible_ids(keep)
+        ids = visible_ids(keep, tokens.device)
         tokens = torch.gather(tokens, 1, ids[..., None].expand(-1, -1, tokens.shape[-1]))
         cls = (self.cls_token + self.pos_embed[:, :1]).expand(tokens.shape[0], -1, -1)
         x = torch.cat([cls, tokens], dim=1)
@@ -132,7 +133,7 @@ class MAEDecoder(nn.Module):
         x = self.decoder_embed(latent)
         batch, num_patches = keep.shape
         full = self.mask_token.to(x.dtype).expand(batch, num_patches, -1).clone()
-        ids = visible_ids(keep)
+        ids = visible_ids(keep, x.device)
         full.scatter_(1, ids[..., None].expand(-1, -1, x.shape[-1]), x[:, 1:])
         x = torch.cat([x[:, :1], full], dim=1) + self.decoder_pos_embed
         for block in self.decoder_blocks:

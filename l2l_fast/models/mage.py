@@ -49,7 +49,7 @@ class MAGEEncoder(nn.Module):
 
     def forward(self, ids: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
         """ids [B, L] codebook ids, keep [B, L] -> latent [B, 1 + L_visible, D]."""
-        visible = visible_ids(keep)
+        visible = visible_ids(keep, ids.device)
         start = torch.zeros_like(visible[:, :1])
         tokens = torch.cat([start + self.buffer_id, torch.gather(ids, 1, visible)], dim=1)
         x = self.token_emb(tokens, torch.cat([start, visible + 1], dim=1))
@@ -86,7 +86,7 @@ class MAGEDecoder(nn.Module):
         x = self.decoder_embed(latent)
         batch, num_tokens = keep.shape
         full = x[:, :1].expand(batch, num_tokens, -1).clone()
-        ids = visible_ids(keep)
+        ids = visible_ids(keep, x.device)
         full.scatter_(1, ids[..., None].expand(-1, -1, x.shape[-1]), x[:, 1:])
         x = torch.cat([x[:, :1], full], dim=1) + self.decoder_pos_embed_learned
         for block in self.decoder_blocks:
