@@ -24,6 +24,7 @@ from .ops._checks import DISTANCES, STATS
 from .step_monitor import NonFiniteLossError, StepMonitor
 from .optim import WEIGHT_DECAY, adamw, set_lr, warmup_cosine
 from .target_cache import TargetCache
+from .train_step import TrainStep
 from .targets import frozen_teacher
 
 
@@ -274,13 +275,15 @@ class _Run:
                             scaler=scaler, generator=generator, samplers=samplers, device=device,
                             meta={"arguments": recorded, "original_sha256": original})
 
+        trainable = [p for p in trainable_module.parameters() if p.requires_grad]
+        train_step = TrainStep(step_loss, optimizer, scaler, trainable, args["grad_clip"],
+                               PRECISIONS[args["precision"]], ctx,
+                               average_gradients=ctx.enabled and method not in ENCODER_METHODS)
         trainable_module.train()
         blocks = adapter.blocks() if self.speed.checkpoint_activations else []
         try:
             with _checkpointed(blocks):
-                self._loop(ctx, device, 0 if state is None else state.step, step_loss, optimizer, scaler,
-                           [p for p in trainable_module.parameters() if p.requires_grad], generator, samplers,
-                           save)
+                self._loop(ctx, device, 0 if state is None else state.step, train_step, generator, samplers, save)
         except NonFiniteLossError:
             if sharded:
                 adapter.encoder.load_state_dict(distributed.full_state(student))
@@ -290,7 +293,7 @@ class _Run:
         if sharded:
             adapter.encoder.load_state_dict(distributed.full_state(student))
 
-    def _loop(self, ctx, device, start, step_loss, optimizer, scaler, trainable, generator, samplers, save) -> None:
+    def _loop(self, ctx, device, start, train_step, generator, samplers, save) -> None:
         adapter, args, method = self.adapter, self.args, self.args["method"]
         steps, batch_size = args["steps"], args["batch_size"]
         local = distributed.local_batch(ctx, batch_size)
@@ -300,10 +303,6 @@ class _Run:
         inputs_type = StepInputs
         if ctx.enabled:
             inputs_type = functools.partial(distributed.ShardInputs, world_size=ctx.world_size)
-        average_gradients = ctx.enabled and method not in ENCODER_METHODS
-        grad_clip = args["grad_clip"]
-        dtype = PRECISIONS[args["precision"]]
-        autocast = functools.partial(torch.autocast, device.type, dtype=dtype, enabled=dtype != torch.float32)
         monitor = StepMonitor(ctx, device, self.log_every)
         bar = tqdm(range(start, steps), initial=start, total=steps, desc=f"unlearn ({method})",
                    disable=not self.progress or not ctx.is_main)
@@ -315,7 +314,7 @@ class _Run:
 
         for step in bar:
             step_lr = args["lr"] * warmup_cosine(step, steps, args["warmup_steps"])
-            set_lr(optimizer, step_lr)
+            set_lr(train_step.optimizer, step_lr)
             retain_index, forget_index = samplers["retain"].next(), samplers["forget"].next()
             corruption = adapter.draw(self.spec, 2 * batch_size, generator)
             if ctx.enabled:
@@ -330,23 +329,7 @@ class _Run:
                 noise_offset=(step * batch_size + shard.start) * image_numel, noise_stats=args["noise_stats"],
                 noise_clamp=args["noise_clamp"], retain_index=retain_index,
             )
-            with autocast():
-                loss, retain_term, forget_term = step_loss(inputs)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(monitor.guard(loss)).backward()
-            if average_gradients:
-                distributed.average_gradients(ctx, trainable)
-            scaler.unscale_(optimizer)
-            norm = torch.nn.utils.clip_grad_norm_(trainable, grad_clip if grad_clip else float("inf"))
-            found_inf = monitor.record(step, step_lr, loss, retain_term, forget_term,
-                                       None if scaler.is_enabled() else distributed.full(norm))
-            if scaler.is_enabled():
-                scaler.step(optimizer)  # skipped (and the scale lowered) on overflow, and once halted
-                scaler.update()
-            else:
-                optimizer.found_inf = found_inf  # skips the fused update once halted, without a sync
-                optimizer.step()
-                del optimizer.found_inf
+            train_step(monitor, step, step_lr, inputs)
             done = step + 1
             checkpoint = self.checkpoint_dir is not None and (done % self.checkpoint_every == 0 or done == steps)
             if checkpoint or monitor.due(step) or done == steps:
