@@ -4,13 +4,16 @@ What their code does per step, kept here on purpose (DESIGN §1 lists it):
 - the teacher runs in fp32 on the full real batch, then again on a full noise
   batch (noise drawn for every sample, forget or not);
 - noise and loss are separate eager operations;
-- the VQ tokenizer runs in every pass (student input, teacher real, teacher noise).
+- the VQ tokenizer runs in every pass (student input, teacher real, teacher noise);
+- the loss is read on the host every step (AuthorsTrainStep).
 It computes the same loss as `l2l_fast.objectives.ours` (clean per-subset
 means, the same seeded noise), so the two can be compared on one batch.
 """
 from __future__ import annotations
 
 import contextlib
+import math
+from dataclasses import dataclass
 
 import torch
 
@@ -51,3 +54,32 @@ def authors_step(s: StepInputs, encoder, teacher, autocast_dtype=None):
         total = total + (diff.square().mean(1) if s.distance == "mse" else diff.square().sum(1).sqrt())
     retain, forget = total[~is_forget].mean(), total[is_forget].mean()
     return retain + s.alpha * forget, retain.detach(), forget.detach()
+
+
+@dataclass
+class AuthorsTrainStep:
+    """Their update around `authors_step`, as in MAE's training engine: the loss read on
+    the host every step (logging and a finiteness check), the scaled backward, clipping
+    and torch's default AdamW; the teacher stays fp32 whatever the student's autocast."""
+
+    encoder: torch.nn.Module
+    teacher: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    trainable: list
+    grad_clip: float
+    dtype: torch.dtype
+
+    def __call__(self, inputs: StepInputs) -> float:
+        loss, _, _ = authors_step(inputs, self.encoder, self.teacher,
+                                  autocast_dtype=None if self.dtype == torch.float32 else self.dtype)
+        value = loss.item()
+        if not math.isfinite(value):
+            raise FloatingPointError(f"loss is {value}, stopping training")
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)
+        torch.nn.utils.clip_grad_norm_(self.trainable, self.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return value

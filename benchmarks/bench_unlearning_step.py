@@ -1,54 +1,41 @@
-"""A whole unlearning step (loss, backward, AdamW), the lean step against the
-authors' recipe on the same batches, fp32 on this CPU (steps/s in the JSON)."""
+"""A whole unlearning step (loss, backward, clipping, AdamW), the lean step as `unlearn`
+runs it against the authors' recipe on the same batches. On this CPU: small models,
+fp32. With L2L_FAST_BENCH_DEVICE=cuda: the paper-sized models (step_models.py),
+batch 32 and 64, every precision. Each result's extra_info holds images/s, the
+FLOPs of one step and, on a GPU, the peak memory."""
+import os
+
 import pytest
 import torch
-from authors_recipe import authors_step
+from conftest import sync
+from step_models import CPU_RUNS, GPU_BATCHES, GPU_MODELS, build_step, step_flops
 
-from l2l_fast import objectives
-from l2l_fast.adapters import adapter_for
-from l2l_fast.masks import parse_mask
-from l2l_fast.models import MAE, MAGE
-from l2l_fast.optim import adamw
-from l2l_fast.presets import FASHION_MNIST_MAE, FASHION_MNIST_MAGE
-from l2l_fast.targets import frozen_teacher
-
-MODELS = {
-    "mae_fashion_mnist": (FASHION_MNIST_MAE, 32, "inpaint:3"),
-    "mage_fashion_mnist": (FASHION_MNIST_MAGE, 32, "inpaint:3"),
-    "mae_vit_tiny_224": (dict(img_size=224, patch_size=16, in_chans=3, embed_dim=192, depth=12, num_heads=3,
-                              decoder_embed_dim=128, decoder_depth=2, decoder_num_heads=4), 8, "random:0.75"),
-}
-
-
-def build(name):
-    config, batch, mask = MODELS[name]
-    torch.manual_seed(0)
-    model = (MAGE if name.startswith("mage") else MAE)(**config)
-    adapter = adapter_for(model)
-    g = torch.Generator().manual_seed(0)
-    channels, size, _ = adapter.image_shape
-    inputs = objectives.StepInputs(
-        adapter=adapter, retain=torch.rand(batch, channels, size, size, generator=g),
-        forget=torch.rand(batch, channels, size, size, generator=g),
-        corruption=adapter.draw(parse_mask(mask), 2 * batch, g), alpha=0.25, distance="mse",
-        noise_seed=0, noise_offset=0, noise_stats="batch", noise_clamp=None)
-    return model, inputs
+DEVICE = os.environ.get("L2L_FAST_BENCH_DEVICE", "cpu")
+if DEVICE == "cuda":
+    RUNS = [(name, precision, batch) for name in GPU_MODELS for batch in GPU_BATCHES
+            for precision in ("bf16", "fp16", "fp32")]
+else:
+    RUNS = [(name, "fp32", batch) for name, batch in CPU_RUNS.items()]
 
 
 @pytest.mark.parametrize("recipe", ["lean", "authors"])
-@pytest.mark.parametrize("name", list(MODELS))
-def test_unlearning_step(benchmark, recipe, name):
-    model, inputs = build(name)
-    benchmark.group = f"unlearning step fp32 {name} batch {inputs.num_retain}+{inputs.forget.shape[0]}"
-    teacher = frozen_teacher(model.encoder)
-    optimizer = adamw(model.encoder.named_parameters(), 1e-4)
-    step_loss = objectives.ours if recipe == "lean" else authors_step
+@pytest.mark.parametrize("name, precision, batch", RUNS, ids=[f"{n}-{p}-b{b}" for n, p, b in RUNS])
+def test_unlearning_step(benchmark, recipe, name, precision, batch):
+    if DEVICE == "cuda" and not torch.cuda.is_available():
+        pytest.skip("L2L_FAST_BENCH_DEVICE=cuda needs a CUDA GPU")
+    benchmark.group = f"unlearning step {precision} {name} batch {batch}+{batch}"
+    step = build_step(name, recipe, precision, batch, DEVICE)
+    flops = step_flops(step)  # also the first (warm-up) step
 
-    def step():
-        optimizer.zero_grad(set_to_none=True)
-        loss, _, _ = step_loss(inputs, model.encoder, teacher)
-        loss.backward()
-        optimizer.step()
+    def run():
+        step.run()
+        sync(DEVICE)
 
-    step()
-    benchmark.pedantic(step, rounds=8, warmup_rounds=1)
+    if DEVICE == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    benchmark.pedantic(run, rounds=3 if DEVICE == "cuda" else 8, warmup_rounds=1)
+    benchmark.extra_info.update(images=step.images, flops=flops,
+                                images_per_s=step.images / benchmark.stats.stats.mean)
+    if DEVICE == "cuda":
+        benchmark.extra_info["peak_memory_GB"] = torch.cuda.max_memory_allocated() / 1e9
+        benchmark.extra_info["device"] = torch.cuda.get_device_name()

@@ -11,10 +11,11 @@ WEIGHT_DECAY = 0.05
 
 
 def adamw(named_params: Iterable[tuple[str, torch.nn.Parameter]], lr: float,
-          weight_decay: float = WEIGHT_DECAY) -> torch.optim.AdamW:
-    """Fused AdamW over trainable parameters; no weight decay on biases and norms (ndim <= 1).
+          weight_decay: float = WEIGHT_DECAY, fused: bool = True) -> torch.optim.AdamW:
+    """AdamW over trainable parameters; no weight decay on biases and norms (ndim <= 1).
 
-    Fused, so that an update can be skipped on the device (`found_inf`) without a sync."""
+    Fused by default, so that an update can be skipped on the device (`found_inf`)
+    without a sync; `fused=False` takes torch's default implementation."""
     decay, no_decay = [], []
     for _, param in named_params:
         if param.requires_grad:
@@ -23,7 +24,7 @@ def adamw(named_params: Iterable[tuple[str, torch.nn.Parameter]], lr: float,
         {"params": decay, "weight_decay": weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW(groups, lr=lr, betas=BETAS, fused=True)
+    return torch.optim.AdamW(groups, lr=lr, betas=BETAS, fused=fused or None)
 
 
 def warmup_cosine(step: int, total: int, warmup: int) -> float:

@@ -1,0 +1,105 @@
+"""The models and batches the whole-step benchmarks run, and one training step of
+either recipe on them: the lean step as `unlearn` runs it (TrainStep) or the
+authors' recipe (AuthorsTrainStep). Random weights: speed does not depend on them.
+
+CPU: small models, fp32. GPU: MAE ViT-L/16 at 224, MAGE ViT-B with its VQGAN at 256
+and the Palette UNet at 256, the sizes of the paper's ImageNet runs.
+"""
+from __future__ import annotations
+
+import copy
+import functools
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from authors_recipe import AuthorsTrainStep
+
+from l2l_fast import distributed, objectives
+from l2l_fast.adapters import adapter_for
+from l2l_fast.engine import PRECISIONS
+from l2l_fast.masks import parse_mask
+from l2l_fast.models import MAE, MAGE, PaletteUNet
+from l2l_fast.models.mae_official import OFFICIAL_DECODER, OFFICIAL_MAE
+from l2l_fast.optim import adamw
+from l2l_fast.presets import FASHION_MNIST_MAE, FASHION_MNIST_MAGE
+from l2l_fast.step_monitor import StepMonitor
+from l2l_fast.targets import frozen_teacher
+from l2l_fast.train_step import TrainStep
+
+VIT_TINY_224 = dict(img_size=224, patch_size=16, in_chans=3, embed_dim=192, depth=12, num_heads=3,
+                    decoder_embed_dim=128, decoder_depth=2, decoder_num_heads=4)
+VIT_L16_224 = dict(img_size=224, in_chans=3, **OFFICIAL_MAE["mae_vit_large_patch16"], **OFFICIAL_DECODER)
+
+# name: (builder, mask)
+MODELS: dict[str, tuple[Callable[[], torch.nn.Module], str]] = {
+    "mae_fashion_mnist": (lambda: MAE(**FASHION_MNIST_MAE), "inpaint:3"),
+    "mage_fashion_mnist": (lambda: MAGE(**FASHION_MNIST_MAGE), "inpaint:3"),
+    "mae_vit_tiny_224": (lambda: MAE(**VIT_TINY_224), "random:0.75"),
+    "mae_vit_l16_224": (lambda: MAE(**VIT_L16_224), "inpaint:8"),  # 8 x 8 of 14 x 14 patches hidden
+    "mage_vit_b_256": (MAGE, "inpaint:8"),  # official sizes: 16 x 16 tokens
+    "palette_256": (PaletteUNet, "inpaint:4"),  # the centre 128 x 128 of 256 x 256
+}
+CPU_RUNS = {"mae_fashion_mnist": 32, "mage_fashion_mnist": 32, "mae_vit_tiny_224": 8}
+GPU_MODELS = ("mae_vit_l16_224", "mage_vit_b_256", "palette_256")
+GPU_BATCHES = (32, 64)
+LR, GRAD_CLIP = 1e-4, 3.0
+
+
+@functools.lru_cache(maxsize=1)
+def _model(name: str, device: str) -> torch.nn.Module:
+    torch.manual_seed(0)
+    with torch.device(device):
+        return MODELS[name][0]()
+
+
+@dataclass
+class Step:
+    run: Callable[[], None]
+    images: int  # images taken per step (forget + retain)
+
+
+def build_step(name: str, recipe: str, precision: str, batch: int, device: str) -> Step:
+    """One step of `recipe` ("lean" | "authors") on a fresh copy of model `name`, with
+    `batch` forget and `batch` retain images resident on `device`."""
+    model = copy.deepcopy(_model(name, device))
+    adapter = adapter_for(model)
+    channels, size, _ = adapter.image_shape
+    g = torch.Generator().manual_seed(0)
+    inputs = objectives.StepInputs(
+        adapter=adapter, retain=torch.rand(batch, channels, size, size, generator=g).to(device),
+        forget=torch.rand(batch, channels, size, size, generator=g).to(device),
+        corruption=adapter.draw(parse_mask(MODELS[name][1]), 2 * batch, g), alpha=0.25, distance="mse",
+        noise_seed=0, noise_offset=0, noise_stats="batch", noise_clamp=None)
+    dtype = PRECISIONS[precision]
+    encoder = model.encoder
+    teacher = frozen_teacher(encoder)
+    trainable = [p for p in encoder.parameters() if p.requires_grad]
+    scaler = torch.amp.GradScaler(torch.device(device).type, enabled=dtype == torch.float16)
+    if recipe == "authors":
+        optimizer = adamw(encoder.named_parameters(), LR, fused=False)
+        authors = AuthorsTrainStep(encoder, teacher, optimizer, scaler, trainable, GRAD_CLIP, dtype)
+        return Step(lambda: authors(inputs), 2 * batch)
+    if dtype != torch.float32:
+        teacher.to(dtype)
+    lean = TrainStep(lambda s: objectives.ours(s, encoder, teacher), adamw(encoder.named_parameters(), LR),
+                     scaler, trainable, GRAD_CLIP, dtype)
+    monitor = StepMonitor(distributed.Context(), torch.device(device), log_every=20)
+    counter = iter(range(1 << 62))
+
+    def run() -> None:
+        step = next(counter)
+        lean(monitor, step, LR, inputs)
+        if monitor.due(step):
+            monitor.read(lambda record: None)
+
+    return Step(run, 2 * batch)
+
+
+def step_flops(step: Step) -> int:
+    """Floating-point operations of one step, as torch's FLOP counter sees them."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        step.run()
+    return counter.get_total_flops()
