@@ -1,5 +1,6 @@
 """A whole unlearning step (loss, backward, clipping, AdamW), the lean step as `unlearn`
-runs it against the authors' recipe on the same batches. On this CPU: small models,
+runs it (in the first epoch, and with its caches filled, as in later epochs) against
+the authors' recipe on the same batches. On this CPU: small models,
 fp32. With L2L_FAST_BENCH_DEVICE=cuda: the paper-sized models (step_models.py),
 batch 32 and 64, every precision. Each result's extra_info holds images/s, the
 FLOPs of one step and, on a GPU, the peak memory."""
@@ -18,7 +19,7 @@ else:
     RUNS = [(name, "fp32", batch) for name, batch in CPU_RUNS.items()]
 
 
-@pytest.mark.parametrize("recipe", ["lean", "authors"])
+@pytest.mark.parametrize("recipe", ["lean", "lean_cached", "authors"])
 @pytest.mark.parametrize("name, precision, batch", RUNS, ids=[f"{n}-{p}-b{b}" for n, p, b in RUNS])
 def test_unlearning_step(benchmark, recipe, name, precision, batch):
     if DEVICE == "cuda" and not torch.cuda.is_available():

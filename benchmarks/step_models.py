@@ -23,6 +23,7 @@ from l2l_fast.models import MAE, MAGE, PaletteUNet
 from l2l_fast.models.mae_official import OFFICIAL_DECODER, OFFICIAL_MAE
 from l2l_fast.optim import adamw
 from l2l_fast.presets import FASHION_MNIST_MAE, FASHION_MNIST_MAGE
+from l2l_fast.sample_cache import SampleCache
 from l2l_fast.step_monitor import StepMonitor
 from l2l_fast.targets import frozen_teacher
 from l2l_fast.train_step import TrainStep
@@ -60,8 +61,11 @@ class Step:
 
 
 def build_step(name: str, recipe: str, precision: str, batch: int, device: str) -> Step:
-    """One step of `recipe` ("lean" | "authors") on a fresh copy of model `name`, with
-    `batch` forget and `batch` retain images resident on `device`."""
+    """One step of `recipe` on a fresh copy of model `name`, with `batch` forget and
+    `batch` retain images resident on `device`. Recipes: "authors"; "lean", as the
+    first epoch of `unlearn` runs it; "lean_cached", as later epochs run it, with the
+    VQ tokens of real images and (fixed masks, one embedding tensor) the retain
+    targets already cached."""
     model = copy.deepcopy(_model(name, device))
     adapter = adapter_for(model)
     channels, size, _ = adapter.image_shape
@@ -70,7 +74,14 @@ def build_step(name: str, recipe: str, precision: str, batch: int, device: str) 
         adapter=adapter, retain=torch.rand(batch, channels, size, size, generator=g).to(device),
         forget=torch.rand(batch, channels, size, size, generator=g).to(device),
         corruption=adapter.draw(parse_mask(MODELS[name][1]), 2 * batch, g), alpha=0.25, distance="mse",
-        noise_seed=0, noise_offset=0, noise_stats="batch", noise_clamp=None)
+        noise_seed=0, noise_offset=0, noise_stats="batch", noise_clamp=None,
+        retain_index=torch.arange(batch), forget_index=torch.arange(batch))
+    target_cache = None
+    if recipe == "lean_cached":
+        if adapter.frozen_prepare:
+            inputs.prepared = {"retain": SampleCache(batch), "forget": SampleCache(batch)}
+        if adapter.deterministic_corruption and parse_mask(MODELS[name][1]).deterministic:
+            target_cache = SampleCache(batch)
     dtype = PRECISIONS[precision]
     encoder = model.encoder
     teacher = frozen_teacher(encoder)
@@ -82,8 +93,9 @@ def build_step(name: str, recipe: str, precision: str, batch: int, device: str) 
         return Step(lambda: authors(inputs), 2 * batch)
     if dtype != torch.float32:
         teacher.to(dtype)
-    lean = TrainStep(lambda s: objectives.ours(s, encoder, teacher), adamw(encoder.named_parameters(), LR),
-                     scaler, trainable, GRAD_CLIP, dtype)
+    optimizer = adamw(encoder.named_parameters(), LR)
+    lean = TrainStep(lambda s: objectives.ours(s, encoder, teacher, target_cache), optimizer, scaler, trainable,
+                     GRAD_CLIP, dtype)
     monitor = StepMonitor(distributed.Context(), torch.device(device), log_every=20)
     counter = iter(range(1 << 62))
 

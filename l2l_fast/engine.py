@@ -23,7 +23,7 @@ from .objectives import ENCODER_METHODS, METHODS, StepInputs
 from .ops._checks import DISTANCES, STATS
 from .step_monitor import NonFiniteLossError, StepMonitor
 from .optim import WEIGHT_DECAY, adamw, set_lr, warmup_cosine
-from .target_cache import TargetCache
+from .sample_cache import SampleCache
 from .train_step import TrainStep
 from .targets import frozen_teacher
 
@@ -259,7 +259,7 @@ class _Run:
             student = None
         if self.speed.compile and student is not None:
             student = torch.compile(student)
-        cache = TargetCache(len(self.retain)) if self.speed.cache_targets else None
+        cache = SampleCache(len(self.retain)) if self.speed.cache_targets else None
         step_loss = _step_function(method, adapter, student, reference, cache)
         optimizer = adamw(trainable_module.named_parameters(), args["lr"], args["weight_decay"])
         scaler = _grad_scaler(device, enabled=args["precision"] == "fp16")
@@ -304,6 +304,9 @@ class _Run:
         if ctx.enabled:
             inputs_type = functools.partial(distributed.ShardInputs, world_size=ctx.world_size)
         monitor = StepMonitor(ctx, device, self.log_every)
+        prepared = None
+        if adapter.frozen_prepare and method in ENCODER_METHODS:
+            prepared = {"retain": SampleCache(len(self.retain)), "forget": SampleCache(len(self.forget))}
         bar = tqdm(range(start, steps), initial=start, total=steps, desc=f"unlearn ({method})",
                    disable=not self.progress or not ctx.is_main)
 
@@ -327,7 +330,8 @@ class _Run:
                 corruption=corruption,
                 alpha=float(args["alpha"]), distance=args["distance"], noise_seed=args["seed"],
                 noise_offset=(step * batch_size + shard.start) * image_numel, noise_stats=args["noise_stats"],
-                noise_clamp=args["noise_clamp"], retain_index=retain_index,
+                noise_clamp=args["noise_clamp"], retain_index=retain_index, forget_index=forget_index,
+                prepared=prepared,
             )
             train_step(monitor, step, step_lr, inputs)
             done = step + 1

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from .ops import encoder_distance, encoder_distance_multi, gaussian_target
+from .sample_cache import cached_prepare
 
 METHODS = ("ours", "max_loss", "noisy_label", "retain_label", "random_encoder")
 ENCODER_METHODS = ("ours", "random_encoder")
@@ -50,7 +51,9 @@ class StepInputs:
     noise_offset: int
     noise_stats: str
     noise_clamp: Optional[tuple[float, float]]
-    retain_index: Optional[torch.Tensor] = None  # dataset indices of the retain rows (cache_targets)
+    retain_index: Optional[torch.Tensor] = None  # dataset indices of the rows, on the host (caches)
+    forget_index: Optional[torch.Tensor] = None
+    prepared: Optional[dict] = None  # {"retain", "forget"}: SampleCaches of adapter.prepare (frozen_prepare)
 
     @property
     def num_retain(self) -> int:
@@ -73,14 +76,22 @@ def _split(per_sample: torch.Tensor, num_retain: int, alpha: float):
     return per_sample.sum(), retain.detach(), forget.detach()
 
 
+def _prepare_real(s: StepInputs):
+    """adapter.prepare([retain; forget]), from the per-sample caches when the engine keeps them."""
+    if s.prepared is None:
+        return s.adapter.prepare(torch.cat([s.retain, s.forget]))
+    return s.adapter.concat(cached_prepare(s.prepared["retain"], s.adapter, s.retain, s.retain_index),
+                            cached_prepare(s.prepared["forget"], s.adapter, s.forget, s.forget_index))
+
+
 def _encode_real(s: StepInputs, encoder: nn.Module):
-    real = s.adapter.prepare(torch.cat([s.retain, s.forget]))
+    real = _prepare_real(s)
     return real, s.adapter.encode(encoder, real, s.corruption)
 
 
 def ours(s: StepInputs, encoder: nn.Module, teacher: nn.Module, cache=None):
     """E_θ(T(x)) towards E_0 on the mixed batch [T(x_R); T(n_F)], one teacher pass.
-    With a TargetCache, retain targets already computed are not computed again."""
+    With a SampleCache, retain targets already computed are not computed again."""
     real, student = _encode_real(s, encoder)
     forget_corruption = s.part("forget")
     noise = s.noise(s.forget, s.adapter.noise_keep(forget_corruption))
@@ -97,13 +108,14 @@ def ours(s: StepInputs, encoder: nn.Module, teacher: nn.Module, cache=None):
 
 def _cached_targets(s: StepInputs, teacher: nn.Module, real, noise, cache):
     """[cached E_0(T(x_R)); E_0(T(n_F))], the teacher run on the noise and on uncached retain rows."""
-    missing = cache.missing(s.retain_index).nonzero().flatten().to(s.retain.device)
-    rows = s.num_retain + torch.arange(s.forget.shape[0], device=s.retain.device)
-    inputs = noise if missing.numel() == 0 else s.adapter.concat(s.adapter.take(real, missing), noise)
-    chosen = torch.cat([missing, rows])
-    fresh = s.adapter.encode(teacher, inputs, s.adapter.select(s.corruption, chosen.cpu()))
+    missing = cache.missing(s.retain_index)
+    inputs = noise
     if missing.numel():
-        cache.store(s.retain_index[missing.cpu()], fresh[: missing.numel()])
+        inputs = s.adapter.concat(s.adapter.take(real, missing.to(s.retain.device, non_blocking=True)), noise)
+    chosen = torch.cat([missing, s.num_retain + torch.arange(s.forget.shape[0])])
+    fresh = s.adapter.encode(teacher, inputs, s.adapter.select(s.corruption, chosen))
+    if missing.numel():
+        cache.store(s.retain_index[missing], fresh[: missing.numel()])
     return torch.cat([cache.lookup(s.retain_index), fresh[missing.numel():].to(cache.values.dtype)])
 
 

@@ -165,12 +165,23 @@ def test_unlearn_trains_only_the_encoder_reproducibly():
     assert same(state(model.encoder), twin.encoder)
 
 
-def test_unlearn_tokenizes_real_images_once_and_noise_only_for_forget():
-    model = tiny_model()
-    batches = []
-    model.tokenizer.encoder.register_forward_hook(lambda m, args, out: batches.append(args[0].shape[0]))
-    l2l_fast.unlearn(model, FORGET, RETAIN, **{**RUN, "steps": 1})
-    assert batches == [4, 2]
+def test_unlearn_tokenizes_each_real_image_once_and_noise_every_step():
+    """Real images are tokenized once in the run (their ids are cached per sample), the
+    forget samples' noise at every step; the run equals one that tokenizes every step."""
+    model, sizes = tiny_model(), []
+    model.tokenizer.encoder.register_forward_hook(lambda m, args, out: sizes.append(args[0].shape[0]))
+    steps, batch = 9, RUN["batch_size"]
+    log = []
+    l2l_fast.unlearn(model, FORGET, RETAIN, callback=log.append, **{**RUN, "steps": steps})
+    assert sum(sizes) == len(FORGET) + len(RETAIN) + steps * batch  # 9 steps see every sample
+
+    uncached, uncached_log = tiny_model(), []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(VQAdapter, "frozen_prepare", False)
+        l2l_fast.unlearn(uncached, FORGET, RETAIN, callback=uncached_log.append, **{**RUN, "steps": steps})
+    assert [r["loss"] for r in log] == pytest.approx([r["loss"] for r in uncached_log], rel=1e-5)
+    for key, value in uncached.encoder.state_dict().items():
+        torch.testing.assert_close(model.encoder.state_dict()[key], value, atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("method", ["max_loss", "noisy_label", "retain_label", "random_encoder"])

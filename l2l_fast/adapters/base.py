@@ -30,6 +30,9 @@ class Adapter:
     # True when a sample under a fixed mask spec always gets the same corruption
     # (no random noise levels or augmentation): its teacher target can be cached.
     deterministic_corruption: bool = True
+    # True when `prepare` is a frozen, deterministic function of the image (the VQ
+    # tokenizer): unlearn then computes it once per real image of the run.
+    frozen_prepare: bool = False
 
     def blocks(self) -> list[nn.Module]:
         """The encoder's repeated blocks (for activation checkpointing)."""

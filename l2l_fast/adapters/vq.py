@@ -11,6 +11,8 @@ from .base import Adapter
 class VQAdapter(Adapter):
     """MAGE: T hides tokens, E is the token encoder over visible ids, D the token decoder."""
 
+    frozen_prepare = True  # the tokenizer is frozen: each real image's ids are computed once
+
     def __init__(self, model: MAGE):
         self.model = model
         self.encoder = model.encoder
