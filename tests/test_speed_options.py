@@ -1,5 +1,6 @@
 """The fast-path options of unlearn against the plain fp32 step."""
 import copy
+import importlib
 
 import pytest
 import torch
@@ -123,3 +124,22 @@ def test_compiled_encoder_follows_the_plain_run(plain):
 def test_option_errors(options, message):
     with pytest.raises(ValueError, match=message):
         l2l_fast.unlearn(tiny_model(), FORGET, RETAIN, **{**RUN, **options})
+
+
+@pytest.mark.parametrize("family", ["vq", "diffusion"])
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_low_precision_runs_every_family_close_to_fp32(family, precision):
+    """The teacher cast to bf16/fp16 runs through every family's layers (the UNet's fp32
+    GroupNorm, the VQ tokenizer): the forget terms stay near the fp32 run's, the retain
+    terms (0 in fp32 at the start, student = teacher) within the low-precision floor."""
+    module = importlib.import_module(f"test_{family}")
+
+    def terms(precision):
+        log = []
+        l2l_fast.unlearn(module.tiny_model(), module.FORGET, module.RETAIN, precision=precision,
+                         callback=log.append, **module.RUN)
+        return [r["forget"] for r in log], [r["retain"] for r in log]
+
+    (forget, retain), (forget32, retain32) = terms(precision), terms("fp32")
+    assert forget == pytest.approx(forget32, rel=0.1, abs=2e-4)
+    assert retain == pytest.approx(retain32, abs=1e-3)

@@ -21,10 +21,13 @@ def gamma_embedding(gammas: torch.Tensor, dim: int, max_period: float = 10000.0)
 
 
 class GroupNorm32(nn.GroupNorm):
-    """GroupNorm computed in fp32."""
+    """GroupNorm computed in fp32, whatever the type of the input and of the weights
+    (a teacher cast to bf16/fp16)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x.float()).to(x.dtype)
+        weight = None if self.weight is None else self.weight.float()
+        bias = None if self.bias is None else self.bias.float()
+        return F.group_norm(x.float(), self.num_groups, weight, bias, self.eps).to(x.dtype)
 
 
 def zero_module(module: nn.Module) -> nn.Module:
