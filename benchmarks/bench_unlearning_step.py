@@ -9,7 +9,7 @@ import os
 import pytest
 import torch
 from conftest import sync
-from step_models import CPU_RUNS, GPU_BATCHES, GPU_MODELS, build_step, step_flops
+from step_models import CPU_RUNS, GPU_BATCHES, GPU_MODELS, build_step, has_caches, step_flops
 
 DEVICE = os.environ.get("L2L_FAST_BENCH_DEVICE", "cpu")
 if DEVICE == "cuda":
@@ -24,6 +24,8 @@ else:
 def test_unlearning_step(benchmark, recipe, name, precision, batch):
     if DEVICE == "cuda" and not torch.cuda.is_available():
         pytest.skip("L2L_FAST_BENCH_DEVICE=cuda needs a CUDA GPU")
+    if recipe == "lean_cached" and not has_caches(name, DEVICE):
+        pytest.skip(f"{name}: nothing to cache (random corruptions, no tokenizer)")
     benchmark.group = f"unlearning step {precision} {name} batch {batch}+{batch}"
     step = build_step(name, recipe, precision, batch, DEVICE)
     flops = step_flops(step)  # also the first (warm-up) step

@@ -1,7 +1,8 @@
 """Benchmarks (pytest-benchmark), never part of the test run:
 
-    pytest benchmarks --benchmark-json benchmarks/results/cpu.json
-    python benchmarks/summarize.py benchmarks/results/cpu.json
+    pytest benchmarks --ignore benchmarks/bench_unlearning_step.py --benchmark-json benchmarks/results/cpu_ops.json
+    pytest benchmarks/bench_unlearning_step.py --benchmark-json benchmarks/results/cpu_steps.json
+    python benchmarks/summarize.py benchmarks/results/cpu_steps.json
 """
 import os
 

@@ -54,6 +54,12 @@ def _model(name: str, device: str) -> torch.nn.Module:
         return MODELS[name][0]()
 
 
+def has_caches(name: str, device: str) -> bool:
+    """Whether "lean_cached" differs from "lean" on model `name`."""
+    adapter = adapter_for(_model(name, device))
+    return adapter.frozen_prepare or (adapter.deterministic_corruption and parse_mask(MODELS[name][1]).deterministic)
+
+
 @dataclass
 class Step:
     run: Callable[[], None]
@@ -81,7 +87,7 @@ def build_step(name: str, recipe: str, precision: str, batch: int, device: str) 
         if adapter.frozen_prepare:
             inputs.prepared = {"retain": SampleCache(batch), "forget": SampleCache(batch)}
         if adapter.deterministic_corruption and parse_mask(MODELS[name][1]).deterministic:
-            target_cache = SampleCache(batch)
+            target_cache = SampleCache(batch)  # a fixed mask: the retain targets never change
     dtype = PRECISIONS[precision]
     encoder = model.encoder
     teacher = frozen_teacher(encoder)
