@@ -4,6 +4,7 @@ the authors' recipe on the same batches. On this CPU: small models,
 fp32. With L2L_FAST_BENCH_DEVICE=cuda: the paper-sized models (step_models.py),
 batch 32 and 64, every precision. Each result's extra_info holds images/s, the
 FLOPs of one step and, on a GPU, the peak memory."""
+import gc
 import os
 
 import pytest
@@ -13,10 +14,18 @@ from step_models import CPU_RUNS, GPU_BATCHES, GPU_MODELS, build_step, has_cache
 
 DEVICE = os.environ.get("L2L_FAST_BENCH_DEVICE", "cpu")
 if DEVICE == "cuda":
-    RUNS = [(name, precision, batch) for name in GPU_MODELS for batch in GPU_BATCHES
-            for precision in ("bf16", "fp16", "fp32")]
+    PRECISIONS = os.environ.get("L2L_FAST_BENCH_PRECISIONS", "bf16,fp16,fp32").split(",")
+    RUNS = [(name, precision, batch) for name in GPU_MODELS for batch in GPU_BATCHES for precision in PRECISIONS]
 else:
     RUNS = [(name, "fp32", batch) for name, batch in CPU_RUNS.items()]
+
+
+@pytest.fixture(autouse=True)
+def _free_memory():
+    yield
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 @pytest.mark.parametrize("recipe", ["lean", "lean_cached", "authors"])
