@@ -2,8 +2,10 @@
 runs it (in the first epoch, and with its caches filled, as in later epochs) against
 the authors' recipe on the same batches. On this CPU: small models,
 fp32. With L2L_FAST_BENCH_DEVICE=cuda: the paper-sized models (step_models.py),
-batch 32 and 64, every precision. Each result's extra_info holds images/s, the
-FLOPs of one step and, on a GPU, the peak memory."""
+batch 32 and 64, every precision (L2L_FAST_BENCH_PAPER_SIZES=1 runs those on the
+CPU, e.g. with L2L_FAST_BENCH_BATCHES=1: a dry run, and the FLOPs of each step).
+Each result's extra_info holds images/s, the FLOPs of one step and, on a GPU, the
+peak memory."""
 import gc
 import os
 
@@ -13,9 +15,11 @@ from conftest import sync
 from step_models import CPU_RUNS, GPU_BATCHES, GPU_MODELS, build_step, has_caches, step_flops
 
 DEVICE = os.environ.get("L2L_FAST_BENCH_DEVICE", "cpu")
-if DEVICE == "cuda":
+PAPER_SIZES = DEVICE == "cuda" or os.environ.get("L2L_FAST_BENCH_PAPER_SIZES") == "1"
+if PAPER_SIZES:
     PRECISIONS = os.environ.get("L2L_FAST_BENCH_PRECISIONS", "bf16,fp16,fp32").split(",")
-    RUNS = [(name, precision, batch) for name in GPU_MODELS for batch in GPU_BATCHES for precision in PRECISIONS]
+    BATCHES = [int(b) for b in os.environ.get("L2L_FAST_BENCH_BATCHES", ",".join(map(str, GPU_BATCHES))).split(",")]
+    RUNS = [(name, precision, batch) for name in GPU_MODELS for batch in BATCHES for precision in PRECISIONS]
 else:
     RUNS = [(name, "fp32", batch) for name, batch in CPU_RUNS.items()]
 
@@ -45,7 +49,7 @@ def test_unlearning_step(benchmark, recipe, name, precision, batch):
 
     if DEVICE == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    benchmark.pedantic(run, rounds=3 if DEVICE == "cuda" else 8, warmup_rounds=1)
+    benchmark.pedantic(run, rounds=3 if PAPER_SIZES else 8, warmup_rounds=1)
     benchmark.extra_info.update(images=step.images, flops=flops,
                                 images_per_s=step.images / benchmark.stats.stats.mean)
     if DEVICE == "cuda":

@@ -21,11 +21,11 @@ from .data.source import ImageSource
 from .masks import MaskSpec, parse_mask
 from .objectives import ENCODER_METHODS, METHODS, StepInputs
 from .ops._checks import DISTANCES, STATS
-from .step_monitor import NonFiniteLossError, StepMonitor
 from .optim import WEIGHT_DECAY, adamw, set_lr, warmup_cosine
 from .sample_cache import SampleCache
-from .train_step import TrainStep
+from .step_monitor import NonFiniteLossError, StepMonitor
 from .targets import frozen_teacher
+from .train_step import TrainStep
 
 
 def _check_number(value, name: str, minimum: float, integer: bool = False, strict: bool = False):
