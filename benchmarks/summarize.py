@@ -18,6 +18,8 @@ def bf16_peak(device: str):
 def step_columns(bench: dict, authors: dict) -> str:
     info, mean = bench.get("extra_info", {}), bench["stats"]["mean"]
     line = f"{info['images_per_s']:>9.1f} img/s" if "images_per_s" in info else ""
+    if info.get("flops"):
+        line += f"{info['flops'] / info['images'] / 1e9:>8.1f} GFLOP/img"
     if "peak_memory_GB" in info:
         line += f"{info['peak_memory_GB']:>7.1f} GB"
         if authors and authors is not bench:
