@@ -10,8 +10,12 @@ from test_unlearn import FORGET, RETAIN, tiny_model
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
-@pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
-def test_cuda_steps_between_reads_do_not_synchronise(monkeypatch, precision):
+CASES = [("ours", precision) for precision in ("fp32", "bf16", "fp16")]
+CASES += [(method, "bf16") for method in ("random_encoder", "max_loss", "noisy_label", "retain_label")]
+
+
+@pytest.mark.parametrize("method, precision", CASES)
+def test_cuda_steps_between_reads_do_not_synchronise(monkeypatch, method, precision):
     reads = []
     original_read = step_monitor.StepMonitor.read
 
@@ -25,7 +29,7 @@ def test_cuda_steps_between_reads_do_not_synchronise(monkeypatch, precision):
     log = []
     try:  # the steps before the first read warm up the allocators and libraries unchecked
         l2l_fast.unlearn(tiny_model().cuda(), FORGET, RETAIN, steps=9, batch_size=4, lr=1e-3, mask="inpaint:2",
-                         precision=precision, log_every=4, progress=False, callback=log.append)
+                         method=method, precision=precision, log_every=4, progress=False, callback=log.append)
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert reads == [4, 4, 1] and [r["step"] for r in log] == list(range(9))

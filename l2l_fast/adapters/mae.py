@@ -21,10 +21,10 @@ class MAEAdapter(Adapter):
         return self.pixel_keep(corruption)
 
     def encode(self, encoder, images, corruption):
-        return encoder(images, corruption)  # on the host: see visible_ids
+        return encoder(images, corruption)  # masks stay on the host: see visible_ids
 
     def generate(self, images, corruption):
-        return self.model.generate(images, corruption.to(images.device))
+        return self.model.generate(images, corruption)
 
     def task_loss(self, images, corruption, targets=None):
-        return self.model.loss(images, corruption.to(images.device), targets)
+        return self.model.loss(images, corruption, targets)

@@ -25,10 +25,10 @@ class VQAdapter(Adapter):
         return self.model.tokenize(images)
 
     def encode(self, encoder, ids, corruption):
-        return encoder(ids, corruption)  # on the host: see visible_ids
+        return encoder(ids, corruption)  # masks stay on the host: see visible_ids
 
     def generate(self, images, corruption):
         return self.model.generate(images, corruption.to(images.device))
 
     def task_loss(self, images, corruption, targets=None):
-        return self.model.loss(images, corruption.to(images.device), targets)
+        return self.model.loss(images, corruption, targets)

@@ -214,13 +214,13 @@ class MAE(nn.Module):
         instead of the images when given)."""
         targets = images if targets is None else targets
         error = (self(images, keep) - self.patchify(targets)).square().mean(dim=-1)
-        hidden = (~keep).float()
+        hidden = (~keep).to(error.device, torch.float32, non_blocking=True)
         return (error * hidden).sum() / hidden.sum().clamp_min(1.0)
 
     @torch.no_grad()
     def generate(self, images: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
         """Fill the hidden patches; visible patches are the input, exactly."""
         predicted = self(images, keep).to(images.dtype)
-        patches = torch.where(keep[..., None], self.patchify(images), predicted)
+        patches = torch.where(keep.to(images.device, non_blocking=True)[..., None], self.patchify(images), predicted)
         return self.unpatchify(patches)
 

@@ -184,7 +184,7 @@ class MAGE(nn.Module):
         logits = self(ids, keep).float()
         error = F.cross_entropy(logits.flatten(0, 1), target_ids.flatten(), reduction="none")
         error = error.view_as(ids)
-        hidden = (~keep).float()
+        hidden = (~keep).to(error.device, torch.float32, non_blocking=True)
         return (error * hidden).sum() / hidden.sum().clamp_min(1.0)
 
     @torch.no_grad()
