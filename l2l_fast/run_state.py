@@ -193,7 +193,8 @@ class Sampler(EpochSampler):
 
 
 def write(ctx: distributed.Context, directory, step: int, *, module: nn.Module, optimizer,
-          scaler: torch.amp.GradScaler, generator: torch.Generator, samplers: dict[str, Sampler], meta: dict, device: torch.device) -> None:
+          scaler: torch.amp.GradScaler, generator: torch.Generator, samplers: dict[str, Sampler], meta: dict,
+          device: torch.device) -> None:
     """Gather the run's state on every rank; rank 0 writes it; all wait for the write."""
     weights = distributed.full_state(module)
     optim, optim_meta = checkpoint.optimizer_tensors(optimizer)
@@ -243,8 +244,8 @@ def check_resumable(state: RunState, arguments: dict, original: str) -> None:
                          "original (not yet unlearned) model, whose encoder is the teacher")
 
 
-def restore(state: RunState, ctx: distributed.Context, *, optimizer, scaler: torch.amp.GradScaler, generator: torch.Generator,
-            samplers: dict[str, Sampler], device: torch.device) -> None:
+def restore(state: RunState, ctx: distributed.Context, *, optimizer, scaler: torch.amp.GradScaler,
+            generator: torch.Generator, samplers: dict[str, Sampler], device: torch.device) -> None:
     """Optimizer, gradient scaler, generator, sampler and RNG states (the weights are loaded
     before wrapping)."""
     params = [p for group in optimizer.param_groups for p in group["params"]]

@@ -195,7 +195,8 @@ class CountingImages(torch.utils.data.Dataset):
     def __getitem__(self, index):
         self.reads += 1
         image = self.images[index]
-        return image if self.poison_from is None or self.reads <= self.poison_from else torch.full_like(image, float("nan"))
+        poisoned = self.poison_from is not None and self.reads > self.poison_from
+        return torch.full_like(image, float("nan")) if poisoned else image
 
 
 def test_non_finite_loss_between_reads_stops_the_updates_on_the_device():
