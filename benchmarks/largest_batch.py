@@ -3,10 +3,10 @@ images/s there, and from it the wall time of the paper's ImageNet setting on one
 
     python benchmarks/largest_batch.py --out largest_batch.json
 
-For each GPU model and recipe (lean in bf16, the default on such GPUs; the authors'
-recipe in fp16, as their code runs), the batch doubles from --start until a step
-runs out of memory, then --bisect steps narrow it down. A batch fits when two steps
-run; the second is timed. ImageNet estimate, at the fastest batch tried: --epochs
+For each GPU model and recipe (lean in bf16, the default on such GPUs, without and
+with activation checkpointing; the authors' recipe in fp16, as their code runs),
+the batch doubles from --start until a step runs out of memory, then --bisect steps
+narrow it down. A batch fits when two steps run; the second is timed. ImageNet estimate, at the fastest batch tried: --epochs
 passes over --forget forget images, each step also drawing as many retain images.
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from step_models import GPU_MODELS, build_step  # noqa: E402
 
-RECIPES = {"lean": "bf16", "authors": "fp16"}
+RECIPES = {"lean": "bf16", "lean_ckpt": "bf16", "authors": "fp16"}
 
 
 def images_per_s(name: str, recipe: str, batch: int, device: str) -> float | None:

@@ -26,7 +26,7 @@ from l2l_fast.presets import FASHION_MNIST_MAE, FASHION_MNIST_MAGE
 from l2l_fast.sample_cache import SampleCache
 from l2l_fast.step_monitor import StepMonitor
 from l2l_fast.targets import frozen_teacher
-from l2l_fast.train_step import TrainStep
+from l2l_fast.train_step import TrainStep, checkpointed
 
 VIT_TINY_224 = dict(img_size=224, patch_size=16, in_chans=3, embed_dim=192, depth=12, num_heads=3,
                     decoder_embed_dim=128, decoder_depth=2, decoder_num_heads=4)
@@ -71,7 +71,7 @@ def build_step(name: str, recipe: str, precision: str, batch: int, device: str) 
     `batch` retain images resident on `device`. Recipes: "authors"; "lean", as the
     first epoch of `unlearn` runs it; "lean_cached", as later epochs run it, with the
     VQ tokens of real images and (fixed masks, one embedding tensor) the retain
-    targets already cached."""
+    targets already cached; "lean_ckpt", "lean" with checkpoint_activations=True."""
     model = copy.deepcopy(_model(name, device))
     adapter = adapter_for(model)
     channels, size, _ = adapter.image_shape
@@ -104,10 +104,12 @@ def build_step(name: str, recipe: str, precision: str, batch: int, device: str) 
                      GRAD_CLIP, dtype)
     monitor = StepMonitor(distributed.Context(), torch.device(device), log_every=20)
     counter = iter(range(1 << 62))
+    blocks = adapter.blocks() if recipe == "lean_ckpt" else []
 
     def run() -> None:
         step = next(counter)
-        lean(monitor, step, LR, inputs)
+        with checkpointed(blocks):
+            lean(monitor, step, LR, inputs)
         if monitor.due(step):
             monitor.read(lambda record: None)
 

@@ -2,7 +2,6 @@
 and retain images embed as before (DESIGN §1), or run one of the paper's baselines."""
 from __future__ import annotations
 
-import contextlib
 import copy
 import functools
 import json
@@ -11,7 +10,6 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 import torch
-import torch.utils.checkpoint
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -25,7 +23,7 @@ from .optim import WEIGHT_DECAY, adamw, set_lr, warmup_cosine
 from .sample_cache import SampleCache
 from .step_monitor import NonFiniteLossError, StepMonitor
 from .targets import frozen_teacher
-from .train_step import TrainStep
+from .train_step import TrainStep, checkpointed
 
 
 def _check_number(value, name: str, minimum: float, integer: bool = False, strict: bool = False):
@@ -187,18 +185,6 @@ class _Speed:
     compile: bool = False
 
 
-@contextlib.contextmanager
-def _checkpointed(blocks):
-    """Recompute these modules' activations in the backward (torch.utils.checkpoint)."""
-    for block in blocks:
-        block.forward = functools.partial(torch.utils.checkpoint.checkpoint, block.forward, use_reentrant=False)
-    try:
-        yield
-    finally:
-        for block in blocks:
-            del block.forward
-
-
 def _checkpoint_options(checkpoint_dir, checkpoint_every, resume_from, steps: int):
     """(folder to write checkpoints to or None, steps between checkpoints)."""
     if checkpoint_dir is None:
@@ -282,7 +268,7 @@ class _Run:
         trainable_module.train()
         blocks = adapter.blocks() if self.speed.checkpoint_activations else []
         try:
-            with _checkpointed(blocks):
+            with checkpointed(blocks):
                 self._loop(ctx, device, 0 if state is None else state.step, train_step, generator, samplers, save)
         except NonFiniteLossError:
             if sharded:

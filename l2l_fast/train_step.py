@@ -3,10 +3,13 @@ autocast, the guarded (and, for fp16, scaled) backward, gradient averaging and
 clipping, and the fused AdamW update, skipped on the device once the run halts."""
 from __future__ import annotations
 
+import contextlib
+import functools
 from dataclasses import dataclass
 from typing import Callable, Optional
 
 import torch
+import torch.utils.checkpoint
 
 from . import distributed
 from .objectives import StepInputs
@@ -44,3 +47,15 @@ class TrainStep:
             optimizer.found_inf = found_inf  # skips the fused update once halted, without a sync
             optimizer.step()
             del optimizer.found_inf
+
+
+@contextlib.contextmanager
+def checkpointed(blocks: list[torch.nn.Module]):
+    """Recompute these modules' activations in the backward (torch.utils.checkpoint)."""
+    for block in blocks:
+        block.forward = functools.partial(torch.utils.checkpoint.checkpoint, block.forward, use_reentrant=False)
+    try:
+        yield
+    finally:
+        for block in blocks:
+            del block.forward
