@@ -57,7 +57,7 @@ def _model(name: str, device: str) -> torch.nn.Module:
 def has_caches(name: str, device: str) -> bool:
     """Whether "lean_cached" differs from "lean" on model `name`."""
     adapter = adapter_for(_model(name, device))
-    return adapter.frozen_prepare or (adapter.deterministic_corruption and parse_mask(MODELS[name][1]).deterministic)
+    return adapter.frozen_prepare or adapter.fixed_targets(parse_mask(MODELS[name][1]))
 
 
 @dataclass
@@ -75,19 +75,20 @@ def build_step(name: str, recipe: str, precision: str, batch: int, device: str) 
     model = copy.deepcopy(_model(name, device))
     adapter = adapter_for(model)
     channels, size, _ = adapter.image_shape
+    spec = parse_mask(MODELS[name][1])
     g = torch.Generator().manual_seed(0)
     inputs = objectives.StepInputs(
         adapter=adapter, retain=torch.rand(batch, channels, size, size, generator=g).to(device),
         forget=torch.rand(batch, channels, size, size, generator=g).to(device),
-        corruption=adapter.draw(parse_mask(MODELS[name][1]), 2 * batch, g), alpha=0.25, distance="mse",
+        corruption=adapter.draw(spec, 2 * batch, g), alpha=0.25, distance="mse",
         noise_seed=0, noise_offset=0, noise_stats="batch", noise_clamp=None,
         retain_index=torch.arange(batch), forget_index=torch.arange(batch))
     target_cache = None
     if recipe == "lean_cached":
         if adapter.frozen_prepare:
             inputs.prepared = {"retain": SampleCache(batch), "forget": SampleCache(batch)}
-        if adapter.deterministic_corruption and parse_mask(MODELS[name][1]).deterministic:
-            target_cache = SampleCache(batch)  # a fixed mask: the retain targets never change
+        if adapter.fixed_targets(spec):
+            target_cache = SampleCache(batch)
     dtype = PRECISIONS[precision]
     encoder = model.encoder
     teacher = frozen_teacher(encoder)

@@ -138,7 +138,7 @@ def unlearn(
         log_every = 1 if device_type == "cpu" else 20
     _check_number(log_every, "log_every", 1, integer=True)
     precision = _check_precision(precision, device_type)
-    if cache_targets and not (method == "ours" and spec.deterministic and adapter.deterministic_corruption):
+    if cache_targets and not (method == "ours" and adapter.fixed_targets(spec)):
         raise ValueError("cache_targets needs method 'ours', a fixed mask (inpaint:K or outpaint:K) and a "
                          f"family with a deterministic corruption; got method {method!r}, mask {str(spec)!r}, "
                          f"{type(adapter).__name__}")

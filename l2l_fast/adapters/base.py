@@ -34,6 +34,10 @@ class Adapter:
     # tokenizer): unlearn then computes it once per real image of the run.
     frozen_prepare: bool = False
 
+    def fixed_targets(self, spec: MaskSpec) -> bool:
+        """Whether a sample's teacher target is the same at every step under `spec`."""
+        return spec.deterministic and self.deterministic_corruption
+
     def blocks(self) -> list[nn.Module]:
         """The encoder's repeated blocks (for activation checkpointing)."""
         for name in ("blocks", "input_blocks"):
