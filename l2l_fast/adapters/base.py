@@ -7,7 +7,7 @@ from typing import Optional, Union
 import torch
 from torch import nn
 
-from ..masks import MaskSpec, pixel_keep
+from ..models.masks import MaskSpec, pixel_keep
 
 Embedding = Union[torch.Tensor, list[torch.Tensor]]
 

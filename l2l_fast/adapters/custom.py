@@ -6,7 +6,7 @@ from typing import Callable, Optional, Union
 import torch
 from torch import nn
 
-from ..masks import patch_keep, pixel_keep
+from ..models.masks import patch_keep, pixel_keep
 from .base import Adapter
 
 Corrupt = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]

@@ -14,7 +14,7 @@ from typing import Optional
 
 import torch
 
-from ..masks import patch_keep, pixel_keep
+from ..models.masks import patch_keep, pixel_keep
 from ..models import PaletteUNet
 from ..models.palette import SAMPLERS
 from .base import Adapter

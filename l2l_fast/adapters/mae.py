@@ -1,7 +1,7 @@
 """MAE: T drops the hidden patches, E is the ViT encoder, D the MAE decoder."""
 from __future__ import annotations
 
-from ..masks import patch_keep
+from ..models.masks import patch_keep
 from ..models import MAE
 from .base import Adapter
 

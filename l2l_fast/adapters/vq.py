@@ -3,7 +3,7 @@ token decoder. Real images are tokenized once per step and the ids shared by stu
 and teacher; noise is tokenized only for forget samples."""
 from __future__ import annotations
 
-from ..masks import patch_keep
+from ..models.masks import patch_keep
 from ..models import MAGE
 from .base import Adapter
 

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..masks import pixel_keep
+from .masks import pixel_keep
 from .mae import Block, visible_ids
 from .vq import VQTokenizer
 

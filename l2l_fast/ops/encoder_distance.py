@@ -11,7 +11,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from .. import reference
+from . import reference
 from .._extension import HAS_C, triton_kernels
 from ._backend import resolve
 from ._checks import DISTANCES, check_choice, check_pair, check_weight

@@ -7,7 +7,7 @@ from typing import Optional
 
 import torch
 
-from .. import reference
+from . import reference
 from .._extension import HAS_C
 from ._backend import resolve
 from ._checks import STATS, check_choice, check_float_tensor

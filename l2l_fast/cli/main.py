@@ -10,11 +10,11 @@ from pathlib import Path
 def _pretrain(args: argparse.Namespace) -> int:
     import torch
 
-    from . import checkpoint, presets
-    from .adapters import adapter_for
-    from .data import fashion_mnist
-    from .models import MAE, MAGE, PaletteUNet
-    from .pretrain import pretrain
+    from ..models import io as checkpoint, presets
+    from ..adapters import adapter_for
+    from ..data import fashion_mnist
+    from ..models import MAE, MAGE, PaletteUNet
+    from ..training.pretrain import pretrain
 
     families = {"mae": (MAE, presets.FASHION_MNIST_MAE), "vq": (MAGE, presets.FASHION_MNIST_MAGE),
                 "diffusion": (PaletteUNet, presets.FASHION_MNIST_PALETTE)}
@@ -25,7 +25,7 @@ def _pretrain(args: argparse.Namespace) -> int:
     out = Path(args.out)
     started = time.perf_counter()
     if args.family == "vq":
-        from .pretrain_vq import pretrain_tokenizer
+        from ..training.pretrain_vq import pretrain_tokenizer
 
         pretrain_tokenizer(model.tokenizer, images, steps=args.tokenizer_steps, batch_size=args.batch_size,
                            lr=args.lr, seed=args.seed, state_path=out.with_suffix(".tokenizer.state.safetensors"),
@@ -57,11 +57,11 @@ def _demo(args: argparse.Namespace) -> int:
 def _unlearn(args: argparse.Namespace) -> int:
     import logging
 
-    from .config import ConfigError, load_config
-    from .distributed import is_main_process
-    from .engine import NonFiniteLossError
+    from .run_files import ConfigError, load_config
+    from ..training.distributed import is_main_process
+    from ..unlearning.recipe import NonFiniteLossError
     from .run import run
-    from .run_state import CheckpointError
+    from ..training.checkpointing import CheckpointError
 
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("l2l_fast").setLevel(logging.INFO if is_main_process() else logging.ERROR)
@@ -81,10 +81,10 @@ def _eval(args: argparse.Namespace) -> int:
 
     import torch
 
-    from .adapters import adapter_for
-    from .data import fashion_mnist
-    from .evaluate import evaluate
-    from .metrics import load_classifier
+    from ..adapters import adapter_for
+    from ..data import fashion_mnist
+    from ..evaluation.evaluate import evaluate
+    from ..evaluation.metrics import load_classifier
     from .run import load_run_model
 
     names = args.names or [Path(m).stem for m in args.model]
@@ -111,7 +111,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from .report import write_report
+    from ..evaluation.report import write_report
 
     print(f"wrote {write_report(args.folder)}")
     return 0
@@ -120,8 +120,8 @@ def _report(args: argparse.Namespace) -> int:
 def _train_classifier(args: argparse.Namespace) -> int:
     import torch
 
-    from .data import fashion_mnist
-    from .metrics import FashionClassifier, accuracy, save_classifier, train_classifier
+    from ..data import fashion_mnist
+    from ..evaluation.metrics import FashionClassifier, accuracy, save_classifier, train_classifier
 
     torch.manual_seed(args.seed)
     images, labels = fashion_mnist("train", root=args.root)

@@ -16,8 +16,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .objectives import StepInputs
-from .ops import gaussian_target
+from ..unlearning.objectives import StepInputs
+from ..ops import gaussian_target
 
 
 @dataclass(frozen=True)

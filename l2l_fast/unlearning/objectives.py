@@ -14,8 +14,8 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
-from .ops import encoder_distance, encoder_distance_multi, gaussian_target
-from .sample_cache import cached_prepare
+from ..ops import encoder_distance, encoder_distance_multi, gaussian_target
+from .caches import cached_prepare
 
 METHODS = ("ours", "max_loss", "noisy_label", "retain_label", "random_encoder")
 ENCODER_METHODS = ("ours", "random_encoder")

@@ -5,12 +5,11 @@ from pathlib import Path
 
 import torch
 
-from . import checkpoint
-from .config import ConfigError, RunConfig
-from .data import (ClassFolders, ImageFiles, class_split_folders, fashion_mnist, first_per_class, read_class_list,
-                   read_file_list)
-from .distributed import is_main_process
-from .engine import unlearn
+from ..models import io as checkpoint
+from .run_files import ConfigError, RunConfig
+from ..data import ClassFolders, ImageFiles, class_split_folders, fashion_mnist, first_per_class, read_class_list, read_file_list
+from ..training.distributed import is_main_process
+from ..unlearning.recipe import unlearn
 
 
 def load_run_model(spec: str):

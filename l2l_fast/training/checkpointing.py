@@ -27,8 +27,9 @@ from typing import Optional
 import torch
 from torch import nn
 
-from . import checkpoint, distributed
-from .data.source import EpochSampler
+from ..models import io as checkpoint
+from . import distributed
+from ..data.source import EpochSampler
 
 log = logging.getLogger(__name__)
 KEEP = 2

@@ -8,7 +8,7 @@ from typing import Optional
 
 import torch
 
-from .models import VQTokenizer
+from ..models import VQTokenizer
 from .pretrain import train_loop
 
 

@@ -8,7 +8,7 @@ from typing import Optional
 import torch
 from tqdm.auto import tqdm
 
-from .masks import parse_mask
+from ..models.masks import parse_mask
 from .metrics import Features, accuracy, clip_similarity, frechet_distance, inception_score, per_class_accuracy
 
 COLUMNS = ("FID_R", "IS_R", "CLIP_R", "FID_F", "IS_F", "CLIP_F", "acc_R", "acc_F")

@@ -14,7 +14,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from .models import MAE, MAGE, PaletteUNet
+from . import MAE, MAGE, PaletteUNet
 
 MODEL_FAMILIES = {"mae": MAE, "vq": MAGE, "diffusion": PaletteUNet}
 

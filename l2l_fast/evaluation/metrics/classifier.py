@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .. import checkpoint
-from ..optim import adamw, set_lr, warmup_cosine
+from ...models import io as checkpoint
+from ...training.optim import adamw, set_lr, warmup_cosine
 from ._features import Images, rows
 
 FASHION_CLASSIFIER = Path(__file__).resolve().parent.parent / "assets" / "fashion_classifier.safetensors"

@@ -12,8 +12,8 @@ import torch
 import torch.utils.checkpoint
 
 from . import distributed
-from .objectives import StepInputs
-from .step_monitor import StepMonitor
+from ..unlearning.objectives import StepInputs
+from .monitor import StepMonitor
 
 
 @dataclass

@@ -27,7 +27,7 @@ from typing import Any, Optional
 
 import yaml
 
-from .engine import unlearn
+from ..unlearning.recipe import unlearn
 
 TOP_KEYS = {"model", "data", "unlearn", "output"}
 DATA_DEFAULTS = dict(dataset="fashion-mnist", root=None, split="train", class_list=None, image_size=None,

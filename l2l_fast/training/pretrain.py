@@ -8,8 +8,8 @@ from typing import Callable, Optional, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from . import checkpoint
-from .masks import parse_mask
+from ..models import io as checkpoint
+from ..models.masks import parse_mask
 from .optim import WEIGHT_DECAY, adamw, set_lr, warmup_cosine
 
 PRETRAIN_MASKS = ("random:0.75", "inpaint:3", "outpaint:3")

@@ -13,17 +13,18 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import distributed, objectives, run_state
-from .adapters import Adapter, adapter_for
-from .data.source import ImageSource
-from .masks import MaskSpec, parse_mask
+from ..training import distributed, checkpointing as run_state
+from . import objectives
+from ..adapters import Adapter, adapter_for
+from ..data.source import ImageSource
+from ..models.masks import MaskSpec, parse_mask
 from .objectives import ENCODER_METHODS, METHODS, StepInputs
-from .ops._checks import DISTANCES, STATS
-from .optim import WEIGHT_DECAY, adamw, set_lr, warmup_cosine
-from .sample_cache import SampleCache
-from .step_monitor import NonFiniteLossError, StepMonitor
-from .targets import frozen_teacher
-from .train_step import TrainStep, checkpointed
+from ..ops._checks import DISTANCES, STATS
+from ..training.optim import WEIGHT_DECAY, adamw, set_lr, warmup_cosine
+from .caches import SampleCache
+from ..training.monitor import NonFiniteLossError, StepMonitor
+from .recipe import frozen_teacher
+from ..training.step import TrainStep, checkpointed
 
 
 def _check_number(value, name: str, minimum: float, integer: bool = False, strict: bool = False):

@@ -1,0 +1,180 @@
+"""UnlearnConfig: every option of `unlearn`, with its default, its check and its doc.
+
+`unlearn(model, forget, retain, **options)` builds one; run files validate their
+`unlearn:` section against it; run checkpoints record the options that shape the
+result (`recorded()`) and a resumed run must match them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import numbers
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from ..models.masks import parse_mask
+from ..ops import DISTANCES, STATS
+from ..training.optim import WEIGHT_DECAY
+
+METHODS = ("ours", "max_loss", "noisy_label", "retain_label", "random_encoder")
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+def _number(minimum: float, *, integer: bool = False, strict: bool = False, optional: bool = False):
+    def check(name: str, value):
+        if value is None and optional:
+            return None
+        kind = numbers.Integral if integer else numbers.Real
+        if isinstance(value, bool) or not isinstance(value, kind):
+            raise ValueError(f"{name} must be {'an integer' if integer else 'a number'}, got {value!r}")
+        if value < minimum or (strict and value == minimum):
+            raise ValueError(f"{name} must be {'>' if strict else '>='} {minimum}, got {value!r}")
+        return int(value) if integer else float(value)
+    return check
+
+
+def _choice(choices, *, optional: bool = False):
+    def check(name: str, value):
+        if value is None and optional:
+            return None
+        if value not in choices:
+            raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+        return value
+    return check
+
+
+def _flag(name: str, value):
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be true or false, got {value!r}")
+    return value
+
+
+def _path(name: str, value):
+    if value is None:
+        return None
+    if not isinstance(value, (str, bytes)) and not hasattr(value, "__fspath__"):
+        raise ValueError(f"{name} must be a folder path, got {value!r}")
+    return str(value)
+
+
+def _mask(name: str, value):
+    return str(parse_mask(value, name))
+
+
+def _clamp(name: str, value):
+    if value is None:
+        return None
+    if not isinstance(value, (list, tuple)) or len(value) != 2 or not all(
+            isinstance(v, numbers.Real) and not isinstance(v, bool) for v in value):
+        raise ValueError(f"{name} must be [lo, hi] (two numbers), got {value!r}")
+    if not value[0] < value[1]:
+        raise ValueError(f"{name} must have lo < hi, got {list(value)}")
+    return (float(value[0]), float(value[1]))
+
+
+def _device(name: str, value):
+    if value is None:
+        return None
+    import torch
+
+    try:
+        return str(torch.device(value))
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"{name} must be a device such as 'cpu' or 'cuda:0', got {value!r}") from error
+
+
+def option(default, check, doc: str, *, recorded: bool = False):
+    """A field of UnlearnConfig: `recorded` options shape the result (checkpoints keep them)."""
+    return field(default=default, metadata={"check": check, "doc": doc, "recorded": recorded})
+
+
+@dataclass(frozen=True)
+class UnlearnConfig:
+    steps: int = option(None, _number(1, integer=True), "optimisation steps", recorded=True)
+    batch_size: int = option(None, _number(1, integer=True),
+                             "forget and retain images per step, each (the global batch under torchrun)",
+                             recorded=True)
+    alpha: float = option(0.25, _number(0.0), "weight of the forget term", recorded=True)
+    lr: Optional[float] = option(None, _number(0.0, strict=True, optional=True),
+                                 "peak learning rate (default 1e-4 * 2 * batch_size / 256)", recorded=True)
+    mask: str = option("inpaint:3", _mask, "the corruption T: inpaint:K, outpaint:K or random:R", recorded=True)
+    seed: int = option(0, _number(0, integer=True),
+                       "fixes the run: batches, corruptions, noise and the global torch RNG", recorded=True)
+    device: Optional[str] = option(None, _device, "where to run (default: the model's device)")
+    distance: str = option("mse", _choice(DISTANCES), "d: mean squared difference or Euclidean norm",
+                           recorded=True)
+    noise_stats: str = option("batch", _choice(STATS), "statistics of the Gaussian noise images",
+                              recorded=True)
+    noise_clamp: Optional[tuple[float, float]] = option(None, _clamp, "clamp the noise to [lo, hi]",
+                                                        recorded=True)
+    warmup_steps: Optional[int] = option(None, _number(0, integer=True, optional=True),
+                                         "linear warm-up steps (default steps // 20, at least 1)", recorded=True)
+    weight_decay: float = option(WEIGHT_DECAY, _number(0.0), "AdamW weight decay (not on biases and norms)",
+                                 recorded=True)
+    grad_clip: Optional[float] = option(3.0, _number(0.0, strict=True, optional=True),
+                                        "gradient-norm clip (None: no clipping)", recorded=True)
+    method: str = option("ours", _choice(METHODS), "the paper's objective or one of its baselines",
+                         recorded=True)
+    precision: Optional[str] = option(None, _choice(PRECISIONS, optional=True),
+                                      "autocast type (default bf16 on CUDA GPUs that have it, else fp32)",
+                                      recorded=True)
+    progress: bool = option(True, _flag, "show a progress bar (rank 0)")
+    log_every: Optional[int] = option(None, _number(1, integer=True, optional=True),
+                                      "steps between reads of the step values (default 1 on CPU, 20 on GPU)")
+    checkpoint_dir: Optional[str] = option(None, _path, "folder for run checkpoints")
+    checkpoint_every: Optional[int] = option(None, _number(1, integer=True, optional=True),
+                                             "steps between run checkpoints (default a tenth of the run)")
+    resume_from: Optional[str] = option(None, _path, "a checkpoint folder to continue from")
+    fsdp: bool = option(False, _flag, "shard the encoder and teacher with FSDP2 (several processes)")
+    checkpoint_activations: bool = option(False, _flag, "recompute encoder block activations in the backward")
+    cache_targets: bool = option(False, _flag, "compute each retain sample's teacher embedding once")
+    compile: bool = option(False, _flag, "run the student encoder through torch.compile")
+
+    def __post_init__(self):
+        for spec in dataclasses.fields(self):
+            value = getattr(self, spec.name)
+            if value is None and spec.name in ("steps", "batch_size"):
+                raise ValueError(f"{spec.name} is required ({spec.metadata['doc']})")
+            object.__setattr__(self, spec.name, spec.metadata["check"](spec.name, value))
+        if self.checkpoint_every is not None and self.checkpoint_dir is None and self.resume_from is None:
+            raise ValueError("checkpoint_every needs checkpoint_dir")
+        if self.fsdp and self.method not in ENCODER_METHODS:
+            raise ValueError(f"fsdp shards the encoder: it applies to methods {ENCODER_METHODS}, not {self.method!r}")
+        if self.cache_targets and self.method != "ours":
+            raise ValueError(f"cache_targets applies to method 'ours', not {self.method!r}")
+
+    @classmethod
+    def from_dict(cls, options: dict[str, Any]) -> "UnlearnConfig":
+        """From a mapping (a run file's `unlearn:` section); unknown keys are an error."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ValueError(f"unknown options {unknown}; known: {sorted(known)}")
+        return cls(**options)
+
+    def resolved(self, device_type: str, bf16_supported: bool = False) -> "UnlearnConfig":
+        """The defaults that depend on the batch, the run length or the device filled in."""
+        lr = self.lr if self.lr is not None else 1e-4 * (2 * self.batch_size) / 256
+        precision = self.precision or ("bf16" if device_type == "cuda" and bf16_supported else "fp32")
+        return dataclasses.replace(
+            self, lr=lr, precision=precision,
+            warmup_steps=self.warmup_steps if self.warmup_steps is not None else max(1, self.steps // 20),
+            log_every=self.log_every or (1 if device_type == "cpu" else 20),
+            checkpoint_dir=self.checkpoint_dir if self.checkpoint_dir is not None else self.resume_from,
+            checkpoint_every=self.checkpoint_every or max(1, self.steps // 10),
+        )
+
+    def recorded(self) -> dict[str, Any]:
+        """The options that shape the result, as JSON values (what checkpoints keep)."""
+        out = {}
+        for spec in dataclasses.fields(self):
+            if spec.metadata["recorded"]:
+                value = getattr(self, spec.name)
+                out[spec.name] = list(value) if isinstance(value, tuple) else value
+        return out
+
+    @classmethod
+    def docs(cls) -> dict[str, str]:
+        return {f.name: f.metadata["doc"] for f in dataclasses.fields(cls)}
+
+
+ENCODER_METHODS = ("ours", "random_encoder")
