@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import torch
 
-from l2l_fast import reference
-from l2l_fast.objectives import StepInputs
+from l2l_fast.ops import reference
+from l2l_fast.unlearning.objectives import StepInputs
 
 
 def _maps(embedding):

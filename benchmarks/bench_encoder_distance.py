@@ -3,7 +3,7 @@ import pytest
 import torch
 from conftest import QUICK, providers, sync
 
-from l2l_fast import reference
+from l2l_fast.ops import reference
 from l2l_fast.ops import encoder_distance, encoder_distance_multi
 
 SHAPES = {

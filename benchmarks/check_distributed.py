@@ -20,8 +20,8 @@ import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 
 import l2l_fast
-from l2l_fast.demo import DEMO_MODEL, asset, load_demo_images
-from l2l_fast import checkpoint
+from l2l_fast.cli.demo import DEMO_MODEL, asset, load_demo_images
+from l2l_fast.models import io as checkpoint
 
 RUN = dict(steps=20, batch_size=64, lr=1e-3, mask="random:0.5", progress=False)
 CASES = {"ddp": {}, "fsdp": {"fsdp": True}}

@@ -15,18 +15,19 @@ from typing import Callable
 import torch
 from authors_recipe import AuthorsTrainStep
 
-from l2l_fast import distributed, objectives
+from l2l_fast.training import distributed
+from l2l_fast.unlearning import objectives
 from l2l_fast.adapters import adapter_for
-from l2l_fast.engine import PRECISIONS
-from l2l_fast.masks import parse_mask
+from l2l_fast.unlearning.recipe import PRECISIONS
+from l2l_fast.models.masks import parse_mask
 from l2l_fast.models import MAE, MAGE, PaletteUNet
 from l2l_fast.models.mae_official import OFFICIAL_DECODER, OFFICIAL_MAE
-from l2l_fast.optim import adamw
-from l2l_fast.presets import FASHION_MNIST_MAE, FASHION_MNIST_MAGE
-from l2l_fast.sample_cache import SampleCache
-from l2l_fast.step_monitor import StepMonitor
-from l2l_fast.targets import frozen_teacher
-from l2l_fast.train_step import TrainStep, checkpointed
+from l2l_fast.training.optim import adamw
+from l2l_fast.models.presets import FASHION_MNIST_MAE, FASHION_MNIST_MAGE
+from l2l_fast.unlearning.caches import SampleCache
+from l2l_fast.training.monitor import StepMonitor
+from l2l_fast.unlearning.recipe import frozen_teacher
+from l2l_fast.training.step import TrainStep, checkpointed
 
 VIT_TINY_224 = dict(img_size=224, patch_size=16, in_chans=3, embed_dim=192, depth=12, num_heads=3,
                     decoder_embed_dim=128, decoder_depth=2, decoder_num_heads=4)

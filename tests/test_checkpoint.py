@@ -3,8 +3,8 @@ import json
 import pytest
 import torch
 
-from l2l_fast import checkpoint
-from l2l_fast.masks import parse_mask, patch_keep
+from l2l_fast.models import io as checkpoint
+from l2l_fast.models.masks import parse_mask, patch_keep
 from l2l_fast.models import MAE
 
 TINY = dict(img_size=8, patch_size=4, in_chans=1, embed_dim=16, depth=1, num_heads=2,

@@ -2,8 +2,9 @@ import pytest
 import torch
 import yaml
 
-from l2l_fast import checkpoint, cli
-from l2l_fast.config import ConfigError, load_config, parse_config
+from l2l_fast.models import io as checkpoint
+from l2l_fast import cli
+from l2l_fast.cli.run_files import ConfigError, load_config, parse_config
 
 BASE = {
     "model": "demo",
@@ -65,7 +66,7 @@ def test_unlearn_command_runs_and_saves(tmp_path, capsys):
     path.write_text(yaml.safe_dump({**BASE, "output": str(out)}))
     assert cli.main(["unlearn", "--config", str(path), "--no-progress"]) == 0
     model = checkpoint.load_model(out)
-    from l2l_fast.demo import DEMO_MODEL, asset
+    from l2l_fast.cli.demo import DEMO_MODEL, asset
 
     original = checkpoint.load_model(asset(DEMO_MODEL))
     assert all(torch.equal(v, original.decoder.state_dict()[k]) for k, v in model.decoder.state_dict().items())
@@ -81,8 +82,8 @@ def test_unlearn_errors_come_back_with_the_file_name(tmp_path, capsys):
 
 
 def test_forget_individual_samples(tmp_path):
-    from l2l_fast.run import run_data
-    from l2l_fast.demo import load_demo_images
+    from l2l_fast.cli.run import run_data
+    from l2l_fast.cli.demo import load_demo_images
 
     images, labels = load_demo_images("train")
     retain_class = int(labels[5])

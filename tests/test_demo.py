@@ -5,11 +5,11 @@ import torch
 from PIL import Image
 
 from l2l_fast import cli
-from l2l_fast.demo import DEMO_IMAGES, DEMO_MODEL, asset, format_table, load_demo_images
+from l2l_fast.cli.demo import DEMO_IMAGES, DEMO_MODEL, asset, format_table, load_demo_images
 
 
 def test_shipped_assets_load():
-    from l2l_fast.checkpoint import load_model
+    from l2l_fast.models.io import load_model
 
     model = load_model(asset(DEMO_MODEL))
     assert model.family == "mae" and model.img_size == 28

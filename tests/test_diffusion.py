@@ -4,14 +4,14 @@ import pytest
 import torch
 
 import l2l_fast
-from l2l_fast import checkpoint
+from l2l_fast.models import io as checkpoint
 from l2l_fast.adapters import DiffusionAdapter
-from l2l_fast.masks import parse_mask
+from l2l_fast.models.masks import parse_mask
 from l2l_fast.models import PaletteUNet
 from l2l_fast.models.palette_blocks import AttentionBlock
 from l2l_fast.models.palette_official import load_official_palette
-from l2l_fast.presets import FASHION_MNIST_PALETTE
-from l2l_fast.pretrain import pretrain
+from l2l_fast.models.presets import FASHION_MNIST_PALETTE
+from l2l_fast.training.pretrain import pretrain
 
 SCHEDULE = {"train": {"schedule": "linear", "n_timestep": 20, "linear_start": 1e-4, "linear_end": 0.2},
             "test": {"schedule": "linear", "n_timestep": 10, "linear_start": 1e-3, "linear_end": 0.3}}

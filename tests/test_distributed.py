@@ -16,7 +16,8 @@ from safetensors.torch import load_file
 
 import distributed_worker as worker
 import l2l_fast
-from l2l_fast import checkpoint, cli
+from l2l_fast.models import io as checkpoint
+from l2l_fast import cli
 
 # Children import the same l2l_fast as this process (the installed build, with _C).
 ROOT = Path(l2l_fast.__file__).resolve().parents[1]

@@ -4,7 +4,7 @@ import pytest
 import torch
 from conftest import backend_params
 
-from l2l_fast import reference
+from l2l_fast.ops import reference
 from l2l_fast.ops import encoder_distance, encoder_distance_multi
 
 BACKENDS = backend_params()

@@ -70,8 +70,8 @@ def test_missing_folders_are_reported(tmp_path):
 
 
 def test_forget_individual_files_through_a_run_file(tmp_path):
-    from l2l_fast.config import parse_config
-    from l2l_fast.run import run_data
+    from l2l_fast.cli.run_files import parse_config
+    from l2l_fast.cli.run import run_data
 
     make_folders(tmp_path)
     (tmp_path / "forget.txt").write_text(f"# deletion request 17\n{CLASSES[1]}/img_0.png\n{CLASSES[2]}/img_2.png\n")

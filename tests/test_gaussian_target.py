@@ -3,7 +3,7 @@ import torch
 from conftest import backend_params
 
 import l2l_fast
-from l2l_fast import reference
+from l2l_fast.ops import reference
 from l2l_fast.ops import gaussian_target
 
 BACKENDS = backend_params()

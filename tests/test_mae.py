@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from l2l_fast.masks import parse_mask, patch_keep, pixel_keep
+from l2l_fast.models.masks import parse_mask, patch_keep, pixel_keep
 from l2l_fast.models import MAE
 
 TINY = dict(img_size=16, patch_size=4, in_chans=2, embed_dim=32, depth=2, num_heads=4,

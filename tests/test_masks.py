@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from l2l_fast.masks import MaskSpec, parse_mask, patch_keep, pixel_keep
+from l2l_fast.models.masks import MaskSpec, parse_mask, patch_keep, pixel_keep
 
 
 def test_parse_mask_specs():

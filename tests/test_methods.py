@@ -7,9 +7,10 @@ import torch
 from torch import nn
 
 import l2l_fast
-from l2l_fast import objectives, reference
-from l2l_fast.masks import parse_mask
-from l2l_fast.targets import frozen_teacher
+from l2l_fast.unlearning import objectives
+from l2l_fast.ops import reference
+from l2l_fast.models.masks import parse_mask
+from l2l_fast.unlearning.recipe import frozen_teacher
 
 
 class ConvAutoencoder(nn.Module):

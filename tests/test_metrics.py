@@ -9,23 +9,7 @@ from torch import nn
 
 from l2l_fast.data import fashion_mnist
 from l2l_fast.data.fashion_mnist import DEFAULT_ROOT
-from l2l_fast.metrics import (
-    FASHION_CLASSIFIER,
-    FashionClassifier,
-    Features,
-    accuracy,
-    clip_similarity,
-    frechet_distance,
-    inception_features,
-    inception_score,
-    load_classifier,
-    mean_cosine,
-    open_clip_embedder,
-    per_class_accuracy,
-    save_classifier,
-    train_classifier,
-    tsne_plot,
-)
+from l2l_fast.evaluation.metrics import FASHION_CLASSIFIER, FashionClassifier, Features, accuracy, clip_similarity, frechet_distance, inception_features, inception_score, load_classifier, mean_cosine, open_clip_embedder, per_class_accuracy, save_classifier, train_classifier, tsne_plot
 
 
 class Flatten(nn.Module):
@@ -169,7 +153,7 @@ def test_classifier_shapes_and_roundtrip(tmp_path):
 
 
 def test_load_classifier_rejects_other_families(tmp_path):
-    from l2l_fast import checkpoint
+    from l2l_fast.models import io as checkpoint
 
     path = checkpoint.atomic_save({"w": torch.zeros(1)}, {"family": "mae", "config": {}}, tmp_path / "m.safetensors")
     with pytest.raises(ValueError, match="not a classifier"):

@@ -6,11 +6,11 @@ import torch
 
 from l2l_fast import cli
 from l2l_fast.adapters import adapter_for
-from l2l_fast.evaluate import COLUMNS, evaluate, generate
-from l2l_fast.masks import parse_mask
-from l2l_fast.metrics import load_classifier
-from l2l_fast.report import write_report
-from l2l_fast.run import load_run_model
+from l2l_fast.evaluation.evaluate import COLUMNS, evaluate, generate
+from l2l_fast.models.masks import parse_mask
+from l2l_fast.evaluation.metrics import load_classifier
+from l2l_fast.evaluation.report import write_report
+from l2l_fast.cli.run import load_run_model
 
 
 def test_report_from_results(tmp_path):
@@ -45,7 +45,7 @@ def test_generation_is_seeded_and_keeps_the_visible_region():
 
 
 def test_evaluate_the_original_model_on_its_own_test_images():
-    from l2l_fast.demo import load_demo_images
+    from l2l_fast.cli.demo import load_demo_images
 
     images, labels = load_demo_images("test")
 

@@ -17,7 +17,10 @@ from safetensors import safe_open
 
 import distributed_worker as worker
 import l2l_fast
-from l2l_fast import checkpoint, cli, engine, run_state
+from l2l_fast.models import io as checkpoint
+from l2l_fast import cli
+from l2l_fast.unlearning import recipe as engine
+from l2l_fast.training import checkpointing as run_state
 from test_folders import make_folders
 from test_unlearn import FORGET, RETAIN, tiny_model
 

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 import l2l_fast
-from l2l_fast import objectives
+from l2l_fast.unlearning import objectives
 from l2l_fast.adapters import adapter_for
-from l2l_fast.masks import parse_mask
-from l2l_fast.targets import frozen_teacher
+from l2l_fast.models.masks import parse_mask
+from l2l_fast.unlearning.recipe import frozen_teacher
 from test_unlearn import FORGET, RETAIN, tiny_model
 
 RUN = dict(steps=6, batch_size=4, lr=1e-3, mask="inpaint:2", progress=False)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import l2l_fast
-from l2l_fast import reference
+from l2l_fast.ops import reference
 from l2l_fast.adapters import MAEAdapter
 from l2l_fast.models import MAE
 

@@ -3,13 +3,13 @@ import torch
 import torch.nn.functional as F
 
 import l2l_fast
-from l2l_fast import checkpoint
+from l2l_fast.models import io as checkpoint
 from l2l_fast.adapters import VQAdapter, adapter_for
-from l2l_fast.masks import parse_mask, patch_keep, pixel_keep
+from l2l_fast.models.masks import parse_mask, patch_keep, pixel_keep
 from l2l_fast.models import MAGE, VQTokenizer, load_official_mage
 from l2l_fast.models.vq import VectorQuantizer
-from l2l_fast.pretrain import pretrain
-from l2l_fast.pretrain_vq import pretrain_tokenizer
+from l2l_fast.training.pretrain import pretrain
+from l2l_fast.training.pretrain_vq import pretrain_tokenizer
 
 TOK = dict(in_chans=1, ch=8, ch_mult=[1, 2], num_res_blocks=1, z_channels=8, n_embed=16, norm_groups=4)
 TINY = dict(img_size=8, tokenizer=TOK, embed_dim=16, depth=2, num_heads=2,

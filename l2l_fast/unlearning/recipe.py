@@ -23,7 +23,6 @@ from ..ops._checks import DISTANCES, STATS
 from ..training.optim import WEIGHT_DECAY, adamw, set_lr, warmup_cosine
 from .caches import SampleCache
 from ..training.monitor import NonFiniteLossError, StepMonitor
-from .recipe import frozen_teacher
 from ..training.step import TrainStep, checkpointed
 
 
@@ -361,3 +360,10 @@ def _step_function(method: str, adapter: Adapter, student: Optional[nn.Module], 
     if method == "retain_label":
         return lambda inputs: objectives.retain_label(inputs, reference)
     return objectives.max_loss if method == "max_loss" else objectives.noisy_label
+
+
+def frozen_teacher(encoder: nn.Module) -> nn.Module:
+    """A copy of the encoder alone, in eval mode, without gradients."""
+    teacher = copy.deepcopy(encoder).eval()
+    teacher.requires_grad_(False)
+    return teacher

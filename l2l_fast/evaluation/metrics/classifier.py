@@ -2,6 +2,7 @@
 penultimate features for FID and CLIP-style similarity."""
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 from typing import Any, Optional
 
@@ -14,7 +15,7 @@ from ...models import io as checkpoint
 from ...training.optim import adamw, set_lr, warmup_cosine
 from ._features import Images, rows
 
-FASHION_CLASSIFIER = Path(__file__).resolve().parent.parent / "assets" / "fashion_classifier.safetensors"
+FASHION_CLASSIFIER = Path(str(resources.files("l2l_fast") / "assets" / "fashion_classifier.safetensors"))
 
 
 def _block(inputs: int, outputs: int) -> list[nn.Module]:
