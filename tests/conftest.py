@@ -4,10 +4,14 @@ import os
 # set before any triton kernel is defined.
 os.environ.setdefault("TRITON_INTERPRET", "1")
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+from torch import nn  # noqa: E402
 
 import l2l_fast  # noqa: E402
+from l2l_fast.models import MAE  # noqa: E402
 from l2l_fast.ops import _backend  # noqa: E402
 
 
@@ -27,3 +31,80 @@ def backend_params():
 @pytest.fixture(autouse=True)
 def _no_forced_backend(monkeypatch):
     monkeypatch.delenv(_backend.BACKEND_ENV, raising=False)
+
+
+# Shared builders of the suite (and of distributed_worker.py): a tiny MAE with its
+# images, a user's conv autoencoder through `adapt`, ImageNet-style class folders,
+# and the multi-process cases.
+
+TINY = dict(img_size=16, patch_size=4, in_chans=1, embed_dim=32, depth=2, num_heads=4,
+            decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=2)
+RUN = dict(steps=4, batch_size=4, lr=1e-3, mask="inpaint:2", progress=False)
+
+
+def tiny_model(seed: int = 0) -> MAE:
+    torch.manual_seed(seed)
+    return MAE(**TINY).eval()
+
+
+def images(n: int, seed: int, shift: float = 0.0) -> torch.Tensor:
+    return (torch.rand(n, 1, 16, 16, generator=torch.Generator().manual_seed(seed)) + shift).clamp(0, 1)
+
+
+FORGET, RETAIN = images(10, 1, 0.3), images(12, 2)
+
+
+class ConvAutoencoder(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.encoder = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.Tanh(), nn.Conv2d(4, 4, 3, stride=2, padding=1))
+        self.decoder = nn.Sequential(nn.ConvTranspose2d(4, 4, 2, stride=2), nn.Tanh(), nn.Conv2d(4, 1, 3, padding=1))
+
+    def forward(self, x):
+        return self.decoder(self.encoder(x))
+
+
+def autoencoder(seed=0):
+    torch.manual_seed(seed)
+    model = ConvAutoencoder()
+    return model, l2l_fast.adapt(model, "encoder", image_shape=(1, 8, 8), patch_size=2)
+
+
+AE_FORGET = torch.rand(12, 1, 8, 8, generator=torch.Generator().manual_seed(5)) * 0.5 + 0.5
+AE_RETAIN = torch.rand(12, 1, 8, 8, generator=torch.Generator().manual_seed(6)) * 0.5
+
+
+FOLDER_CLASSES = ["n01440764", "n01443537", "n01484850", "n01491361"]
+
+
+def make_folders(root, per_class=3, bad=0):
+    for index, name in enumerate(FOLDER_CLASSES):
+        folder = root / name
+        folder.mkdir(parents=True)
+        for i in range(per_class):
+            value = 40 * index + i
+            array = np.full((12, 16, 3), value, dtype=np.uint8)
+            array[:, :, 1] = 255 - value
+            Image.fromarray(array).save(folder / f"img_{i}.png")
+    for i in range(bad):
+        (root / FOLDER_CLASSES[0] / f"broken_{i}.jpg").write_bytes(b"not a jpeg at all")
+    (root / "classes.txt").write_text("# synsets\n" + "\n".join(f"{c} fish {i}" for i, c in enumerate(FOLDER_CLASSES)) + "\n")
+    return root
+
+
+# name -> (model kind, unlearn arguments); the same global batch in every case
+CASES = {
+    "ddp": ("mae", dict(RUN, steps=5, mask="random:0.5")),
+    "ddp_channel_clamp": ("mae", dict(RUN, steps=3, noise_stats="channel", noise_clamp=(0.0, 1.0))),
+    "fsdp": ("mae", dict(RUN, steps=5, mask="random:0.5", fsdp=True)),
+    "noisy_label": ("autoencoder", dict(method="noisy_label", steps=4, batch_size=4, lr=1e-2, mask="inpaint:2",
+                                        progress=False)),
+}
+
+
+def run_case(name: str, callback=None):
+    kind, kwargs = CASES[name]
+    if kind == "mae":
+        return l2l_fast.unlearn(tiny_model(), FORGET, RETAIN, callback=callback, **kwargs)
+    model, adapter = autoencoder()
+    return l2l_fast.unlearn(model, AE_FORGET, AE_RETAIN, adapter=adapter, callback=callback, **kwargs)

@@ -17,26 +17,7 @@ from safetensors.torch import save_file
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import l2l_fast  # noqa: E402
-from test_methods import FORGET as AE_FORGET, RETAIN as AE_RETAIN, autoencoder  # noqa: E402
-from test_unlearn import FORGET, RETAIN, RUN, tiny_model  # noqa: E402
-
-# name -> (model kind, unlearn arguments); the same global batch in every case
-CASES = {
-    "ddp": ("mae", dict(RUN, steps=5, mask="random:0.5")),
-    "ddp_channel_clamp": ("mae", dict(RUN, steps=3, noise_stats="channel", noise_clamp=(0.0, 1.0))),
-    "fsdp": ("mae", dict(RUN, steps=5, mask="random:0.5", fsdp=True)),
-    "noisy_label": ("autoencoder", dict(method="noisy_label", steps=4, batch_size=4, lr=1e-2, mask="inpaint:2",
-                                        progress=False)),
-}
-
-
-def run_case(name: str, callback=None):
-    kind, kwargs = CASES[name]
-    if kind == "mae":
-        return l2l_fast.unlearn(tiny_model(), FORGET, RETAIN, callback=callback, **kwargs)
-    model, adapter = autoencoder()
-    return l2l_fast.unlearn(model, AE_FORGET, AE_RETAIN, adapter=adapter, callback=callback, **kwargs)
-
+from conftest import CASES, FORGET, RETAIN, RUN, run_case, tiny_model  # noqa: E402
 
 def save_result(out: Path, name: str, model, log) -> None:
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, out / f"{name}.safetensors")

@@ -7,6 +7,8 @@ import pytest
 import torch
 
 from l2l_fast.unlearning import objectives
+from l2l_fast.unlearning.objectives import StepModels
+from l2l_fast.unlearning.step_data import StepInputs
 from l2l_fast.adapters import adapter_for
 from l2l_fast.models.masks import parse_mask
 from l2l_fast.models import MAE, MAGE
@@ -35,12 +37,12 @@ def test_same_loss_and_gradients_as_the_lean_step(family, distance):
         for p in model.encoder.parameters():
             p.add_(0.01 * torch.randn_like(p))  # the student has moved away from the teacher
     g = torch.Generator().manual_seed(1)
-    s = objectives.StepInputs(
+    s = StepInputs(
         adapter=adapter, retain=torch.rand(4, 1, 16, 16, generator=g), forget=torch.rand(3, 1, 16, 16, generator=g),
         corruption=adapter.draw(parse_mask("random:0.5"), 7, g), alpha=0.25, distance=distance,
         noise_seed=5, noise_offset=1000, noise_stats="batch", noise_clamp=None)
     params = [p for p in model.encoder.parameters() if p.requires_grad]
-    lean = objectives.ours(s, model.encoder, teacher)
+    lean = objectives.ours(s, StepModels(model.encoder, teacher))
     lean_grads = torch.autograd.grad(lean[0], params, allow_unused=True)
     authors = authors_step(s, model.encoder, teacher)
     authors_grads = torch.autograd.grad(authors[0], params, allow_unused=True)

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from l2l_fast.models import io as checkpoint
+from l2l_fast.training.checkpointing import optimizer_tensors, restore_optimizer
 from l2l_fast.models.masks import parse_mask, patch_keep
 from l2l_fast.models import MAE
 
@@ -27,7 +28,7 @@ def test_model_roundtrip(tmp_path):
 def test_load_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         checkpoint.load_model(tmp_path / "missing.safetensors")
-    checkpoint.atomic_save({"a": torch.zeros(1)}, {"family": "gan"}, tmp_path / "bad.safetensors")
+    checkpoint.save_tensors({"a": torch.zeros(1)}, {"family": "gan"}, tmp_path / "bad.safetensors")
     with pytest.raises(ValueError, match="unknown model family 'gan'"):
         checkpoint.load_model(tmp_path / "bad.safetensors")
 
@@ -37,10 +38,10 @@ def test_optimizer_roundtrip():
     optimizer = torch.optim.AdamW([param], lr=0.1)
     param.grad = torch.ones(3)
     optimizer.step()
-    tensors, meta = checkpoint.optimizer_tensors(optimizer)
+    tensors, meta = optimizer_tensors(optimizer)
     json.dumps(meta)
     other = torch.optim.AdamW([torch.nn.Parameter(param.detach().clone())], lr=0.5)
-    checkpoint.restore_optimizer(other, tensors, meta)
+    restore_optimizer(other, tensors, meta)
     for key, value in optimizer.state_dict()["state"][0].items():
         assert torch.equal(torch.as_tensor(other.state_dict()["state"][0][key]), torch.as_tensor(value))
     assert other.param_groups[0]["lr"] == 0.1

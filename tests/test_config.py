@@ -49,7 +49,7 @@ def test_every_unlearn_argument_is_accepted():
                "device": "cpu", "distance": "l2", "noise_stats": "sample", "noise_clamp": [0, 1],
                "warmup_steps": 1, "weight_decay": 0.0, "grad_clip": 1.0, "method": "max_loss", "progress": False}
     config = parse_config(with_changes(unlearn=options))
-    assert config.unlearn["noise_clamp"] == (0, 1)
+    assert config.unlearn.noise_clamp == (0.0, 1.0)
 
 
 def test_missing_and_invalid_files(tmp_path):
@@ -78,7 +78,7 @@ def test_unlearn_errors_come_back_with_the_file_name(tmp_path, capsys):
     path = tmp_path / "run.yaml"
     path.write_text(yaml.safe_dump(with_changes(unlearn={"alpha": -1.0})))
     assert cli.main(["unlearn", "--config", str(path), "--no-progress"]) == 2
-    assert "run.yaml: unlearn: alpha must be >= 0" in capsys.readouterr().err
+    assert "run.yaml: unlearn.alpha must be >= 0" in capsys.readouterr().err
 
 
 def test_forget_individual_samples(tmp_path):

@@ -5,7 +5,7 @@ import torch
 
 import l2l_fast
 from l2l_fast.training import monitor as step_monitor
-from test_unlearn import FORGET, RETAIN, tiny_model
+from conftest import FORGET, RETAIN, tiny_model
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

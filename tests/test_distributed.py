@@ -14,10 +14,10 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-import distributed_worker as worker
 import l2l_fast
 from l2l_fast.models import io as checkpoint
 from l2l_fast import cli
+from conftest import CASES, run_case
 
 # Children import the same l2l_fast as this process (the installed build, with _C).
 ROOT = Path(l2l_fast.__file__).resolve().parents[1]
@@ -74,15 +74,15 @@ def assert_same_up_to_rounding(one: dict, two: dict, lr: float, steps: int):
             torch.testing.assert_close(two[name], value, atol=max(1e-5, moved), rtol=1e-4)
 
 
-@pytest.mark.parametrize("case", list(worker.CASES))
+@pytest.mark.parametrize("case", list(CASES))
 def test_two_processes_match_one(two_processes, case):
     log = []
-    model = worker.run_case(case, log.append)
+    model = run_case(case, log.append)
     two_log = json.loads((two_processes / f"{case}.json").read_text())
     assert [r["step"] for r in two_log] == [r["step"] for r in log]
     for key in ("loss", "retain", "forget", "lr"):
         assert [r[key] for r in two_log] == pytest.approx([r[key] for r in log], rel=1e-5, abs=1e-7)
-    kwargs = worker.CASES[case][1]
+    kwargs = CASES[case][1]
     assert_same_up_to_rounding(model.state_dict(), load_file(two_processes / f"{case}.safetensors"),
                                kwargs["lr"], kwargs["steps"])
 

@@ -1,43 +1,24 @@
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from l2l_fast.data import ClassFolders, ImageFiles, class_split_folders, read_class_list
-
-CLASSES = ["n01440764", "n01443537", "n01484850", "n01491361"]
-
-
-def make_folders(root, per_class=3, bad=0):
-    for index, name in enumerate(CLASSES):
-        folder = root / name
-        folder.mkdir(parents=True)
-        for i in range(per_class):
-            value = 40 * index + i
-            array = np.full((12, 16, 3), value, dtype=np.uint8)
-            array[:, :, 1] = 255 - value
-            Image.fromarray(array).save(folder / f"img_{i}.png")
-    for i in range(bad):
-        (root / CLASSES[0] / f"broken_{i}.jpg").write_bytes(b"not a jpeg at all")
-    (root / "classes.txt").write_text("# synsets\n" + "\n".join(f"{c} fish {i}" for i, c in enumerate(CLASSES)) + "\n")
-    return root
-
+from conftest import FOLDER_CLASSES, make_folders
 
 def test_read_class_list(tmp_path):
     make_folders(tmp_path)
-    assert read_class_list(tmp_path / "classes.txt") == CLASSES
+    assert read_class_list(tmp_path / "classes.txt") == FOLDER_CLASSES
 
 
 def test_images_are_decoded_cropped_and_resized(tmp_path):
     make_folders(tmp_path)
-    data = ClassFolders(tmp_path, CLASSES[1:3], image_size=8)
+    data = ClassFolders(tmp_path, FOLDER_CLASSES[1:3], image_size=8)
     assert len(data) == 6
     image, label = data[4]
     assert image.shape == (3, 8, 8) and label == 1
     value = 40 * 2 + 1
     torch.testing.assert_close(image[0], torch.full((8, 8), value / 255))
     torch.testing.assert_close(image[1], torch.full((8, 8), (255 - value) / 255))
-    grey, _ = ClassFolders(tmp_path, CLASSES[:1], image_size=4, channels=1)[0]
+    grey, _ = ClassFolders(tmp_path, FOLDER_CLASSES[:1], image_size=4, channels=1)[0]
     assert grey.shape == (1, 4, 4)
 
 
@@ -55,15 +36,15 @@ def test_class_split_by_index_and_name(tmp_path):
 
 def test_corrupt_images_are_skipped_and_counted(tmp_path):
     make_folders(tmp_path, per_class=3, bad=1)
-    data = ClassFolders(tmp_path, CLASSES[:2], image_size=8, max_bad_fraction=0.5)
+    data = ClassFolders(tmp_path, FOLDER_CLASSES[:2], image_size=8, max_bad_fraction=0.5)
     assert len(data) == 6 and [p.name for p in data.bad_files] == ["broken_0.jpg"]
     with pytest.raises(ValueError, match="1 of 7 images .* unreadable"):
-        ClassFolders(tmp_path, CLASSES[:2], image_size=8, max_bad_fraction=0.1)
+        ClassFolders(tmp_path, FOLDER_CLASSES[:2], image_size=8, max_bad_fraction=0.1)
 
 
 def test_missing_folders_are_reported(tmp_path):
     with pytest.raises(FileNotFoundError, match="root"):
-        ClassFolders(tmp_path / "nowhere", CLASSES, image_size=8)
+        ClassFolders(tmp_path / "nowhere", FOLDER_CLASSES, image_size=8)
     make_folders(tmp_path)
     with pytest.raises(FileNotFoundError, match="class folder"):
         ClassFolders(tmp_path, ["n00000000"], image_size=8)
@@ -74,7 +55,7 @@ def test_forget_individual_files_through_a_run_file(tmp_path):
     from l2l_fast.cli.run import run_data
 
     make_folders(tmp_path)
-    (tmp_path / "forget.txt").write_text(f"# deletion request 17\n{CLASSES[1]}/img_0.png\n{CLASSES[2]}/img_2.png\n")
+    (tmp_path / "forget.txt").write_text(f"# deletion request 17\n{FOLDER_CLASSES[1]}/img_0.png\n{FOLDER_CLASSES[2]}/img_2.png\n")
     config = parse_config({
         "model": "demo", "unlearn": {"steps": 1, "batch_size": 1},
         "data": {"dataset": "folders", "root": str(tmp_path), "class_list": str(tmp_path / "classes.txt"),
@@ -86,6 +67,6 @@ def test_forget_individual_files_through_a_run_file(tmp_path):
 
     forget, retain = run_data(config, Model())
     assert [p.name for p in forget.paths] == ["img_0.png", "img_2.png"] and forget[0][0].shape == (1, 8, 8)
-    assert len(retain) == 4 and all(p.name != "img_0.png" or p.parent.name != CLASSES[1] for p, _ in retain.samples)
+    assert len(retain) == 4 and all(p.name != "img_0.png" or p.parent.name != FOLDER_CLASSES[1] for p, _ in retain.samples)
     with pytest.raises(ValueError, match="missing or unreadable"):
         ImageFiles([tmp_path / "nope.png"], image_size=8)

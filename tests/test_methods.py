@@ -8,32 +8,20 @@ from torch import nn
 
 import l2l_fast
 from l2l_fast.unlearning import objectives
+from l2l_fast.unlearning.config import ENCODER_METHODS, METHODS
+from l2l_fast.unlearning.objectives import StepModels
+from l2l_fast.unlearning.step_data import StepInputs
 from l2l_fast.ops import reference
 from l2l_fast.models.masks import parse_mask
 from l2l_fast.unlearning.recipe import frozen_teacher
-
-
-class ConvAutoencoder(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.encoder = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.Tanh(), nn.Conv2d(4, 4, 3, stride=2, padding=1))
-        self.decoder = nn.Sequential(nn.ConvTranspose2d(4, 4, 2, stride=2), nn.Tanh(), nn.Conv2d(4, 1, 3, padding=1))
-
-    def forward(self, x):
-        return self.decoder(self.encoder(x))
-
-
-def autoencoder(seed=0):
-    torch.manual_seed(seed)
-    model = ConvAutoencoder()
-    return model, l2l_fast.adapt(model, "encoder", image_shape=(1, 8, 8), patch_size=2)
+from conftest import AE_FORGET, AE_RETAIN, autoencoder, ConvAutoencoder
 
 
 def step_inputs(adapter, alpha=0.5):
     g = torch.Generator().manual_seed(0)
     retain, forget = torch.rand(3, 1, 8, 8, generator=g), torch.rand(3, 1, 8, 8, generator=g) + 0.5
     corruption = adapter.draw(parse_mask("inpaint:2"), 6, g)
-    return objectives.StepInputs(adapter=adapter, retain=retain, forget=forget, corruption=corruption,
+    return StepInputs(adapter=adapter, retain=retain, forget=forget, corruption=corruption,
                                  alpha=alpha, distance="mse", noise_seed=11, noise_offset=64,
                                  noise_stats="batch", noise_clamp=None)
 
@@ -55,7 +43,7 @@ def test_adapt_corruption_is_a_centre_hole():
 def test_max_loss_by_hand():
     model, adapter = autoencoder()
     s = step_inputs(adapter)
-    loss, retain, forget = objectives.max_loss(s)
+    loss, retain, forget = objectives.max_loss(s, StepModels())
     keep_r, keep_f = s.corruption[:3], s.corruption[3:]
     expected_r = hole_mse(model, s.retain, keep_r, s.retain)
     expected_f = hole_mse(model, s.forget, keep_f, s.forget)
@@ -66,7 +54,7 @@ def test_max_loss_by_hand():
 def test_noisy_label_by_hand():
     model, adapter = autoencoder()
     s = step_inputs(adapter)
-    loss, _, _ = objectives.noisy_label(s)
+    loss, _, _ = objectives.noisy_label(s, StepModels())
     noise = reference.gaussian_target(s.forget, seed=11, offset=64, stats="batch")
     expected = hole_mse(model, s.retain, s.corruption[:3], s.retain) + 0.5 * hole_mse(model, s.forget, s.corruption[3:], noise)
     torch.testing.assert_close(loss, expected)
@@ -79,7 +67,7 @@ def test_retain_label_targets_are_the_original_models_retain_outputs():
     with torch.no_grad():
         model.decoder[2].bias.add_(0.3)  # the model being trained has drifted from the original
     s = step_inputs(adapter)
-    loss, _, _ = objectives.retain_label(s, original)
+    loss, _, _ = objectives.retain_label(s, StepModels(reference=original))
     keep_r = s.corruption[:3]
     with torch.no_grad():
         donors = keep_r * s.retain + (1 - keep_r) * original.model(s.retain * keep_r)
@@ -93,7 +81,7 @@ def test_random_encoder_targets_are_gaussian_with_the_teachers_statistics():
     with torch.no_grad():
         model.encoder[0].weight.mul_(1.1)
     s = step_inputs(adapter)
-    loss, retain, forget = objectives.random_encoder(s, model.encoder, teacher)
+    loss, retain, forget = objectives.random_encoder(s, StepModels(model.encoder, teacher))
     student = model.encoder(torch.cat([s.retain, s.forget]) * s.corruption)
     with torch.no_grad():
         teacher_out = teacher(torch.cat([s.retain, s.forget]) * s.corruption)
@@ -104,8 +92,6 @@ def test_random_encoder_targets_are_gaussian_with_the_teachers_statistics():
     torch.testing.assert_close(forget, d_f.mean().detach(), rtol=1e-5, atol=1e-7)
 
 
-FORGET = torch.rand(12, 1, 8, 8, generator=torch.Generator().manual_seed(5)) * 0.5 + 0.5
-RETAIN = torch.rand(12, 1, 8, 8, generator=torch.Generator().manual_seed(6)) * 0.5
 
 
 def test_adapted_user_model_unlearns_only_its_encoder():
@@ -113,7 +99,7 @@ def test_adapted_user_model_unlearns_only_its_encoder():
     decoder = copy.deepcopy(model.decoder.state_dict())
     encoder = copy.deepcopy(model.encoder.state_dict())
     log = []
-    l2l_fast.unlearn(model, FORGET, RETAIN, adapter=adapter, steps=60, batch_size=4, lr=3e-2,
+    l2l_fast.unlearn(model, AE_FORGET, AE_RETAIN, adapter=adapter, steps=60, batch_size=4, lr=3e-2,
                      mask="inpaint:2", progress=False, callback=log.append)
     assert all(torch.equal(decoder[k], v) for k, v in model.decoder.state_dict().items())
     assert not torch.equal(encoder["0.weight"], model.encoder.state_dict()["0.weight"])
@@ -123,17 +109,17 @@ def test_adapted_user_model_unlearns_only_its_encoder():
     assert retain[-1] < max(retain) and sum(retain[-10:]) < sum(retain[10:20])
 
 
-@pytest.mark.parametrize("method", objectives.METHODS)
+@pytest.mark.parametrize("method", METHODS)
 def test_every_method_runs_and_is_seeded(method):
     results = []
     for _ in range(2):
         model, adapter = autoencoder()
         before = copy.deepcopy(model.state_dict())
-        l2l_fast.unlearn(model, FORGET, RETAIN, adapter=adapter, method=method, steps=3, batch_size=4,
+        l2l_fast.unlearn(model, AE_FORGET, AE_RETAIN, adapter=adapter, method=method, steps=3, batch_size=4,
                          lr=1e-2, mask="inpaint:2", progress=False)
         results.append(model.state_dict())
     decoder_same = all(torch.equal(before[k], results[0][k]) for k in before if k.startswith("decoder"))
-    assert decoder_same == (method in objectives.ENCODER_METHODS)
+    assert decoder_same == (method in ENCODER_METHODS)
     assert not torch.equal(before["encoder.0.weight"], results[0]["encoder.0.weight"])
     assert all(torch.equal(v, results[1][k]) for k, v in results[0].items())
 
@@ -141,7 +127,7 @@ def test_every_method_runs_and_is_seeded(method):
 def test_unknown_method_is_rejected():
     model, adapter = autoencoder()
     with pytest.raises(ValueError, match="method must be one of"):
-        l2l_fast.unlearn(model, FORGET, RETAIN, adapter=adapter, method="forget_harder", steps=1, batch_size=2)
+        l2l_fast.unlearn(model, AE_FORGET, AE_RETAIN, adapter=adapter, method="forget_harder", steps=1, batch_size=2)
 
 
 def test_adapt_errors():

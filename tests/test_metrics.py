@@ -155,7 +155,7 @@ def test_classifier_shapes_and_roundtrip(tmp_path):
 def test_load_classifier_rejects_other_families(tmp_path):
     from l2l_fast.models import io as checkpoint
 
-    path = checkpoint.atomic_save({"w": torch.zeros(1)}, {"family": "mae", "config": {}}, tmp_path / "m.safetensors")
+    path = checkpoint.save_tensors({"w": torch.zeros(1)}, {"family": "mae", "config": {}}, tmp_path / "m.safetensors")
     with pytest.raises(ValueError, match="not a classifier"):
         load_classifier(path)
 

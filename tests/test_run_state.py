@@ -1,6 +1,7 @@
 """Run checkpoints: a killed run resumes bit for bit, a corrupt or truncated newest
 checkpoint falls back to the previous one, resuming checks the arguments and the
 model, `l2l-fast unlearn --resume`, and corrupt images at run level."""
+import functools
 import json
 import logging
 import os
@@ -15,18 +16,15 @@ import torch
 import yaml
 from safetensors import safe_open
 
-import distributed_worker as worker
 import l2l_fast
 from l2l_fast.models import io as checkpoint
 from l2l_fast import cli
-from l2l_fast.unlearning import recipe as engine
 from l2l_fast.training import checkpointing as run_state
-from test_folders import make_folders
-from test_unlearn import FORGET, RETAIN, tiny_model
+from conftest import CASES, FORGET, make_folders, RETAIN, tiny_model
 
 # Children import the same l2l_fast as this process (the installed build, with _C).
 ROOT = Path(l2l_fast.__file__).resolve().parents[1]
-KWARGS = dict(worker.CASES["ddp"][1], steps=6)
+KWARGS = dict(CASES["ddp"][1], steps=6)
 
 
 def encoder_equal(a, b) -> bool:
@@ -66,7 +64,7 @@ def test_killed_run_resumes_bit_for_bit(tmp_path, straight):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH")))),
            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(torch.get_num_threads()))}
     folder = tmp_path / "checkpoints"
-    child = subprocess.Popen([sys.executable, str(Path(worker.__file__)), "slow_checkpointed", str(tmp_path)],
+    child = subprocess.Popen([sys.executable, str(Path(__file__).with_name("distributed_worker.py")), "slow_checkpointed", str(tmp_path)],
                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 60
@@ -82,7 +80,7 @@ def test_killed_run_resumes_bit_for_bit(tmp_path, straight):
     killed_at = run_state.existing(folder)[-1]
     assert 3 <= killed_at < 12
     log = []
-    kwargs = dict(worker.CASES["ddp"][1], steps=12)
+    kwargs = dict(CASES["ddp"][1], steps=12)
     resumed = l2l_fast.unlearn(tiny_model(), FORGET, RETAIN, resume_from=str(folder), checkpoint_every=1,
                                callback=log.append, **kwargs)
     uninterrupted = l2l_fast.unlearn(tiny_model(), FORGET, RETAIN, **kwargs)
@@ -180,7 +178,8 @@ def test_cli_resume_continues_bit_for_bit(tmp_path, capsys):
 
 def test_cli_resume_needs_a_checkpoint_dir(tmp_path, capsys):
     path = tmp_path / "run.yaml"
-    path.write_text(yaml.safe_dump(CONFIG))
+    options = {k: v for k, v in CONFIG["unlearn"].items() if k != "checkpoint_every"}
+    path.write_text(yaml.safe_dump({**CONFIG, "unlearn": options}))
     assert cli.main(["unlearn", "--config", str(path), "--resume"]) == 2
     assert "--resume needs unlearn.checkpoint_dir" in capsys.readouterr().err
 
@@ -205,8 +204,8 @@ def test_corrupt_images_in_a_folder_run_are_skipped_counted_or_fatal(tmp_path, c
 def test_fp16_run_resumes_with_its_gradient_scaler_state(tmp_path, monkeypatch):
     """A scaler that grows every step and overflows at 2**19 skips some steps; the resumed
     run must continue with the saved scale, not the initial one, to match the straight run."""
-    monkeypatch.setattr(engine, "_grad_scaler", lambda device, enabled: torch.amp.GradScaler(
-        device.type, init_scale=2.0 ** 16, growth_interval=1, enabled=enabled))
+    monkeypatch.setattr(torch.amp, "GradScaler", functools.partial(torch.amp.GradScaler, init_scale=2.0 ** 16,
+                                                                   growth_interval=1))
     kwargs = dict(KWARGS, precision="fp16")
     straight = l2l_fast.unlearn(tiny_model(), FORGET, RETAIN, **kwargs)
     l2l_fast.unlearn(tiny_model(), FORGET, RETAIN, checkpoint_dir=str(tmp_path), checkpoint_every=3, **kwargs)

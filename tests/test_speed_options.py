@@ -7,10 +7,12 @@ import torch
 
 import l2l_fast
 from l2l_fast.unlearning import objectives
+from l2l_fast.unlearning.objectives import StepModels
+from l2l_fast.unlearning.step_data import StepInputs
 from l2l_fast.adapters import adapter_for
 from l2l_fast.models.masks import parse_mask
 from l2l_fast.unlearning.recipe import frozen_teacher
-from test_unlearn import FORGET, RETAIN, tiny_model
+from conftest import FORGET, RETAIN, tiny_model
 
 RUN = dict(steps=6, batch_size=4, lr=1e-3, mask="inpaint:2", progress=False)
 
@@ -63,15 +65,15 @@ def test_low_precision_step_loss_and_gradients():
         for p in model.encoder.parameters():
             p.add_(0.02 * torch.randn_like(p))
     g = torch.Generator().manual_seed(0)
-    s = objectives.StepInputs(adapter=adapter, retain=RETAIN[:4], forget=FORGET[:4],
+    s = StepInputs(adapter=adapter, retain=RETAIN[:4], forget=FORGET[:4],
                               corruption=adapter.draw(parse_mask("inpaint:2"), 8, g), alpha=0.25, distance="mse",
                               noise_seed=0, noise_offset=0, noise_stats="batch", noise_clamp=None)
     params = [p for p in model.encoder.parameters() if p.requires_grad]
-    loss, _, _ = objectives.ours(s, model.encoder, teacher)
+    loss, _, _ = objectives.ours(s, StepModels(model.encoder, teacher))
     grads = torch.autograd.grad(loss, params)
     low_teacher = copy.deepcopy(teacher).to(torch.bfloat16)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        low, _, _ = objectives.ours(s, model.encoder, low_teacher)
+        low, _, _ = objectives.ours(s, StepModels(model.encoder, low_teacher))
     low_grads = torch.autograd.grad(low, params)
     assert low.dtype == torch.float32
     assert low.item() == pytest.approx(loss.item(), rel=5e-2)
@@ -119,7 +121,7 @@ def test_compiled_encoder_follows_the_plain_run(plain):
 @pytest.mark.parametrize("options, message", [
     (dict(precision="fp8"), "precision must be one of"),
     (dict(cache_targets=True, mask="random:0.5"), "cache_targets needs"),
-    (dict(cache_targets=True, method="random_encoder"), "cache_targets needs"),
+    (dict(cache_targets=True, method="random_encoder"), "cache_targets applies to method 'ours'"),
 ])
 def test_option_errors(options, message):
     with pytest.raises(ValueError, match=message):

@@ -6,24 +6,7 @@ import torch
 import l2l_fast
 from l2l_fast.ops import reference
 from l2l_fast.adapters import MAEAdapter
-from l2l_fast.models import MAE
-
-TINY = dict(img_size=16, patch_size=4, in_chans=1, embed_dim=32, depth=2, num_heads=4,
-            decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=2)
-RUN = dict(steps=4, batch_size=4, lr=1e-3, mask="inpaint:2", progress=False)
-
-
-def tiny_model(seed: int = 0) -> MAE:
-    torch.manual_seed(seed)
-    return MAE(**TINY).eval()
-
-
-def images(n: int, seed: int, shift: float = 0.0) -> torch.Tensor:
-    return (torch.rand(n, 1, 16, 16, generator=torch.Generator().manual_seed(seed)) + shift).clamp(0, 1)
-
-
-FORGET, RETAIN = images(10, 1, 0.3), images(12, 2)
-
+from conftest import FORGET, RETAIN, RUN, tiny_model
 
 def state(module: torch.nn.Module) -> dict:
     return {k: v.detach().clone() for k, v in module.state_dict().items()}

@@ -10,7 +10,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from ..models import io as checkpoint
+from ..models import load_model
 from ..adapters import adapter_for
 from ..data import FASHION_MNIST_CLASSES, fashion_mnist, first_per_class
 from ..unlearning.recipe import unlearn
@@ -74,7 +74,7 @@ def run_demo(
     progress: bool = True,
 ) -> dict:
     started = time.perf_counter()
-    model = checkpoint.load_model(asset(DEMO_MODEL)).eval()
+    model = load_model(asset(DEMO_MODEL)).eval()
     train_images, train_labels = load_demo_images("train")
     test_images, test_labels = load_demo_images("test")
     if eval_per_class is not None:

@@ -10,7 +10,7 @@ from pathlib import Path
 def _pretrain(args: argparse.Namespace) -> int:
     import torch
 
-    from ..models import io as checkpoint, presets
+    from ..models import presets, save_model
     from ..adapters import adapter_for
     from ..data import fashion_mnist
     from ..models import MAE, MAGE, PaletteUNet
@@ -36,7 +36,7 @@ def _pretrain(args: argparse.Namespace) -> int:
         seed=args.seed, state_path=state, checkpoint_every=args.checkpoint_every,
     )
     minutes = (time.perf_counter() - started) / 60
-    checkpoint.save_model(model, out, extra={"pretrain": {
+    save_model(model, out, extra={"pretrain": {
         "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
         "final_loss": losses[-1], "minutes": round(minutes, 2)}})
     print(f"saved {out} (final loss {losses[-1]:.4f}, {minutes:.1f} min this run)")
@@ -58,13 +58,13 @@ def _unlearn(args: argparse.Namespace) -> int:
     import logging
 
     from .run_files import ConfigError, load_config
-    from ..training.distributed import is_main_process
+    from ..training import distributed
     from ..unlearning.recipe import NonFiniteLossError
     from .run import run
     from ..training.checkpointing import CheckpointError
 
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("l2l_fast").setLevel(logging.INFO if is_main_process() else logging.ERROR)
+    logging.getLogger("l2l_fast").setLevel(logging.INFO if distributed.launched().is_main else logging.ERROR)
     try:
         run(load_config(args.config), progress=not args.no_progress, resume=args.resume)
     except ConfigError as error:

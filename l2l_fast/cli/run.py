@@ -1,23 +1,25 @@
 """Carry out a validated run file: load the model and data, unlearn, save."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
 
-from ..models import io as checkpoint
-from .run_files import ConfigError, RunConfig
-from ..data import ClassFolders, ImageFiles, class_split_folders, fashion_mnist, first_per_class, read_class_list, read_file_list
-from ..training.distributed import is_main_process
+from ..data import (ClassFolders, ImageFiles, class_split_folders, fashion_mnist, first_per_class, read_class_list,
+                    read_file_list)
+from ..models import load_model, save_model
+from ..training import distributed
 from ..unlearning.recipe import unlearn
+from .run_files import ConfigError, RunConfig
 
 
 def load_run_model(spec: str):
     if spec == "demo":
         from .demo import DEMO_MODEL, asset
 
-        return checkpoint.load_model(asset(DEMO_MODEL))
-    return checkpoint.load_model(spec)
+        return load_model(asset(DEMO_MODEL))
+    return load_model(spec)
 
 
 def _labelled(data: dict):
@@ -71,17 +73,17 @@ def run(config: RunConfig, progress: bool = True, resume: bool = False):
         raise
     except (ValueError, FileNotFoundError) as error:
         raise ConfigError(f"{config.source}: data: {error}") from error
-    options = dict(config.unlearn)
-    options["progress"] = progress and options.get("progress", True)
+    options = config.unlearn
+    options = dataclasses.replace(options, progress=progress and options.progress)
     if resume:
-        if not options.get("checkpoint_dir"):
+        if not options.checkpoint_dir:
             raise ConfigError(f"{config.source}: --resume needs unlearn.checkpoint_dir, the run's checkpoint folder")
-        options["resume_from"] = options["checkpoint_dir"]
+        options = dataclasses.replace(options, resume_from=options.checkpoint_dir)
     try:
-        unlearn(model, forget, retain, **options)
+        unlearn(model, forget, retain, config=options)
     except (ValueError, TypeError) as error:
         raise ConfigError(f"{config.source}: unlearn: {error}") from error
-    if config.output and is_main_process():
-        path = checkpoint.save_model(model, Path(config.output), extra={"unlearn": config.unlearn})
+    if config.output and distributed.launched().is_main:
+        path = save_model(model, Path(config.output), extra={"unlearn": config.unlearn.recorded()})
         print(f"saved the unlearned model to {path}")
     return model

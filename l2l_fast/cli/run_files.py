@@ -13,28 +13,27 @@ name the file and the key.
       per_class: null           # first N images of each class
       forget_indices: null      # individual samples to forget instead of classes
       forget_files: null        # folders: a file listing the images to forget (one path per line)
-    unlearn:                    # any keyword argument of l2l_fast.unlearn
+    unlearn:                    # any field of l2l_fast.UnlearnConfig
       steps: 300
       batch_size: 32
     output: unlearned.safetensors
 """
 from __future__ import annotations
 
-import inspect
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 import yaml
 
-from ..unlearning.recipe import unlearn
+from ..unlearning.config import UnlearnConfig
 
 TOP_KEYS = {"model", "data", "unlearn", "output"}
 DATA_DEFAULTS = dict(dataset="fashion-mnist", root=None, split="train", class_list=None, image_size=None,
                      forget=None, retain=None, per_class=None, forget_indices=None, forget_files=None)
 DATASETS = ("fashion-mnist", "demo", "folders")
-NOT_IN_FILES = {"model", "forget", "retain", "adapter", "callback"}
-UNLEARN_KEYS = [p for p in inspect.signature(unlearn).parameters if p not in NOT_IN_FILES]
+UNLEARN_KEYS = [f.name for f in dataclasses.fields(UnlearnConfig)]
 
 
 class ConfigError(ValueError):
@@ -45,7 +44,7 @@ class ConfigError(ValueError):
 class RunConfig:
     model: str
     data: dict
-    unlearn: dict
+    unlearn: UnlearnConfig
     output: Optional[str]
     source: str = field(default="<config>")
 
@@ -102,20 +101,22 @@ def parse_config(raw: Any, source: str = "<config>") -> RunConfig:
     for key in ("per_class", "image_size"):
         if data[key] is not None and (not isinstance(data[key], int) or data[key] < 1):
             _fail(source, f"data.{key}", f"must be a positive integer, got {data[key]!r}")
-    options = dict(raw.get("unlearn") or {})
+    if data["forget"] is not None:
+        overlap = [c for c in data["forget"] if c in data["retain"]]
+        if overlap:
+            _fail(source, "data", f"forget and retain share classes {overlap}: a class cannot be forgotten and kept")
+    options = raw.get("unlearn") or {}
+    if not isinstance(options, dict):
+        _fail(source, "unlearn", f"must be a mapping of UnlearnConfig fields, got {options!r}")
     _check_keys(source, "unlearn", options, UNLEARN_KEYS)
-    for key in ("steps", "batch_size"):
-        if key not in options:
-            _fail(source, f"unlearn.{key}", "is required")
-    if options.get("noise_clamp") is not None:
-        clamp = options["noise_clamp"]
-        if not isinstance(clamp, list) or len(clamp) != 2:
-            _fail(source, "unlearn.noise_clamp", f"must be [lo, hi], got {clamp!r}")
-        options["noise_clamp"] = tuple(clamp)
+    try:
+        unlearn = UnlearnConfig(**options)
+    except ValueError as error:
+        raise ConfigError(f"{source}: unlearn.{error}") from error
     output = raw.get("output")
     if output is not None and not isinstance(output, str):
         _fail(source, "output", f"must be a path, got {output!r}")
-    return RunConfig(model=model, data=data, unlearn=options, output=output, source=source)
+    return RunConfig(model=model, data=data, unlearn=unlearn, output=output, source=source)
 
 
 def load_config(path) -> RunConfig:

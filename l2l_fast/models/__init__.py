@@ -1,4 +1,6 @@
-"""Generators. Models know nothing of unlearning."""
+"""Generators, their presets, official loaders and the project's checkpoint format.
+Models know nothing of unlearning."""
+from .io import load_model, save_model
 from .mae import MAE
 from .mae_official import load_official_mae
 from .mage import MAGE
@@ -8,4 +10,4 @@ from .palette_official import load_official_palette
 from .vq import VQTokenizer
 
 __all__ = ["MAE", "MAGE", "VQTokenizer", "PaletteUNet", "load_official_mae", "load_official_mage",
-           "load_official_palette"]
+           "load_official_palette", "load_model", "save_model"]

@@ -1,33 +1,34 @@
-"""Checkpoints as safetensors with a JSON config in the metadata, written atomically.
-
-Loading never unpickles: tensors come from safetensors, everything else from JSON.
-"""
+"""The project's file format: safetensors with a JSON config in the metadata, and the
+one atomic writer (temporary file, fsync, rename, fsync of the folder) that every
+file the project writes goes through. Loading never unpickles."""
 from __future__ import annotations
 
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from . import MAE, MAGE, PaletteUNet
+from .mae import MAE
+from .mage import MAGE
+from .palette import PaletteUNet
 
 MODEL_FAMILIES = {"mae": MAE, "vq": MAGE, "diffusion": PaletteUNet}
 
 
-def atomic_save(tensors: dict[str, torch.Tensor], meta: dict[str, Any], path) -> Path:
-    """Write tensors + JSON metadata to `path` via a temporary file, fsync and rename."""
+def atomic_write(path, write: Callable[[str], None]) -> Path:
+    """`write(temporary_path)`, then the file replaces `path` in one step: a crash leaves
+    either the old file or the new one, never a part of it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        save_file(tensors, tmp, metadata={"l2l_fast": json.dumps(meta)})
+        write(tmp)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
@@ -37,7 +38,22 @@ def atomic_save(tensors: dict[str, torch.Tensor], meta: dict[str, Any], path) ->
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
     return path
+
+
+def write_text(text: str, path) -> Path:
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def save_tensors(tensors: dict[str, torch.Tensor], meta: dict[str, Any], path) -> Path:
+    """Tensors + JSON metadata as one safetensors file, written atomically."""
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"l2l_fast": json.dumps(meta)}))
 
 
 def read(path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -52,7 +68,7 @@ def read(path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
 
 def save_model(model: torch.nn.Module, path, extra: Optional[dict] = None) -> Path:
     meta = {"family": model.family, "config": model.config, **(extra or {})}
-    return atomic_save(model.state_dict(), meta, path)
+    return save_tensors(model.state_dict(), meta, path)
 
 
 def load_model(path, map_location: str = "cpu") -> torch.nn.Module:
@@ -64,28 +80,3 @@ def load_model(path, map_location: str = "cpu") -> torch.nn.Module:
     model = MODEL_FAMILIES[family](**meta["config"])
     model.load_state_dict(tensors)
     return model.to(map_location)
-
-
-def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
-    """Flatten an optimizer state dict into tensors and a JSON-able remainder."""
-    state = optimizer.state_dict()
-    tensors, scalars = {}, {}
-    for index, values in state["state"].items():
-        for name, value in values.items():
-            if torch.is_tensor(value):
-                tensors[f"optimizer.{index}.{name}"] = value
-            else:
-                scalars[f"{index}.{name}"] = value
-    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
-
-
-def restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict, meta: dict) -> None:
-    state: dict[int, dict] = {}
-    for key, value in tensors.items():
-        if key.startswith("optimizer."):
-            _, index, name = key.split(".", 2)
-            state.setdefault(int(index), {})[name] = value
-    for key, value in meta["scalars"].items():
-        index, name = key.split(".", 1)
-        state.setdefault(int(index), {})[name] = value
-    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})

@@ -17,9 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -27,7 +25,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from ..models import io as checkpoint
+from ..models.io import read, save_tensors, write_text
 from . import distributed
 from ..data.source import EpochSampler
 
@@ -71,27 +69,6 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _atomic_write_text(text: str, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def existing(directory) -> list[int]:
     """Steps of the committed checkpoints (with a sidecar) in `directory`."""
     return _steps(Path(directory), "json")
@@ -101,10 +78,9 @@ def save(directory, step: int, tensors: dict[str, torch.Tensor], meta: dict) -> 
     """Write the checkpoint of `step` and drop all but the newest KEEP up to it."""
     directory = Path(directory)
     data, sidecar = _paths(directory, step)
-    checkpoint.atomic_save(tensors, {**meta, "step": step}, data)
+    save_tensors(tensors, {**meta, "step": step}, data)
     record = {"step": step, "file": data.name, "bytes": data.stat().st_size, "sha256": sha256(data)}
-    _atomic_write_text(json.dumps(record), sidecar)
-    _fsync_dir(directory)
+    write_text(json.dumps(record), sidecar)
     _prune(directory, step)
     return data
 
@@ -138,7 +114,7 @@ def _problem(directory: Path, step: int) -> Optional[str]:
 def _read(directory: Path, step: int) -> RunState:
     data, _ = _paths(directory, step)
     try:
-        tensors, meta = checkpoint.read(data)
+        tensors, meta = read(data)
     except Exception as error:  # safetensors raises its own error types on a bad header
         raise CheckpointError(f"{data}: cannot be read: {error}") from error
     return RunState(step, tensors, meta, data)
@@ -198,7 +174,7 @@ def write(ctx: distributed.Context, directory, step: int, *, module: nn.Module, 
           device: torch.device) -> None:
     """Gather the run's state on every rank; rank 0 writes it; all wait for the write."""
     weights = distributed.full_state(module)
-    optim, optim_meta = checkpoint.optimizer_tensors(optimizer)
+    optim, optim_meta = optimizer_tensors(optimizer)
     optim = {k: distributed.full(v) for k, v in optim.items()}
     rng = {"cpu": distributed.gather_states(ctx, torch.get_rng_state())}
     if device.type == "cuda":
@@ -254,7 +230,7 @@ def restore(state: RunState, ctx: distributed.Context, *, optimizer, scaler: tor
     for key, value in state.section("optimizer.").items():
         index = int(key.split(".", 1)[0])
         tensors[f"optimizer.{key}"] = distributed.shard_like(value, params[index])
-    checkpoint.restore_optimizer(optimizer, tensors, state.meta["optimizer"])
+    restore_optimizer(optimizer, tensors, state.meta["optimizer"])
     if state.meta.get("grad_scaler"):
         scaler.load_state_dict(state.meta["grad_scaler"])
     generator.set_state(state.tensors["generator"])
@@ -267,3 +243,28 @@ def restore(state: RunState, ctx: distributed.Context, *, optimizer, scaler: tor
     torch.set_rng_state(state.tensors[f"rng.cpu.{ctx.rank}"])
     if device.type == "cuda" and f"rng.cuda.{ctx.rank}" in state.tensors:
         torch.cuda.set_rng_state(state.tensors[f"rng.cuda.{ctx.rank}"], device)
+
+
+def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    """An optimizer state dict as tensors and a JSON-able remainder."""
+    state = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for index, values in state["state"].items():
+        for name, value in values.items():
+            if torch.is_tensor(value):
+                tensors[f"optimizer.{index}.{name}"] = value
+            else:
+                scalars[f"{index}.{name}"] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict, meta: dict) -> None:
+    state: dict[int, dict] = {}
+    for key, value in tensors.items():
+        if key.startswith("optimizer."):
+            _, index, name = key.split(".", 2)
+            state.setdefault(int(index), {})[name] = value
+    for key, value in meta["scalars"].items():
+        index, name = key.split(".", 1)
+        state.setdefault(int(index), {})[name] = value
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})

@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
-from ..unlearning.objectives import StepInputs
-from ..ops import gaussian_target
 
 
 @dataclass(frozen=True)
@@ -35,10 +32,12 @@ class Context:
         return self.rank == 0
 
 
-def is_main_process() -> bool:
+def launched() -> Context:
+    """This process's place in its launch (an initialised process group, else torchrun's
+    RANK / WORLD_SIZE), without joining anything."""
     if dist.is_available() and dist.is_initialized():
-        return dist.get_rank() == 0
-    return int(os.environ.get("RANK", "0")) == 0
+        return Context(dist.get_rank(), dist.get_world_size())
+    return Context(int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1")))
 
 
 def setup(device: torch.device) -> tuple[Context, torch.device]:
@@ -89,6 +88,12 @@ def average_gradients(ctx: Context, params) -> None:
         work.wait()
     for grad in grads:
         grad.div_(ctx.world_size)
+
+
+def all_reduce_sum(ctx: Context, tensor: torch.Tensor) -> None:
+    """Sum `tensor` across the ranks, in place."""
+    if ctx.enabled:
+        dist.all_reduce(tensor)
 
 
 def gather_states(ctx: Context, state: torch.Tensor) -> list[torch.Tensor]:
@@ -157,42 +162,3 @@ def shard_like(tensor: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
 
 def full_state(module: nn.Module) -> dict[str, torch.Tensor]:
     return {k: full(v).detach() for k, v in module.state_dict().items()}
-
-
-def _global_statistics(x: torch.Tensor, stats: str, world_size: int):
-    """mu and unbiased sigma of the global batch (every rank holds an equal shard)."""
-    dims = tuple(range(x.dim())) if stats == "batch" else (0,) + tuple(range(2, x.dim()))
-    x64 = x.detach().double()
-    sums = torch.stack([x64.sum(dim=dims, keepdim=True), x64.square().sum(dim=dims, keepdim=True)])
-    dist.all_reduce(sums)
-    count = world_size * x.numel() // (1 if stats == "batch" else x.shape[1])
-    mu = sums[0] / count
-    if count < 2:
-        return mu, torch.zeros_like(mu)
-    variance = (sums[1] - count * mu.square()).clamp_min(0) / (count - 1)
-    return mu, variance.sqrt()
-
-
-@dataclass
-class ShardInputs(StepInputs):
-    """One rank's shard of a step. `noise_offset` points at the rank's first forget
-    sample in the global stream (step * batch_size * image numel + first global
-    forget index * image numel), so the ranks' noise streams are distinct and
-    together are the one-process stream. Batch and channel statistics are those of
-    the global forget batch (all-reduced); n = mu + sigma * z is then formed here,
-    as gaussian_target does, from its standard-normal z."""
-
-    world_size: int = 1
-
-    def noise(self, like: torch.Tensor, keep: Optional[torch.Tensor] = None) -> torch.Tensor:
-        if self.noise_stats not in ("batch", "channel"):
-            return super().noise(like, keep)
-        mu, sigma = _global_statistics(like, self.noise_stats, self.world_size)
-        z = gaussian_target(like, seed=self.noise_seed, offset=self.noise_offset, stats="standard")
-        noise = mu.float() + sigma.float() * z.float()
-        if self.noise_clamp is not None:
-            noise = noise.clamp(self.noise_clamp[0], self.noise_clamp[1])
-        if keep is not None:
-            keep = keep.to(like.device, torch.float32)
-            noise = keep * noise
-        return noise.to(like.dtype)

@@ -9,7 +9,7 @@ from typing import Optional
 import torch
 
 from ..models import VQTokenizer
-from .pretrain import train_loop
+from .loop import train_loop
 
 
 @torch.no_grad()

@@ -14,8 +14,10 @@ from typing import Any, Optional
 from ..models.masks import parse_mask
 from ..ops import DISTANCES, STATS
 from ..training.optim import WEIGHT_DECAY
+from .objectives import OBJECTIVES
 
-METHODS = ("ours", "max_loss", "noisy_label", "retain_label", "random_encoder")
+METHODS = tuple(OBJECTIVES)
+ENCODER_METHODS = tuple(name for name, objective in OBJECTIVES.items() if objective.encoder_only)
 PRECISIONS = ("fp32", "bf16", "fp16")
 
 
@@ -155,12 +157,13 @@ class UnlearnConfig:
         """The defaults that depend on the batch, the run length or the device filled in."""
         lr = self.lr if self.lr is not None else 1e-4 * (2 * self.batch_size) / 256
         precision = self.precision or ("bf16" if device_type == "cuda" and bf16_supported else "fp32")
+        checkpoint_dir = self.checkpoint_dir if self.checkpoint_dir is not None else self.resume_from
         return dataclasses.replace(
             self, lr=lr, precision=precision,
             warmup_steps=self.warmup_steps if self.warmup_steps is not None else max(1, self.steps // 20),
             log_every=self.log_every or (1 if device_type == "cpu" else 20),
-            checkpoint_dir=self.checkpoint_dir if self.checkpoint_dir is not None else self.resume_from,
-            checkpoint_every=self.checkpoint_every or max(1, self.steps // 10),
+            checkpoint_dir=checkpoint_dir,
+            checkpoint_every=(self.checkpoint_every or max(1, self.steps // 10)) if checkpoint_dir else None,
         )
 
     def recorded(self) -> dict[str, Any]:
@@ -176,5 +179,3 @@ class UnlearnConfig:
     def docs(cls) -> dict[str, str]:
         return {f.name: f.metadata["doc"] for f in dataclasses.fields(cls)}
 
-
-ENCODER_METHODS = ("ours", "random_encoder")

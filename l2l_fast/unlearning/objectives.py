@@ -9,16 +9,26 @@ Every method returns (loss, retain term, forget term) for one step.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import torch
 from torch import nn
 
 from ..ops import encoder_distance, encoder_distance_multi, gaussian_target
-from .caches import cached_prepare
+from .caches import SampleCache, cached_prepare
+from .step_data import StepInputs
 
-METHODS = ("ours", "max_loss", "noisy_label", "retain_label", "random_encoder")
-ENCODER_METHODS = ("ours", "random_encoder")
+
+@dataclass
+class StepModels:
+    """What an objective runs besides the data: the module being trained (the student
+    encoder, possibly wrapped; the whole model's methods use the adapter's model), the
+    frozen reference (the teacher encoder, or an adapter of the original model) and the
+    retain-target cache."""
+
+    student: Optional[nn.Module] = None
+    reference: Any = None
+    cache: Optional[SampleCache] = None
 
 
 def sample_weights(num_retain: int, num_forget: int, alpha: float, device) -> torch.Tensor:
@@ -35,39 +45,6 @@ def per_sample_distance(student, target, weight: torch.Tensor, distance: str) ->
         target = [t.detach().to(s.dtype) for s, t in zip(student, target)]
         return encoder_distance_multi(student, target, weight, distance=distance)
     return encoder_distance(student, target.detach().to(student.dtype), weight, distance=distance)
-
-
-@dataclass
-class StepInputs:
-    """One step's data: R retain and F forget images and their corruptions."""
-
-    adapter: Any
-    retain: torch.Tensor
-    forget: torch.Tensor
-    corruption: Any  # for the R + F samples, retain first
-    alpha: float
-    distance: str
-    noise_seed: int
-    noise_offset: int
-    noise_stats: str
-    noise_clamp: Optional[tuple[float, float]]
-    retain_index: Optional[torch.Tensor] = None  # dataset indices of the rows, on the host (caches)
-    forget_index: Optional[torch.Tensor] = None
-    prepared: Optional[dict] = None  # {"retain", "forget"}: SampleCaches of adapter.prepare (frozen_prepare)
-
-    @property
-    def num_retain(self) -> int:
-        return self.retain.shape[0]
-
-    def part(self, which: str):
-        index = slice(0, self.num_retain) if which == "retain" else slice(self.num_retain, None)
-        return self.adapter.select(self.corruption, index)
-
-    def noise(self, like: torch.Tensor, keep: Optional[torch.Tensor] = None) -> torch.Tensor:
-        if keep is not None:
-            keep = keep.to(like.device, like.dtype, non_blocking=True)
-        return gaussian_target(like, seed=self.noise_seed, offset=self.noise_offset,
-                               stats=self.noise_stats, clamp=self.noise_clamp, keep=keep)
 
 
 def _split(per_sample: torch.Tensor, num_retain: int, alpha: float):
@@ -89,10 +66,11 @@ def _encode_real(s: StepInputs, encoder: nn.Module):
     return real, s.adapter.encode(encoder, real, s.corruption)
 
 
-def ours(s: StepInputs, encoder: nn.Module, teacher: nn.Module, cache=None):
+def ours(s: StepInputs, m: StepModels):
     """E_θ(T(x)) towards E_0 on the mixed batch [T(x_R); T(n_F)], one teacher pass.
     With a SampleCache, retain targets already computed are not computed again."""
-    real, student = _encode_real(s, encoder)
+    teacher, cache = m.reference, m.cache
+    real, student = _encode_real(s, m.student)
     forget_corruption = s.part("forget")
     noise = s.noise(s.forget, s.adapter.noise_keep(forget_corruption))
     noise = s.adapter.prepare(s.adapter.noise_input(s.forget, noise, forget_corruption))
@@ -138,11 +116,11 @@ def _cat(first, second):
     return torch.cat([first, second])
 
 
-def random_encoder(s: StepInputs, encoder: nn.Module, teacher: nn.Module):
+def random_encoder(s: StepInputs, m: StepModels):
     """Forget targets: Gaussian vectors with the statistics of the teacher's embeddings."""
-    real, student = _encode_real(s, encoder)
+    real, student = _encode_real(s, m.student)
     with torch.no_grad():
-        teacher_out = s.adapter.encode(teacher, real, s.corruption)
+        teacher_out = s.adapter.encode(m.reference, real, s.corruption)
         retain_part = _rows(teacher_out, slice(0, s.num_retain))
         forget_part = _gaussian_like(_rows(teacher_out, slice(s.num_retain, None)), s)
         target = _cat(retain_part, forget_part)
@@ -150,27 +128,43 @@ def random_encoder(s: StepInputs, encoder: nn.Module, teacher: nn.Module):
     return _split(per_sample_distance(student, target, weights, s.distance), s.num_retain, s.alpha)
 
 
-def max_loss(s: StepInputs):
+def max_loss(s: StepInputs, m: StepModels):
     """Whole model: task_loss(R) − α · task_loss(F)."""
     retain = s.adapter.task_loss(s.retain, s.part("retain"))
     forget = s.adapter.task_loss(s.forget, s.part("forget"))
     return retain - s.alpha * forget, retain.detach(), forget.detach()
 
 
-def noisy_label(s: StepInputs):
+def noisy_label(s: StepInputs, m: StepModels):
     """Whole model: task_loss(R) + α · task_loss(F with Gaussian-noise targets)."""
     retain = s.adapter.task_loss(s.retain, s.part("retain"))
     forget = s.adapter.task_loss(s.forget, s.part("forget"), targets=s.noise(s.forget))
     return retain + s.alpha * forget, retain.detach(), forget.detach()
 
 
-def retain_label(s: StepInputs, original):
+def retain_label(s: StepInputs, m: StepModels):
     """Whole model: forget samples take the original model's outputs on retain samples as targets."""
     retain = s.adapter.task_loss(s.retain, s.part("retain"))
     count = s.forget.shape[0]
     if count > s.num_retain:
         raise ValueError("retain_label needs at least as many retain as forget images per step")
     with torch.no_grad():
-        targets = original.generate(s.retain[:count], s.adapter.select(s.corruption, slice(0, count)))
+        targets = m.reference.generate(s.retain[:count], s.adapter.select(s.corruption, slice(0, count)))
     forget = s.adapter.task_loss(s.forget, s.part("forget"), targets=targets)
     return retain + s.alpha * forget, retain.detach(), forget.detach()
+
+
+@dataclass(frozen=True)
+class Objective:
+    loss: Callable[[StepInputs, StepModels], tuple]  # -> (loss, retain term, forget term)
+    encoder_only: bool  # trains the encoder alone (else the whole model)
+    reference: Optional[str]  # "teacher": a frozen encoder copy; "original": a frozen model copy
+
+
+OBJECTIVES = {
+    "ours": Objective(ours, encoder_only=True, reference="teacher"),
+    "random_encoder": Objective(random_encoder, encoder_only=True, reference="teacher"),
+    "max_loss": Objective(max_loss, encoder_only=False, reference=None),
+    "noisy_label": Objective(noisy_label, encoder_only=False, reference=None),
+    "retain_label": Objective(retain_label, encoder_only=False, reference="original"),
+}

@@ -9,10 +9,9 @@ from typing import Any, Optional
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
-from ...models import io as checkpoint
-from ...training.optim import adamw, set_lr, warmup_cosine
+from ...models.io import read, save_tensors
+from ...training.loop import train_loop
 from ._features import Images, rows
 
 FASHION_CLASSIFIER = Path(str(resources.files("l2l_fast") / "assets" / "fashion_classifier.safetensors"))
@@ -86,25 +85,16 @@ def train_classifier(
     horizontal flips; batches drawn from a generator seeded with `seed`. Returns the losses."""
     _check_labels(images, labels, model.config["num_classes"])
     device = next(model.parameters()).device
-    generator = torch.Generator().manual_seed(seed)
-    optimizer = adamw(model.named_parameters(), lr)
-    warmup = max(1, steps // 20)
-    losses: list[float] = []
-    model.train()
-    for step in tqdm(range(steps), desc="classifier", disable=not progress):
-        set_lr(optimizer, lr * warmup_cosine(step, steps, warmup))
+
+    def step_loss(step: int, generator: torch.Generator) -> torch.Tensor:
         index = torch.randint(images.shape[0], (batch_size,), generator=generator)
         x, y = images[index], labels[index]
         if flip:
             mirrored = torch.rand(batch_size, generator=generator) < 0.5
             x = torch.where(mirrored[:, None, None, None], x.flip(-1), x)
-        loss = F.cross_entropy(model(x.to(device)), y.to(device))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-    model.eval()
-    return losses
+        return F.cross_entropy(model(x.to(device)), y.to(device))
+
+    return train_loop(model, step_loss, steps=steps, lr=lr, seed=seed, progress=progress, desc="classifier")
 
 
 def predictions(classifier: nn.Module, images: Images, *, batch_size: int = 512) -> torch.Tensor:
@@ -129,12 +119,12 @@ def accuracy(classifier: nn.Module, images: torch.Tensor, labels: torch.Tensor, 
 
 def save_classifier(model: FashionClassifier, path, extra: Optional[dict[str, Any]] = None) -> Path:
     meta = {"family": model.family, "config": model.config, **(extra or {})}
-    return checkpoint.atomic_save(model.state_dict(), meta, path)
+    return save_tensors(model.state_dict(), meta, path)
 
 
 def load_classifier(path=FASHION_CLASSIFIER, map_location: str = "cpu") -> FashionClassifier:
     """A classifier saved by `save_classifier` (by default the packaged Fashion-MNIST one), in eval mode."""
-    tensors, meta = checkpoint.read(path)
+    tensors, meta = read(path)
     if meta.get("family") != FashionClassifier.family:
         raise ValueError(f"{path}: not a classifier checkpoint (family {meta.get('family')!r})")
     model = FashionClassifier(**meta["config"])
