@@ -6,7 +6,7 @@ What their code does per step, kept here on purpose (DESIGN §1 lists it):
 - noise and loss are separate eager operations;
 - the VQ tokenizer runs in every pass (student input, teacher real, teacher noise);
 - the loss is read on the host every step (AuthorsTrainStep).
-It computes the same loss as `l2l_fast.objectives.ours` (clean per-subset
+It computes the same loss as `l2l_fast.unlearning.objectives.ours` (clean per-subset
 means, the same seeded noise), so the two can be compared on one batch.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from l2l_fast.ops import reference
-from l2l_fast.unlearning.objectives import StepInputs
+from l2l_fast.unlearning.step_data import StepInputs
 
 
 def _maps(embedding):

@@ -15,19 +15,14 @@ from typing import Callable
 import torch
 from authors_recipe import AuthorsTrainStep
 
-from l2l_fast.training import distributed
-from l2l_fast.unlearning import objectives
+from l2l_fast import UnlearnConfig, UnlearnRecipe
 from l2l_fast.adapters import adapter_for
-from l2l_fast.unlearning.recipe import PRECISIONS
-from l2l_fast.models.masks import parse_mask
 from l2l_fast.models import MAE, MAGE, PaletteUNet
 from l2l_fast.models.mae_official import OFFICIAL_DECODER, OFFICIAL_MAE
-from l2l_fast.training.optim import adamw
+from l2l_fast.models.masks import parse_mask
 from l2l_fast.models.presets import FASHION_MNIST_MAE, FASHION_MNIST_MAGE
-from l2l_fast.unlearning.caches import SampleCache
-from l2l_fast.training.monitor import StepMonitor
-from l2l_fast.unlearning.recipe import frozen_teacher
-from l2l_fast.training.step import TrainStep, checkpointed
+from l2l_fast.training.optim import BETAS, WEIGHT_DECAY, param_groups
+from l2l_fast.unlearning.recipe import DTYPES, frozen_teacher
 
 VIT_TINY_224 = dict(img_size=224, patch_size=16, in_chans=3, embed_dim=192, depth=12, num_heads=3,
                     decoder_embed_dim=128, decoder_depth=2, decoder_num_heads=4)
@@ -72,50 +67,38 @@ def build_step(name: str, recipe: str, precision: str, batch: int, device: str) 
     `batch` retain images resident on `device`. Recipes: "authors"; "lean", as the
     first epoch of `unlearn` runs it; "lean_cached", as later epochs run it, with the
     VQ tokens of real images and (fixed masks, one embedding tensor) the retain
-    targets already cached; "lean_ckpt", "lean" with checkpoint_activations=True."""
+    targets already cached; "lean_ckpt", "lean" with checkpoint_activations=True.
+    The lean steps are those of an UnlearnRecipe, set up as `unlearn` sets it up."""
     model = copy.deepcopy(_model(name, device))
     adapter = adapter_for(model)
     channels, size, _ = adapter.image_shape
-    spec = parse_mask(MODELS[name][1])
+    mask = MODELS[name][1]
     g = torch.Generator().manual_seed(0)
-    inputs = objectives.StepInputs(
-        adapter=adapter, retain=torch.rand(batch, channels, size, size, generator=g).to(device),
-        forget=torch.rand(batch, channels, size, size, generator=g).to(device),
-        corruption=adapter.draw(spec, 2 * batch, g), alpha=0.25, distance="mse",
-        noise_seed=0, noise_offset=0, noise_stats="batch", noise_clamp=None,
-        retain_index=torch.arange(batch), forget_index=torch.arange(batch))
-    target_cache = None
-    if recipe == "lean_cached":
-        if adapter.frozen_prepare:
-            inputs.prepared = {"retain": SampleCache(batch), "forget": SampleCache(batch)}
-        if adapter.fixed_targets(spec):
-            target_cache = SampleCache(batch)
-    dtype = PRECISIONS[precision]
-    encoder = model.encoder
-    teacher = frozen_teacher(encoder)
-    trainable = [p for p in encoder.parameters() if p.requires_grad]
-    scaler = torch.amp.GradScaler(torch.device(device).type, enabled=dtype == torch.float16)
+    forget, retain = (torch.rand(batch, channels, size, size, generator=g) for _ in range(2))
+    config = UnlearnConfig(steps=1 << 30, batch_size=batch, lr=LR, mask=mask, precision=precision, device=device,
+                           grad_clip=GRAD_CLIP, progress=False, checkpoint_activations=recipe == "lean_ckpt",
+                           cache_targets=recipe == "lean_cached" and adapter.fixed_targets(parse_mask(mask)))
+    run = UnlearnRecipe(model, forget, retain, config)
+    run.setup()
+    inputs = run.inputs(0)
     if recipe == "authors":
-        optimizer = adamw(encoder.named_parameters(), LR, fused=False)
-        authors = AuthorsTrainStep(encoder, teacher, optimizer, scaler, trainable, GRAD_CLIP, dtype)
+        encoder, dtype = model.encoder, DTYPES[precision]
+        trainable = [p for p in encoder.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(param_groups(encoder.named_parameters(), WEIGHT_DECAY), lr=LR, betas=BETAS)
+        scaler = torch.amp.GradScaler(torch.device(device).type, enabled=dtype == torch.float16)
+        authors = AuthorsTrainStep(encoder, frozen_teacher(encoder), optimizer, scaler, trainable, GRAD_CLIP, dtype)
         return Step(lambda: authors(inputs), 2 * batch)
-    if dtype != torch.float32:
-        teacher.to(dtype)
-    optimizer = adamw(encoder.named_parameters(), LR)
-    lean = TrainStep(lambda s: objectives.ours(s, encoder, teacher, target_cache), optimizer, scaler, trainable,
-                     GRAD_CLIP, dtype)
-    monitor = StepMonitor(distributed.Context(), torch.device(device), log_every=20)
+    if recipe != "lean_cached":
+        inputs.prepared = None  # the first epoch: every real image tokenised in its step
     counter = iter(range(1 << 62))
-    blocks = adapter.blocks() if recipe == "lean_ckpt" else []
 
-    def run() -> None:
-        step = next(counter)
-        with checkpointed(blocks):
-            lean(monitor, step, LR, inputs)
-        if monitor.due(step):
-            monitor.read(lambda record: None)
+    def step() -> None:
+        index = next(counter)
+        run.train_step(run.monitor, index, LR, inputs)
+        if run.monitor.due(index):
+            run.monitor.read(lambda record: None)
 
-    return Step(run, 2 * batch)
+    return Step(step, 2 * batch)
 
 
 def step_flops(step: Step) -> int:

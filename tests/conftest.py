@@ -70,6 +70,20 @@ def autoencoder(seed=0):
     return model, l2l_fast.adapt(model, "encoder", image_shape=(1, 8, 8), patch_size=2)
 
 
+class DropoutAutoencoder(ConvAutoencoder):
+    """A user's inpainter whose encoder draws dropout masks from torch's global RNG."""
+
+    def __init__(self):
+        super().__init__()
+        self.encoder.insert(2, nn.Dropout(0.3))
+
+
+def dropout_autoencoder(seed=0):
+    torch.manual_seed(seed)
+    model = DropoutAutoencoder()
+    return model, l2l_fast.adapt(model, "encoder", image_shape=(1, 8, 8), patch_size=2)
+
+
 AE_FORGET = torch.rand(12, 1, 8, 8, generator=torch.Generator().manual_seed(5)) * 0.5 + 0.5
 AE_RETAIN = torch.rand(12, 1, 8, 8, generator=torch.Generator().manual_seed(6)) * 0.5
 
@@ -100,6 +114,14 @@ CASES = {
     "noisy_label": ("autoencoder", dict(method="noisy_label", steps=4, batch_size=4, lr=1e-2, mask="inpaint:2",
                                         progress=False)),
 }
+
+
+def unlearn_kind(kind: str, **kwargs):
+    """`unlearn` on a fresh model of `kind`: "mae" (the tiny MAE) or "dropout" (the dropout autoencoder)."""
+    if kind == "mae":
+        return l2l_fast.unlearn(tiny_model(), FORGET, RETAIN, **kwargs)
+    model, adapter = dropout_autoencoder()
+    return l2l_fast.unlearn(model, AE_FORGET, AE_RETAIN, adapter=adapter, **kwargs)
 
 
 def run_case(name: str, callback=None):

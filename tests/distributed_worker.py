@@ -17,7 +17,7 @@ from safetensors.torch import save_file
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import l2l_fast  # noqa: E402
-from conftest import CASES, FORGET, RETAIN, RUN, run_case, tiny_model  # noqa: E402
+from conftest import CASES, FORGET, RETAIN, RUN, run_case, tiny_model, unlearn_kind  # noqa: E402
 
 def save_result(out: Path, name: str, model, log) -> None:
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, out / f"{name}.safetensors")
@@ -73,13 +73,13 @@ def non_finite(out: Path) -> None:
     dist.destroy_process_group()
 
 
-def slow_checkpointed(out: Path) -> None:
+def slow_checkpointed(out: Path, kind: str = "mae") -> None:
     """One process, a checkpoint every step, slow enough to be killed part-way."""
     kwargs = dict(CASES["ddp"][1], steps=12, checkpoint_dir=str(out / "checkpoints"), checkpoint_every=1)
-    l2l_fast.unlearn(tiny_model(), FORGET, RETAIN, callback=lambda record: time.sleep(0.25), **kwargs)
+    unlearn_kind(kind, callback=lambda record: time.sleep(0.25), **kwargs)
 
 
 SCENARIOS = {"equivalence": equivalence, "non_finite": non_finite, "slow_checkpointed": slow_checkpointed}
 
 if __name__ == "__main__":
-    SCENARIOS[sys.argv[1]](Path(sys.argv[2]))
+    SCENARIOS[sys.argv[1]](Path(sys.argv[2]), *sys.argv[3:])

@@ -20,11 +20,12 @@ import l2l_fast
 from l2l_fast.models import io as checkpoint
 from l2l_fast import cli
 from l2l_fast.training import checkpointing as run_state
-from conftest import CASES, FORGET, make_folders, RETAIN, tiny_model
+from conftest import CASES, FORGET, make_folders, RETAIN, tiny_model, unlearn_kind
 
 # Children import the same l2l_fast as this process (the installed build, with _C).
 ROOT = Path(l2l_fast.__file__).resolve().parents[1]
 KWARGS = dict(CASES["ddp"][1], steps=6)
+WORKER = str(Path(__file__).with_name("distributed_worker.py"))
 
 
 def encoder_equal(a, b) -> bool:
@@ -60,11 +61,12 @@ def test_checkpoints_are_safetensors_and_json_and_the_last_two_are_kept(tmp_path
     assert sidecar["sha256"] == run_state.sha256(tmp_path / "step-00000006.safetensors")
 
 
-def test_killed_run_resumes_bit_for_bit(tmp_path, straight):
+@pytest.mark.parametrize("kind", ["mae", "dropout"])
+def test_killed_run_resumes_bit_for_bit(tmp_path, kind):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH")))),
            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(torch.get_num_threads()))}
     folder = tmp_path / "checkpoints"
-    child = subprocess.Popen([sys.executable, str(Path(__file__).with_name("distributed_worker.py")), "slow_checkpointed", str(tmp_path)],
+    child = subprocess.Popen([sys.executable, WORKER, "slow_checkpointed", str(tmp_path), kind],
                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 60
@@ -81,9 +83,8 @@ def test_killed_run_resumes_bit_for_bit(tmp_path, straight):
     assert 3 <= killed_at < 12
     log = []
     kwargs = dict(CASES["ddp"][1], steps=12)
-    resumed = l2l_fast.unlearn(tiny_model(), FORGET, RETAIN, resume_from=str(folder), checkpoint_every=1,
-                               callback=log.append, **kwargs)
-    uninterrupted = l2l_fast.unlearn(tiny_model(), FORGET, RETAIN, **kwargs)
+    resumed = unlearn_kind(kind, resume_from=str(folder), checkpoint_every=1, callback=log.append, **kwargs)
+    uninterrupted = unlearn_kind(kind, **kwargs)
     assert log[0]["step"] == killed_at and log[-1]["step"] == 11
     assert all(torch.equal(v, resumed.state_dict()[k]) for k, v in uninterrupted.state_dict().items())
 

@@ -6,7 +6,7 @@ import torch
 import l2l_fast
 from l2l_fast.ops import reference
 from l2l_fast.adapters import MAEAdapter
-from conftest import FORGET, RETAIN, RUN, tiny_model
+from conftest import AE_FORGET, AE_RETAIN, FORGET, RETAIN, RUN, dropout_autoencoder, tiny_model
 
 def state(module: torch.nn.Module) -> dict:
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
@@ -28,6 +28,42 @@ def test_same_seed_same_encoder_bit_for_bit():
     c = l2l_fast.unlearn(tiny_model(), FORGET, RETAIN, seed=8, **RUN)
     assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
     assert not all(torch.equal(v, c.state_dict()[k]) for k, v in a.state_dict().items())
+
+
+def test_seed_fixes_a_run_whose_encoder_uses_dropout():
+    """Dropout draws from torch's global RNG: the seed fixes it for the run, and the
+    caller's global RNG comes back as it was, neither reseeded nor advanced."""
+    (a, adapter_a), (b, adapter_b), (c, adapter_c) = (dropout_autoencoder() for _ in range(3))
+    torch.manual_seed(1234)
+    caller = torch.get_rng_state()
+    l2l_fast.unlearn(a, AE_FORGET, AE_RETAIN, adapter=adapter_a, seed=7, **RUN)
+    assert torch.equal(torch.get_rng_state(), caller)
+    torch.rand(5)  # the caller's RNG moves on between the calls; the run must not see it
+    l2l_fast.unlearn(b, AE_FORGET, AE_RETAIN, adapter=adapter_b, seed=7, **RUN)
+    l2l_fast.unlearn(c, AE_FORGET, AE_RETAIN, adapter=adapter_c, seed=8, **RUN)
+    assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
+    assert not all(torch.equal(v, c.state_dict()[k]) for k, v in a.state_dict().items())
+
+
+def test_dropout_is_what_differs_between_seeds_of_the_global_rng():
+    """The seeds of the run's own draws (batches, masks, noise) held, only the global RNG
+    changed: a dropout encoder's result follows it, which is why unlearn seeds it."""
+    from l2l_fast.training.seeding import rank_seed
+
+    assert rank_seed(7, 0) == 7 and len({rank_seed(7, r) for r in range(4)}) == 4
+    model, adapter = dropout_autoencoder()
+    runs = []
+    for global_seed in (0, 1):
+        model_copy = copy.deepcopy(model)
+        adapter_copy = l2l_fast.adapt(model_copy, "encoder", image_shape=(1, 8, 8), patch_size=2)
+        recipe = l2l_fast.UnlearnRecipe(model_copy, AE_FORGET, AE_RETAIN, l2l_fast.UnlearnConfig(seed=3, **RUN),
+                                        adapter=adapter_copy)
+        recipe.setup()
+        torch.manual_seed(global_seed)  # inside the run's fork: changes only the dropout masks
+        recipe.train()
+        recipe.close()
+        runs.append(model_copy.encoder.state_dict())
+    assert not all(torch.equal(v, runs[1][k]) for k, v in runs[0].items())
 
 
 def test_teacher_is_not_kept_on_the_model():

@@ -45,18 +45,19 @@ class SkippableAdamW(torch.optim.AdamW):
             )
 
 
-def adamw(named_params: Iterable[tuple[str, torch.nn.Parameter]], lr: float,
-          weight_decay: float = WEIGHT_DECAY) -> SkippableAdamW:
-    """AdamW over trainable parameters; no weight decay on biases and norms (ndim <= 1)."""
+def param_groups(named_params: Iterable[tuple[str, torch.nn.Parameter]], weight_decay: float) -> list[dict]:
+    """The trainable parameters in two groups: weight decay on weights, none on biases and norms (ndim <= 1)."""
     decay, no_decay = [], []
     for _, param in named_params:
         if param.requires_grad:
             (no_decay if param.ndim <= 1 else decay).append(param)
-    groups = [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-    return SkippableAdamW(groups, lr=lr, weight_decay=weight_decay)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def adamw(named_params: Iterable[tuple[str, torch.nn.Parameter]], lr: float,
+          weight_decay: float = WEIGHT_DECAY) -> SkippableAdamW:
+    """SkippableAdamW over `param_groups`, with the authors' betas."""
+    return SkippableAdamW(param_groups(named_params, weight_decay), lr=lr, weight_decay=weight_decay)
 
 
 def warmup_cosine(step: int, total: int, warmup: int) -> float:
