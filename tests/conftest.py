@@ -130,3 +130,17 @@ def run_case(name: str, callback=None):
         return l2l_fast.unlearn(tiny_model(), FORGET, RETAIN, callback=callback, **kwargs)
     model, adapter = autoencoder()
     return l2l_fast.unlearn(model, AE_FORGET, AE_RETAIN, adapter=adapter, callback=callback, **kwargs)
+
+
+def assert_low_precision_close_to_fp32(build, forget, retain, run: dict, precision: str) -> None:
+    """The teacher cast to bf16/fp16 runs through a family's layers: the forget terms stay
+    near the fp32 run's, the retain terms (0 in fp32 at the start, student = teacher)
+    within the low-precision floor."""
+    def terms(precision):
+        log = []
+        l2l_fast.unlearn(build(), forget, retain, precision=precision, callback=log.append, **run)
+        return [r["forget"] for r in log], [r["retain"] for r in log]
+
+    (low_forget, low_retain), (forget32, retain32) = terms(precision), terms("fp32")
+    assert low_forget == pytest.approx(forget32, rel=0.1, abs=2e-4)
+    assert low_retain == pytest.approx(retain32, abs=1e-3)

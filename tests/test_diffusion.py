@@ -1,5 +1,7 @@
 """The Palette-style diffusion family: UNet split, Palette's noising and loss,
 DDPM/DDIM sampling, the adapter's unlearning inputs, official checkpoints."""
+import math
+
 import pytest
 import torch
 
@@ -12,6 +14,7 @@ from l2l_fast.models.palette_blocks import AttentionBlock
 from l2l_fast.models.palette_official import load_official_palette
 from l2l_fast.models.presets import FASHION_MNIST_PALETTE
 from l2l_fast.training.pretrain import pretrain
+from conftest import assert_low_precision_close_to_fp32
 
 SCHEDULE = {"train": {"schedule": "linear", "n_timestep": 20, "linear_start": 1e-4, "linear_end": 0.2},
             "test": {"schedule": "linear", "n_timestep": 10, "linear_start": 1e-3, "linear_end": 0.3}}
@@ -181,9 +184,17 @@ def test_unlearn_trains_the_encoder_only_and_is_seeded():
 
 
 @pytest.mark.parametrize("method", ["max_loss", "noisy_label", "retain_label", "random_encoder"])
-def test_baselines_run(method):
+def test_baselines_train_what_they_should(method):
+    """Every baseline runs on the UNet with finite step values; the whole-model ones also
+    move the output blocks, random_encoder keeps them bit-identical."""
     model = tiny_model()
-    l2l_fast.unlearn(model, FORGET, RETAIN, method=method, **{**RUN, "steps": 1})
+    decoder, encoder = state(model.decoder), state(model.encoder)
+    log = []
+    l2l_fast.unlearn(model, FORGET, RETAIN, method=method, callback=log.append, **{**RUN, "steps": 2})
+    assert [r["step"] for r in log] == [0, 1] and all(math.isfinite(r["loss"]) for r in log)
+    assert any(not torch.equal(encoder[k], v) for k, v in model.encoder.state_dict().items())
+    decoder_same = all(torch.equal(decoder[k], v) for k, v in model.decoder.state_dict().items())
+    assert decoder_same == (method == "random_encoder")
 
 
 def test_checkpoint_roundtrip(tmp_path):
@@ -271,3 +282,8 @@ def test_official_checkpoint_mismatch_lists_keys_and_shapes():
 def test_bad_configs_are_rejected(kwargs, match):
     with pytest.raises(ValueError, match=match):
         PaletteUNet(**{**TINY, **kwargs})
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_low_precision_runs_close_to_fp32(precision):
+    assert_low_precision_close_to_fp32(tiny_model, FORGET, RETAIN, RUN, precision)

@@ -1,6 +1,5 @@
 """The fast-path options of unlearn against the plain fp32 step."""
 import copy
-import importlib
 
 import pytest
 import torch
@@ -13,6 +12,7 @@ from l2l_fast.adapters import adapter_for
 from l2l_fast.models.masks import parse_mask
 from l2l_fast.unlearning.recipe import frozen_teacher
 from conftest import FORGET, RETAIN, tiny_model
+from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import CheckpointWrapper
 
 RUN = dict(steps=6, batch_size=4, lr=1e-3, mask="inpaint:2", progress=False)
 
@@ -85,7 +85,7 @@ def test_activation_checkpointing_gives_the_same_bits(plain):
     model, log = run(precision="fp32", checkpoint_activations=True)
     assert [r["loss"] for r in log] == [r["loss"] for r in plain[1]]
     assert all(torch.equal(v, plain[0].state_dict()[k]) for k, v in model.state_dict().items())
-    assert all("forward" not in vars(block) for block in model.encoder.blocks)  # restored
+    assert not any(isinstance(m, CheckpointWrapper) for m in model.modules())  # unwrapped after the run
 
 
 class CountingAdapter(type(adapter_for(tiny_model()))):
@@ -126,22 +126,3 @@ def test_compiled_encoder_follows_the_plain_run(plain):
 def test_option_errors(options, message):
     with pytest.raises(ValueError, match=message):
         l2l_fast.unlearn(tiny_model(), FORGET, RETAIN, **{**RUN, **options})
-
-
-@pytest.mark.parametrize("family", ["vq", "diffusion"])
-@pytest.mark.parametrize("precision", ["bf16", "fp16"])
-def test_low_precision_runs_every_family_close_to_fp32(family, precision):
-    """The teacher cast to bf16/fp16 runs through every family's layers (the UNet's fp32
-    GroupNorm, the VQ tokenizer): the forget terms stay near the fp32 run's, the retain
-    terms (0 in fp32 at the start, student = teacher) within the low-precision floor."""
-    module = importlib.import_module(f"test_{family}")
-
-    def terms(precision):
-        log = []
-        l2l_fast.unlearn(module.tiny_model(), module.FORGET, module.RETAIN, precision=precision,
-                         callback=log.append, **module.RUN)
-        return [r["forget"] for r in log], [r["retain"] for r in log]
-
-    (forget, retain), (forget32, retain32) = terms(precision), terms("fp32")
-    assert forget == pytest.approx(forget32, rel=0.1, abs=2e-4)
-    assert retain == pytest.approx(retain32, abs=1e-3)

@@ -10,6 +10,7 @@ from l2l_fast.models import MAGE, VQTokenizer, load_official_mage
 from l2l_fast.models.vq import VectorQuantizer
 from l2l_fast.training.pretrain import pretrain
 from l2l_fast.training.pretrain_vq import pretrain_tokenizer
+from conftest import assert_low_precision_close_to_fp32
 
 TOK = dict(in_chans=1, ch=8, ch_mult=[1, 2], num_res_blocks=1, z_channels=8, n_embed=16, norm_groups=4)
 TINY = dict(img_size=8, tokenizer=TOK, embed_dim=16, depth=2, num_heads=2,
@@ -346,3 +347,8 @@ def test_pretrain_tokenizer_trains_a_frozen_tokenizer_and_restores_its_flags():
     pretrain_tokenizer(model.tokenizer, images(6, 8), steps=1, batch_size=2, progress=False)
     assert not same(before, model.tokenizer)
     assert not any(p.requires_grad for p in model.tokenizer.parameters())
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_low_precision_runs_close_to_fp32(precision):
+    assert_low_precision_close_to_fp32(tiny_model, FORGET, RETAIN, RUN, precision)
