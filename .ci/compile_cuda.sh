@@ -45,7 +45,6 @@ for src in "${sources[@]}"; do
   echo "nvcc -c $(realpath --relative-to="$ROOT" "$src")"
   if ! "$NVCC" -c -std=c++17 -O3 -arch="$ARCH" --expt-relaxed-constexpr -lineinfo \
       -Xcompiler -fPIC -D_GLIBCXX_USE_CXX11_ABI="$CXX11_ABI" \
-      -DTORCH_EXTENSION_NAME=_C -DL2L_FAST_WITH_CUDA \
       "${INCLUDE_FLAGS[@]}" "$src" -o "$obj"; then
     status=1
   fi

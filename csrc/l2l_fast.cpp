@@ -27,10 +27,13 @@ TORCH_LIBRARY(l2l_fast, m) {
   // grad[b, ...] = grad_unit[b, ...] * grad_out[b], in grad_unit's dtype.
   m.def("scale_rows(Tensor grad_unit, Tensor grad_out) -> Tensor");
   // keep * (mu + sigma * z) + (1 - keep) * fill, z the Philox normal stream at
-  // seed, offset + i; clamp applied to the noise before the keep mask.
+  // seed, offset + i; clamp applied to the noise before the keep mask. mu and
+  // sigma are mean and std when given (one element per group of `stats`), else
+  // computed from x.
   m.def(
       "gaussian_target(Tensor x, SymInt seed, SymInt offset, str stats, "
-      "float? clamp_lo, float? clamp_hi, Tensor? keep, float fill) -> Tensor");
+      "float? clamp_lo, float? clamp_hi, Tensor? keep, float fill, "
+      "Tensor? mean=None, Tensor? std=None) -> Tensor");
   // The raw stream behind gaussian_target: [like.numel(), 2] int64 holding the
   // two uint32 Philox outputs at counter offset + i, on like's device.
   m.def("philox_stream(Tensor like, SymInt seed, SymInt offset) -> Tensor");

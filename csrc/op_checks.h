@@ -11,12 +11,14 @@
 #include <ostream>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 namespace l2l_fast {
 namespace {
 
 inline bool is_supported_float(at::ScalarType t) {
-  return t == at::kFloat || t == at::kBFloat16 || t == at::kHalf || t == at::kDouble;
+  return t == at::kFloat || t == at::kBFloat16 || t == at::kHalf;
 }
 
 // "torch.float32", as Python prints a dtype.
@@ -42,8 +44,7 @@ inline std::ostream& operator<<(std::ostream& os, const ArgName& n) {
 inline void check_float_dtype(const at::Tensor& t, const char* op, const ArgName& name) {
   TORCH_CHECK_TYPE(
       is_supported_float(t.scalar_type()), op, ": ", name,
-      " must be a floating-point tensor (float32, bfloat16, float16 or float64), got ",
-      dtype_name(t.scalar_type()));
+      " must be float32, bfloat16 or float16, got ", dtype_name(t.scalar_type()));
 }
 
 // True for "l2", false for "mse".
@@ -80,7 +81,12 @@ inline int64_t check_distance_pair(
 }
 
 // Every map checked as a pair; all maps share the batch size and device. Returns B.
-inline int64_t check_distance_maps(at::TensorList students, at::TensorList targets, const char* op) {
+// `single`: the one pair of encoder_distance, named student and target.
+inline int64_t check_distance_maps(
+    at::TensorList students, at::TensorList targets, const char* op, bool single) {
+  if (single) {
+    return check_distance_pair(students[0], targets[0], op, {"student"}, {"target"});
+  }
   TORCH_CHECK_VALUE(!students.empty(), op, ": students must hold at least one feature map");
   TORCH_CHECK_VALUE(
       students.size() == targets.size(), op, ": targets must hold one map per student map (",
@@ -172,6 +178,56 @@ inline BCS check_gaussian_args(
 // keep expanded to x's shape and viewed as [B, C, S] (a view when the strides allow).
 inline at::Tensor keep_as_bcs(const at::Tensor& keep, const at::Tensor& x, const BCS& v) {
   return keep.expand(x.sizes()).reshape({v.b, v.c, v.s});
+}
+
+inline const char* stats_name(Stats stats) {
+  switch (stats) {
+    case Stats::kBatch: return "batch";
+    case Stats::kSample: return "sample";
+    case Stats::kChannel: return "channel";
+    default: return "standard";
+  }
+}
+
+// The shape of one statistic per group, broadcastable to x: [1, ...], [B, 1, ...], [1, C, 1, ...].
+inline std::vector<int64_t> stats_shape(const at::Tensor& x, Stats stats) {
+  std::vector<int64_t> shape(x.dim(), 1);
+  if (stats == Stats::kSample) {
+    shape[0] = x.size(0);
+  } else if (stats == Stats::kChannel && x.dim() >= 2) {
+    shape[1] = x.size(1);
+  }
+  return shape;
+}
+
+// Given statistics: mean and std together or not at all, floating point, on x's
+// device, one element per group of `stats`. Returns whether they are given.
+inline bool check_given_stats(
+    const std::optional<at::Tensor>& mean, const std::optional<at::Tensor>& std_dev, Stats stats,
+    const at::Tensor& x, const BCS& v, const char* op) {
+  const bool has_mean = mean.has_value() && mean->defined();
+  const bool has_std = std_dev.has_value() && std_dev->defined();
+  TORCH_CHECK_VALUE(
+      has_mean == has_std, op, ": mean and std must be given together, got only ",
+      has_mean ? "mean" : "std");
+  if (!has_mean) {
+    return false;
+  }
+  TORCH_CHECK_VALUE(stats != Stats::kStandard, op, ": stats='standard' takes no mean and std");
+  const int64_t groups = stats == Stats::kSample ? v.b : stats == Stats::kChannel ? v.c : 1;
+  for (const auto& [name, t] : {std::pair{"mean", *mean}, std::pair{"std", *std_dev}}) {
+    TORCH_CHECK_TYPE(
+        at::isFloatingType(t.scalar_type()), op, ": ", name,
+        " must be a floating-point tensor, got ", dtype_name(t.scalar_type()));
+    TORCH_CHECK_VALUE(
+        t.device() == x.device(), op, ": ", name, " must be on x's device ", x.device(), ", got ",
+        t.device());
+    TORCH_CHECK_VALUE(
+        t.numel() == groups, op, ": ", name, " must have ", groups, " element(s) for stats='",
+        stats_name(stats), "' (e.g. shape ", at::IntArrayRef(stats_shape(x, stats)), "), got shape ",
+        t.sizes());
+  }
+  return true;
 }
 
 }  // namespace

@@ -6,11 +6,7 @@
 #include <cmath>
 #include <cstdint>
 
-#if defined(__CUDACC__) || defined(__HIPCC__)
-#define L2L_HOST_DEVICE __host__ __device__ __forceinline__
-#else
-#define L2L_HOST_DEVICE inline
-#endif
+#include "kernel_math.h"
 
 namespace l2l_fast {
 

@@ -1,8 +1,9 @@
 """gaussian_target: keep * clamp(mu + sigma * z) + (1 - keep) * fill, in x's dtype.
 
 z[i] = tl.randn(seed, offset + i) for the row-major index i of x, viewed as [B, C, S].
-One kernel writes per-tile (mean, M2) partials of x, combined in float64 by a few
-torch ops (Chan's parallel variance, no host sync); one kernel generates the output.
+Unless mean and std are given, one kernel writes per-tile (mean, M2) partials of x,
+combined in float64 by a few torch ops (Chan's parallel variance, no host sync); one
+kernel generates the output.
 """
 from __future__ import annotations
 
@@ -106,15 +107,19 @@ def _tiles(c: int, s: int, max_tile: int) -> tuple[int, int, int, int]:
     return block_c, block_s, triton.cdiv(c, block_c), triton.cdiv(s, block_s)
 
 
-def _statistics(x3: torch.Tensor, stats: str) -> tuple[torch.Tensor, torch.Tensor, int, int]:
-    """(mu, sigma, stride_b, stride_c) of x3 [B, C, S] for "batch" | "sample" | "channel"."""
+# (stride_b, stride_c) of the group of element (b, c, s) in mu and sigma.
+STAT_STRIDES = {"batch": (0, 0), "sample": (1, 0), "channel": (0, 1), "standard": (0, 0)}
+
+
+def _statistics(x3: torch.Tensor, stats: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mu, sigma), one per group, of x3 [B, C, S] for "batch" | "sample" | "channel"."""
     b, c, s = x3.shape
     if stats == "batch":
-        view, strides = x3.reshape(1, 1, -1), (0, 0)
+        view = x3.reshape(1, 1, -1)
     elif stats == "sample":
-        view, strides = x3.reshape(b, 1, -1), (1, 0)
+        view = x3.reshape(b, 1, -1)
     else:
-        view, strides = x3, (0, 1)
+        view = x3
     vb, vc, vs = view.shape
     block_c, block_s, c_tiles, s_tiles = _tiles(vc, vs, STATS_TILE)
     mean = x3.new_empty((vb, vc, s_tiles), dtype=torch.float32)
@@ -134,10 +139,10 @@ def _statistics(x3: torch.Tensor, stats: str) -> tuple[torch.Tensor, torch.Tenso
     else:
         m2_total = m2.double().sum(dims, keepdim=True) + (counts * (mean - mu).square()).sum(dims, keepdim=True)
         sigma = (m2_total / (count - 1)).sqrt()
-    return mu.flatten().float(), sigma.flatten().float(), *strides
+    return mu.flatten().float(), sigma.flatten().float()
 
 
-def _fake_gaussian_target(x, seed, offset, stats, clamp_lo, clamp_hi, keep, fill):
+def _fake_gaussian_target(x, seed, offset, stats, clamp_lo, clamp_hi, keep, fill, mean=None, std=None):
     return torch.empty_like(x, memory_format=torch.contiguous_format)
 
 
@@ -151,8 +156,11 @@ def gaussian_target(
     clamp_hi: Optional[float],
     keep: Optional[torch.Tensor],
     fill: float,
+    mean: Optional[torch.Tensor] = None,
+    std: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
-    """Noise like x (contiguous); keep is broadcastable to x, 1 = visible, 0 = hole."""
+    """Noise like x (contiguous); keep is broadcastable to x, 1 = visible, 0 = hole;
+    mean and std, when given, hold one value per group of `stats`."""
     x = x.contiguous()
     out = torch.empty_like(x)
     if x.numel() == 0:
@@ -161,11 +169,12 @@ def gaussian_target(
     c = x.shape[1] if x.dim() >= 2 else 1
     s = x.numel() // (b * c)
     x3 = x.view(b, c, s)
-    if stats == "standard":
-        mu = sigma = None
-        stat_strides = (0, 0)
+    if mean is not None:
+        mu, sigma = (t.to(torch.float32).flatten().contiguous() for t in (mean, std))
+    elif stats != "standard":
+        mu, sigma = _statistics(x3, stats)
     else:
-        mu, sigma, *stat_strides = _statistics(x3, stats)
+        mu = sigma = None
     if keep is not None:
         keep3 = keep.expand(x.shape).reshape(b, c, s)
         keep_strides = keep3.stride()
@@ -183,12 +192,12 @@ def gaussian_target(
         s,
         c_tiles,
         s_tiles,
-        *stat_strides,
+        *STAT_STRIDES[stats],
         *keep_strides,
         float(clamp_lo) if clamp_lo is not None else 0.0,
         float(clamp_hi) if clamp_hi is not None else 0.0,
         float(fill),
-        HAS_STATS=stats != "standard",
+        HAS_STATS=mu is not None,
         HAS_CLAMP_LO=clamp_lo is not None,
         HAS_CLAMP_HI=clamp_hi is not None,
         HAS_KEEP=keep is not None,

@@ -148,3 +148,116 @@ def test_errors_name_the_argument(backend, device):
         call(x, offset=1.5)
     with pytest.raises(ValueError, match="keep is on meta"):
         call(x, keep=torch.ones(1, device="meta"))
+
+
+def given_stats(x, stats, layout, generator):
+    """Random (mean, std) for `stats`, float64, in the broadcast shape or flat."""
+    shape = reference.stats_shape(x, stats)
+    mean = torch.randn(shape, generator=generator, dtype=torch.float64)
+    std = torch.rand(shape, generator=generator, dtype=torch.float64) + 0.5
+    if layout == "flat":
+        mean, std = mean.flatten(), std.flatten()
+    return mean.to(x.device), std.to(x.device)
+
+
+@pytest.mark.parametrize("backend, device", BACKENDS)
+@pytest.mark.parametrize("stats", ["batch", "sample", "channel"])
+@pytest.mark.parametrize("layout", ["broadcast", "flat"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_given_statistics_match_reference(backend, device, stats, layout, dtype):
+    g = torch.Generator().manual_seed(5)
+    x = torch.rand(4, 3, 5, 7, generator=g).to(device, dtype)
+    keep = (torch.rand(4, 1, 5, 7, generator=g) > 0.3).float().to(device)
+    mean, std = given_stats(x, stats, layout, g)
+    kwargs = dict(seed=21, offset=9, stats=stats, mean=mean, std=std, clamp=(-1.0, 1.5), keep=keep, fill=0.25)
+    out = gaussian_target(x, **kwargs, backend=backend)
+    expected = reference.gaussian_target(x.cpu(), **{**kwargs, "mean": mean.cpu(), "std": std.cpu(), "keep": keep.cpu()})
+    assert out.dtype == dtype
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-2, atol=1e-2)
+    torch.testing.assert_close(out.cpu().float(), expected.float(), **tol)
+    # the given statistics are used, not those of x
+    own = reference.gaussian_target(x.cpu(), seed=21, offset=9, stats=stats, clamp=(-1.0, 1.5), keep=keep.cpu(), fill=0.25)
+    assert not torch.allclose(out.cpu().float(), own.float(), **tol)
+
+
+@pytest.mark.parametrize("backend, device", BACKENDS)
+@pytest.mark.parametrize("stats", ["batch", "sample", "channel"])
+def test_given_computed_statistics_reproduce_the_output_without(backend, device, stats):
+    x = (torch.randn(3, 4, 6, 5, generator=torch.Generator().manual_seed(6)) * 2 + 1).to(device)
+    mean, std = reference.noise_statistics(x, stats)
+    given = gaussian_target(x, seed=2, offset=40, stats=stats, mean=mean, std=std, backend=backend)
+    computed = gaussian_target(x, seed=2, offset=40, stats=stats, backend=backend)
+    if backend == "reference":
+        assert torch.equal(given, computed)
+    else:
+        torch.testing.assert_close(given, computed)  # mu, sigma summed in another order
+    torch.testing.assert_close(given.cpu(), reference.gaussian_target(x.cpu(), seed=2, offset=40, stats=stats))
+
+
+@pytest.mark.parametrize("backend, device", BACKENDS)
+@pytest.mark.parametrize("stats", ["batch", "channel"])
+def test_shards_with_all_reduced_statistics_are_the_whole_batch(backend, device, stats):
+    """What multi-process training does: sums over the shards in float64, global mu and
+    unbiased sigma, each shard drawn at its own offset of the one stream."""
+    x = torch.rand(6, 3, 4, 4, generator=torch.Generator().manual_seed(7)).to(device)
+    shards = x.chunk(3)
+    dims = tuple(range(x.dim())) if stats == "batch" else (0, 2, 3)
+    sums = sum(torch.stack([s.double().sum(dims), s.double().square().sum(dims)]) for s in shards)
+    count = x.numel() // (1 if stats == "batch" else x.shape[1])
+    mean = sums[0] / count
+    std = ((sums[1] - count * mean.square()) / (count - 1)).sqrt()
+    whole = gaussian_target(x, seed=3, offset=11, stats=stats, backend=backend)
+    parts = [gaussian_target(s, seed=3, offset=11 + i * s.numel(), stats=stats, mean=mean, std=std, backend=backend)
+             for i, s in enumerate(shards)]
+    torch.testing.assert_close(torch.cat(parts), whole)
+
+
+@pytest.mark.parametrize("backend, device", BACKENDS)
+def test_given_statistics_errors_name_the_argument(backend, device):
+    x = torch.rand(2, 3, 4, 4, device=device)
+    one = torch.zeros((), device=device)
+
+    def call(**kwargs):
+        kwargs.setdefault("stats", "batch")
+        return gaussian_target(x, seed=0, **kwargs, backend=backend)
+
+    with pytest.raises(ValueError, match="mean and std must be given together, got only mean"):
+        call(mean=one)
+    with pytest.raises(ValueError, match="mean and std must be given together, got only std"):
+        call(std=one)
+    with pytest.raises(ValueError, match="stats='standard' takes no mean and std"):
+        call(stats="standard", mean=one, std=one)
+    with pytest.raises(ValueError, match=r"mean must have 3 element\(s\) for stats='channel' \(e.g. shape \[1, 3, 1, 1\]\), got shape \[2\]"):
+        call(stats="channel", mean=torch.zeros(2, device=device), std=torch.ones(3, device=device))
+    with pytest.raises(ValueError, match=r"std must have 2 element\(s\) for stats='sample'"):
+        call(stats="sample", mean=torch.zeros(2, 1, device=device), std=torch.ones(3, device=device))
+    with pytest.raises(TypeError, match="std must be a floating-point tensor, got list"):
+        call(mean=one, std=[1.0])
+    with pytest.raises(TypeError, match="mean must be a floating-point tensor, got torch.int64"):
+        call(mean=torch.zeros((), dtype=torch.int64, device=device), std=one)
+    with pytest.raises(ValueError, match="mean is on meta but x is on"):
+        call(mean=torch.zeros((), device="meta"), std=one)
+
+
+def test_reference_statistics_shapes():
+    x = torch.rand(2, 3, 4)
+    assert reference.stats_shape(x, "batch") == [1, 1, 1]
+    assert reference.stats_shape(x, "sample") == [2, 1, 1]
+    assert reference.stats_shape(x, "channel") == [1, 3, 1]
+    for stats in ("batch", "sample", "channel"):
+        mu, sigma = reference.noise_statistics(x, stats)
+        assert list(mu.shape) == list(sigma.shape) == reference.stats_shape(x, stats)
+        given_mu, given_sigma = reference.noise_statistics(x, stats, mu.flatten(), sigma.flatten())
+        assert torch.equal(given_mu, mu) and torch.equal(given_sigma, sigma)
+
+
+@pytest.mark.parametrize("name", [n for n, b in (("gaussian_target", "cpu"), ("gaussian_target_triton", "triton"))
+                                  if l2l_fast.backends()[b]])
+def test_opcheck_with_given_statistics(name):
+    x = torch.rand(2, 3, 4, 4)
+    mean, std = reference.noise_statistics(x, "channel")
+    keep = torch.ones(2, 1, 4, 4).expand(2, 3, 4, 4)
+    op = getattr(torch.ops.l2l_fast, name)
+    torch.library.opcheck(op, (x, 5, 17, "channel", 0.0, 1.0, keep, 0.5, mean, std))
+    torch.testing.assert_close(op(x, 5, 17, "channel", 0.0, 1.0, keep, 0.5, mean, std),
+                               reference.gaussian_target(x, seed=5, offset=17, stats="channel", clamp=(0.0, 1.0)))

@@ -7,16 +7,14 @@
 // row cut into several chunks is rescanned after all chunks are reduced.
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
-#include <ATen/ops/empty.h>
 #include <torch/library.h>
 
 #include <algorithm>
-#include <cmath>
-#include <tuple>
 #include <vector>
 
 #include "cpu/cpu_simd.h"
-#include "op_checks.h"
+#include "kernel_math.h"
+#include "op_host.h"
 
 namespace l2l_fast {
 namespace {
@@ -66,14 +64,6 @@ L2L_ALWAYS_INLINE double squared_distance_impl(const T* L2L_RESTRICT s, const T*
 }
 
 template <typename T>
-L2L_ALWAYS_INLINE void scaled_difference_impl(const T* L2L_RESTRICT s, const T* L2L_RESTRICT t,
-                                              T* L2L_RESTRICT g, float scale, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
-    g[i] = static_cast<T>((static_cast<float>(s[i]) - static_cast<float>(t[i])) * scale);
-  }
-}
-
-template <typename T>
 L2L_ALWAYS_INLINE void scale_impl(const T* L2L_RESTRICT u, T* L2L_RESTRICT r, float f, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     r[i] = static_cast<T>(static_cast<float>(u[i]) * f);
@@ -92,31 +82,9 @@ L2L_CPU_CLONES double squared_distance(at::ScalarType dtype, const void* s, cons
       return squared_distance_impl(static_cast<const at::BFloat16*>(s),
                                    static_cast<const at::BFloat16*>(t),
                                    static_cast<at::BFloat16*>(g), scale, n);
-    case at::kHalf:
+    default:  // at::kHalf
       return squared_distance_impl(static_cast<const at::Half*>(s), static_cast<const at::Half*>(t),
                                    static_cast<at::Half*>(g), scale, n);
-    default:
-      return squared_distance_impl(static_cast<const double*>(s), static_cast<const double*>(t),
-                                   static_cast<double*>(g), scale, n);
-  }
-}
-
-L2L_CPU_CLONES void scaled_difference(at::ScalarType dtype, const void* s, const void* t, void* g,
-                                      float scale, int64_t n) {
-  switch (dtype) {
-    case at::kFloat:
-      return scaled_difference_impl(static_cast<const float*>(s), static_cast<const float*>(t),
-                                    static_cast<float*>(g), scale, n);
-    case at::kBFloat16:
-      return scaled_difference_impl(static_cast<const at::BFloat16*>(s),
-                                    static_cast<const at::BFloat16*>(t),
-                                    static_cast<at::BFloat16*>(g), scale, n);
-    case at::kHalf:
-      return scaled_difference_impl(static_cast<const at::Half*>(s), static_cast<const at::Half*>(t),
-                                    static_cast<at::Half*>(g), scale, n);
-    default:
-      return scaled_difference_impl(static_cast<const double*>(s), static_cast<const double*>(t),
-                                    static_cast<double*>(g), scale, n);
   }
 }
 
@@ -126,31 +94,42 @@ L2L_CPU_CLONES void scale_elements(at::ScalarType dtype, const void* u, void* r,
       return scale_impl(static_cast<const float*>(u), static_cast<float*>(r), f, n);
     case at::kBFloat16:
       return scale_impl(static_cast<const at::BFloat16*>(u), static_cast<at::BFloat16*>(r), f, n);
-    case at::kHalf:
+    default:  // at::kHalf
       return scale_impl(static_cast<const at::Half*>(u), static_cast<at::Half*>(r), f, n);
-    default:
-      return scale_impl(static_cast<const double*>(u), static_cast<double*>(r), f, n);
   }
 }
 
 struct MapPlan {
-  at::Tensor student;  // contiguous
-  at::Tensor target;   // contiguous
-  at::Tensor grad;     // contiguous, or undefined
-  at::ScalarType dtype = at::kFloat;
-  int64_t itemsize = 0;
-  int64_t n = 0;       // elements per row
+  const char* s;
+  const char* t;
+  char* g;  // gradient, or nullptr
+  at::ScalarType dtype;
+  int64_t itemsize;
+  int64_t n;           // elements per row
   int64_t chunk = 0;   // elements per chunk
   int64_t chunks = 0;  // chunks per row
   int64_t first_item = 0;
 };
 
+MapPlan make_plan(const DistanceMap& map) {
+  const at::Tensor& s = map.student;
+  return {static_cast<const char*>(s.const_data_ptr()),
+          static_cast<const char*>(map.target.const_data_ptr()),
+          map.grad.defined() ? static_cast<char*>(map.grad.mutable_data_ptr()) : nullptr,
+          s.scalar_type(), static_cast<int64_t>(s.element_size()), s.numel() / s.size(0)};
+}
+
 constexpr int64_t kMinChunk = 16384;
 constexpr int64_t kChunkAlign = 64;
 
-// out[b] = sum_m w[b] * d(s_m[b], t_m[b]); grads written into plans[m].grad.
-void distance_rows(std::vector<MapPlan>& plans, int64_t batch, const at::Tensor& weight, bool l2,
-                   bool grad, float* out) {
+void distance_rows(DistanceCall& call) {
+  std::vector<MapPlan> plans;
+  for (const auto& map : call.maps) {
+    plans.push_back(make_plan(map));
+  }
+  const int64_t batch = call.batch;
+  const bool l2 = call.l2;
+  const bool grad = call.grad;
   const int64_t num_maps = static_cast<int64_t>(plans.size());
   const int64_t threads = at::get_num_threads();
   const int64_t wanted_items = 4 * threads;
@@ -171,7 +150,7 @@ void distance_rows(std::vector<MapPlan>& plans, int64_t batch, const at::Tensor&
     items += batch * p.chunks;
   }
 
-  const float* w = weight.defined() ? weight.const_data_ptr<float>() : nullptr;
+  const float* w = call.weight.defined() ? call.weight.const_data_ptr<float>() : nullptr;
   auto weight_of = [w](int64_t b) { return w ? w[b] : 1.0f; };
   std::vector<double> partial(items);
   bool rescan_later = false;
@@ -189,7 +168,7 @@ void distance_rows(std::vector<MapPlan>& plans, int64_t batch, const at::Tensor&
       while (m + 1 < num_maps && plans[m + 1].first_item <= item) {
         ++m;
       }
-      MapPlan& p = plans[m];
+      const MapPlan& p = plans[m];
       const int64_t local = item - p.first_item;
       const int64_t row = local / p.chunks;
       const int64_t begin = (local % p.chunks) * p.chunk;
@@ -198,28 +177,27 @@ void distance_rows(std::vector<MapPlan>& plans, int64_t batch, const at::Tensor&
   };
 
   at::parallel_for(0, items, 1, [&](int64_t begin_item, int64_t end_item) {
-    for_items(begin_item, end_item, [&](MapPlan& p, int64_t row, int64_t begin, int64_t end,
+    for_items(begin_item, end_item, [&](const MapPlan& p, int64_t row, int64_t begin, int64_t end,
                                         int64_t item) {
       const int64_t at_byte = (row * p.n + begin) * p.itemsize;
-      const char* s = static_cast<const char*>(p.student.const_data_ptr()) + at_byte;
-      const char* t = static_cast<const char*>(p.target.const_data_ptr()) + at_byte;
-      char* g = grad ? static_cast<char*>(p.grad.mutable_data_ptr()) + at_byte : nullptr;
+      char* g = grad ? p.g + at_byte : nullptr;
       const int64_t len = end - begin;
       if (grad && !l2) {
         const float scale = 2.0f * weight_of(row) / static_cast<float>(p.n);
-        partial[item] = squared_distance(p.dtype, s, t, g, scale, len);
+        partial[item] = squared_distance(p.dtype, p.s + at_byte, p.t + at_byte, g, scale, len);
         return;
       }
-      partial[item] = squared_distance(p.dtype, s, t, nullptr, 0.0f, len);
+      partial[item] = squared_distance(p.dtype, p.s + at_byte, p.t + at_byte, nullptr, 0.0f, len);
       if (grad && p.chunks == 1) {
-        const float norm = static_cast<float>(std::sqrt(partial[item]));
-        scaled_difference(p.dtype, s, t, g, norm > 0.0f ? weight_of(row) / norm : 0.0f, len);
+        const float scale = finalize_row(partial[item], p.n, weight_of(row), true).grad_scale;
+        squared_distance(p.dtype, p.s + at_byte, p.t + at_byte, g, scale, len);
       }
     });
   });
 
   // scale[m * batch + b] of the rows that are rescanned.
   std::vector<float> scale(rescan_later ? num_maps * batch : 0);
+  float* out = call.out.mutable_data_ptr<float>();
   for (int64_t b = 0; b < batch; ++b) {
     float total = 0.0f;
     for (int64_t m = 0; m < num_maps; ++m) {
@@ -229,11 +207,10 @@ void distance_rows(std::vector<MapPlan>& plans, int64_t batch, const at::Tensor&
       for (int64_t k = 0; k < p.chunks; ++k) {
         sum += part[k];
       }
-      const float d = l2 ? static_cast<float>(std::sqrt(sum))
-                         : static_cast<float>(sum / static_cast<double>(p.n));
-      total += d * weight_of(b);
+      const RowDistance row = finalize_row(sum, p.n, weight_of(b), l2);
+      total += row.value;
       if (rescan_later) {
-        scale[m * batch + b] = d > 0.0f ? weight_of(b) / d : 0.0f;
+        scale[m * batch + b] = row.grad_scale;
       }
     }
     out[b] = total;
@@ -241,97 +218,27 @@ void distance_rows(std::vector<MapPlan>& plans, int64_t batch, const at::Tensor&
 
   if (rescan_later) {
     at::parallel_for(0, items, 1, [&](int64_t begin_item, int64_t end_item) {
-      for_items(begin_item, end_item, [&](MapPlan& p, int64_t row, int64_t begin, int64_t end,
+      for_items(begin_item, end_item, [&](const MapPlan& p, int64_t row, int64_t begin, int64_t end,
                                           int64_t) {
         if (p.chunks == 1) {
           return;
         }
         const float sc = scale[(&p - plans.data()) * batch + row];
         const int64_t at_byte = (row * p.n + begin) * p.itemsize;
-        scaled_difference(p.dtype, static_cast<const char*>(p.student.const_data_ptr()) + at_byte,
-                          static_cast<const char*>(p.target.const_data_ptr()) + at_byte,
-                          static_cast<char*>(p.grad.mutable_data_ptr()) + at_byte, sc, end - begin);
+        squared_distance(p.dtype, p.s + at_byte, p.t + at_byte, p.g + at_byte, sc, end - begin);
       });
     });
   }
 }
 
-MapPlan make_plan(const at::Tensor& student, const at::Tensor& target, bool grad) {
-  MapPlan p;
-  p.student = student.contiguous();
-  p.target = target.contiguous();
-  if (grad) {
-    p.grad = at::empty(student.sizes(), student.options().memory_format(at::MemoryFormat::Contiguous));
-  }
-  p.dtype = student.scalar_type();
-  p.itemsize = student.element_size();
-  p.n = student.numel() / student.size(0);
-  return p;
-}
-
-std::tuple<at::Tensor, at::Tensor> encoder_distance_cpu(
-    const at::Tensor& student, const at::Tensor& target, const std::optional<at::Tensor>& weight,
-    c10::string_view distance, bool compute_grad) {
-  constexpr const char* op = "encoder_distance";
-  const int64_t batch = check_distance_pair(student, target, op, {"student"}, {"target"});
-  const bool l2 = parse_distance(distance, op);
-  const at::Tensor w = check_weight(weight, batch, student.device(), op);
-  std::vector<MapPlan> plans{make_plan(student, target, compute_grad)};
-  at::Tensor out = at::empty({batch}, student.options().dtype(at::kFloat));
-  distance_rows(plans, batch, w, l2, compute_grad, out.mutable_data_ptr<float>());
-  at::Tensor grad = compute_grad ? plans[0].grad : at::empty({0}, student.options());
-  return {out, grad};
-}
-
-std::tuple<at::Tensor, std::vector<at::Tensor>> encoder_distance_multi_cpu(
-    at::TensorList students, at::TensorList targets, const std::optional<at::Tensor>& weight,
-    c10::string_view distance, bool compute_grad) {
-  constexpr const char* op = "encoder_distance_multi";
-  const int64_t batch = check_distance_maps(students, targets, op);
-  const bool l2 = parse_distance(distance, op);
-  const at::Tensor w = check_weight(weight, batch, students[0].device(), op);
-  std::vector<MapPlan> plans;
-  plans.reserve(students.size());
-  for (size_t m = 0; m < students.size(); ++m) {
-    plans.push_back(make_plan(students[m], targets[m], compute_grad));
-  }
-  at::Tensor out = at::empty({batch}, students[0].options().dtype(at::kFloat));
-  distance_rows(plans, batch, w, l2, compute_grad, out.mutable_data_ptr<float>());
-  std::vector<at::Tensor> grads;
-  if (compute_grad) {
-    for (auto& p : plans) {
-      grads.push_back(p.grad);
-    }
-  }
-  return {out, grads};
-}
-
-at::Tensor scale_rows_cpu(const at::Tensor& grad_unit, const at::Tensor& grad_out) {
-  constexpr const char* op = "scale_rows";
-  TORCH_CHECK_VALUE(grad_unit.dim() >= 1, op, ": grad_unit must have a batch dimension [B, ...], got a 0-d tensor");
-  check_float_dtype(grad_unit, op, {"grad_unit"});
-  check_float_dtype(grad_out, op, {"grad_out"});
-  const int64_t batch = grad_unit.size(0);
-  TORCH_CHECK_VALUE(
-      grad_out.dim() == 1 && grad_out.size(0) == batch, op, ": grad_out must have shape [", batch,
-      "], got ", grad_out.sizes());
-  TORCH_CHECK_VALUE(
-      grad_out.device() == grad_unit.device(), op, ": grad_out must be on grad_unit's device ",
-      grad_unit.device(), ", got ", grad_out.device());
-  const at::Tensor unit = grad_unit.contiguous();
-  const at::Tensor scale = grad_out.to(at::kFloat).contiguous();
-  at::Tensor result = at::empty(grad_unit.sizes(), unit.options());
-  const int64_t numel = unit.numel();
-  if (numel == 0) {
-    return result;
-  }
-  const int64_t n = numel / batch;
-  const float* sc = scale.const_data_ptr<float>();
-  const at::ScalarType dtype = unit.scalar_type();
-  const int64_t itemsize = unit.element_size();
-  const char* u = static_cast<const char*>(unit.const_data_ptr());
-  char* r = static_cast<char*>(result.mutable_data_ptr());
-  at::parallel_for(0, numel, kMinChunk, [&](int64_t begin, int64_t end) {
+void scale_rows_kernel(ScaleRowsCall& call) {
+  const int64_t n = call.n;
+  const float* sc = call.scale.const_data_ptr<float>();
+  const at::ScalarType dtype = call.unit.scalar_type();
+  const int64_t itemsize = call.unit.element_size();
+  const char* u = static_cast<const char*>(call.unit.const_data_ptr());
+  char* r = static_cast<char*>(call.result.mutable_data_ptr());
+  at::parallel_for(0, call.unit.numel(), kMinChunk, [&](int64_t begin, int64_t end) {
     while (begin < end) {
       const int64_t row = begin / n;
       const int64_t stop = std::min(end, (row + 1) * n);
@@ -339,15 +246,14 @@ at::Tensor scale_rows_cpu(const at::Tensor& grad_unit, const at::Tensor& grad_ou
       begin = stop;
     }
   });
-  return result;
 }
 
 }  // namespace
 
 TORCH_LIBRARY_IMPL(l2l_fast, CPU, m) {
-  m.impl("encoder_distance", &encoder_distance_cpu);
-  m.impl("encoder_distance_multi", &encoder_distance_multi_cpu);
-  m.impl("scale_rows", &scale_rows_cpu);
+  m.impl("encoder_distance", &encoder_distance_op<distance_rows>);
+  m.impl("encoder_distance_multi", &encoder_distance_multi_op<distance_rows>);
+  m.impl("scale_rows", &scale_rows_op<scale_rows_kernel>);
 }
 
 }  // namespace l2l_fast

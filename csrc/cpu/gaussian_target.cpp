@@ -8,13 +8,12 @@
 #include <torch/library.h>
 
 #include <algorithm>
-#include <cmath>
-#include <limits>
 #include <type_traits>
 #include <vector>
 
 #include "cpu/cpu_simd.h"
-#include "op_checks.h"
+#include "kernel_math.h"
+#include "op_host.h"
 #include "philox.h"
 
 namespace l2l_fast {
@@ -74,38 +73,23 @@ L2L_CPU_CLONES void accumulate_shifted(at::ScalarType dtype, const void* x, int6
       return accumulate_shifted_impl(static_cast<const float*>(x), n, shift, sum_sq);
     case at::kBFloat16:
       return accumulate_shifted_impl(static_cast<const at::BFloat16*>(x), n, shift, sum_sq);
-    case at::kHalf:
+    default:  // at::kHalf
       return accumulate_shifted_impl(static_cast<const at::Half*>(x), n, shift, sum_sq);
-    default:
-      return accumulate_shifted_impl(static_cast<const double*>(x), n, shift, sum_sq);
   }
 }
 
-double element_as_double(at::ScalarType dtype, const char* p) {
-  switch (dtype) {
-    case at::kFloat:
-      return *reinterpret_cast<const float*>(p);
-    case at::kBFloat16:
-      return static_cast<float>(*reinterpret_cast<const at::BFloat16*>(p));
-    case at::kHalf:
-      return static_cast<float>(*reinterpret_cast<const at::Half*>(p));
-    default:
-      return *reinterpret_cast<const double*>(p);
-  }
-}
-
-// mu and sigma (unbiased; 0 when a group has fewer than 2 elements) per group.
-void group_statistics(const at::Tensor& x, const StatsLayout& l, std::vector<float>& mu,
-                      std::vector<float>& sigma) {
+// Sets call.mu and call.sigma (unbiased; 0 when a group has fewer than 2 elements).
+void group_statistics(GaussianCall& call) {
+  const StatsLayout l = stats_layout(call.stats, call.v);
+  const at::Tensor& x = call.x;
   const at::ScalarType dtype = x.scalar_type();
   const int64_t itemsize = x.element_size();
   const char* data = static_cast<const char*>(x.const_data_ptr());
   const int64_t threads = at::get_num_threads();
   std::vector<double> acc(2 * threads * l.groups, 0.0);
-  std::vector<double> shift(l.groups);
-  for (int64_t g = 0; g < l.groups; ++g) {
-    shift[g] = element_as_double(dtype, data + g * l.group_stride * itemsize);
-  }
+  // Each group's first element, the shift of its sums.
+  const at::Tensor shift_t = x.view(-1).as_strided({l.groups}, {l.group_stride}).to(at::kDouble);
+  const double* shift = shift_t.const_data_ptr<double>();
   const int64_t numel = l.rows * l.row_len;
   at::parallel_for(0, numel, 32768, [&](int64_t begin, int64_t end) {
     double* mine = acc.data() + 2 * l.groups * at::get_thread_num();
@@ -119,8 +103,10 @@ void group_statistics(const at::Tensor& x, const StatsLayout& l, std::vector<flo
     }
   });
   const double count = static_cast<double>(numel / l.groups);
-  mu.resize(l.groups);
-  sigma.resize(l.groups);
+  call.mu = at::empty({l.groups}, x.options().dtype(at::kFloat));
+  call.sigma = at::empty({l.groups}, x.options().dtype(at::kFloat));
+  float* mu = call.mu.mutable_data_ptr<float>();
+  float* sigma = call.sigma.mutable_data_ptr<float>();
   for (int64_t g = 0; g < l.groups; ++g) {
     double sum = 0.0;
     double sq = 0.0;
@@ -128,9 +114,9 @@ void group_statistics(const at::Tensor& x, const StatsLayout& l, std::vector<flo
       sum += acc[2 * (t * l.groups + g)];
       sq += acc[2 * (t * l.groups + g) + 1];
     }
-    mu[g] = static_cast<float>(shift[g] + sum / count);
-    const double var = count < 2.0 ? 0.0 : (sq - sum * sum / count) / (count - 1.0);
-    sigma[g] = static_cast<float>(std::sqrt(std::max(var, 0.0)));
+    const MeanStd ms = mean_std_from_sums(shift[g], sum, sq, count);
+    mu[g] = ms.mu;
+    sigma[g] = ms.sigma;
   }
 }
 
@@ -150,13 +136,13 @@ L2L_ALWAYS_INLINE void blend_store(T* L2L_RESTRICT out, const float* L2L_RESTRIC
                                    const float* L2L_RESTRICT keep, const NoiseParams& p, int64_t n) {
   if (keep == nullptr) {
     for (int64_t j = 0; j < n; ++j) {
-      out[j] = static_cast<T>(std::min(std::max(p.mu + p.sigma * z[j], p.lo), p.hi));
+      out[j] = static_cast<T>(clamped_noise(p.mu, p.sigma, z[j], p.lo, p.hi));
     }
     return;
   }
   for (int64_t j = 0; j < n; ++j) {
-    const float noise = std::min(std::max(p.mu + p.sigma * z[j], p.lo), p.hi);
-    out[j] = static_cast<T>(keep[j] * noise + (1.0f - keep[j]) * p.fill);
+    const float noise = clamped_noise(p.mu, p.sigma, z[j], p.lo, p.hi);
+    out[j] = static_cast<T>(blend_keep(keep[j], noise, p.fill));
   }
 }
 
@@ -180,39 +166,33 @@ L2L_CPU_CLONES void draw_block(at::ScalarType dtype, void* out, const float* kee
       return blend_store(static_cast<float*>(out), z, keep, p, n);
     case at::kBFloat16:
       return blend_store(static_cast<at::BFloat16*>(out), z, keep, p, n);
-    case at::kHalf:
+    default:  // at::kHalf
       return blend_store(static_cast<at::Half*>(out), z, keep, p, n);
-    default:
-      return blend_store(static_cast<double*>(out), z, keep, p, n);
   }
 }
 
-struct DrawArgs {
-  uint64_t seed;
-  uint64_t offset;
-  float lo;
-  float hi;
-  float fill;
-  const float* mu;  // per group, or nullptr for the standard normal
-  const float* sigma;
-  int64_t group_period;  // over rows b * C + c: sample C (group = row / C), channel C
-  bool group_by_sample;
-};
+// The group of row b * C + c.
+int64_t group_of_row(Stats stats, int64_t row, int64_t c) {
+  return stats == Stats::kSample ? row / c : stats == Stats::kChannel ? row % c : 0;
+}
 
 // K is the keep dtype; void when there is no keep.
 template <typename K>
-void draw(const DrawArgs& a, const BCS& v, at::Tensor& out, const at::Tensor& keep) {
+void draw(GaussianCall& call) {
+  const BCS& v = call.v;
   const int64_t numel = v.b * v.c * v.s;
-  const at::ScalarType dtype = out.scalar_type();
-  const int64_t itemsize = out.element_size();
-  char* out_data = static_cast<char*>(out.mutable_data_ptr());
+  const at::ScalarType dtype = call.out.scalar_type();
+  const int64_t itemsize = call.out.element_size();
+  char* out_data = static_cast<char*>(call.out.mutable_data_ptr());
+  const float* mu = call.mu.defined() ? call.mu.const_data_ptr<float>() : nullptr;
+  const float* sigma = call.sigma.defined() ? call.sigma.const_data_ptr<float>() : nullptr;
   const K* keep_data = nullptr;
   int64_t ks[3] = {0, 0, 0};
   if constexpr (!std::is_void_v<K>) {
-    keep_data = keep.const_data_ptr<K>();
-    ks[0] = keep.stride(0);
-    ks[1] = keep.stride(1);
-    ks[2] = keep.stride(2);
+    keep_data = call.keep.const_data_ptr<K>();
+    ks[0] = call.keep.stride(0);
+    ks[1] = call.keep.stride(1);
+    ks[2] = call.keep.stride(2);
   }
   at::parallel_for(0, numel, 4096, [&](int64_t begin, int64_t end) {
     float keep_block[kDrawBlock];
@@ -220,11 +200,11 @@ void draw(const DrawArgs& a, const BCS& v, at::Tensor& out, const at::Tensor& ke
     int64_t col = begin - row * v.s;
     for (int64_t i = begin; i < end; ++row, col = 0) {
       const int64_t len = std::min(v.s - col, end - i);
-      NoiseParams p{a.seed, 0.0f, 1.0f, a.lo, a.hi, a.fill};
-      if (a.mu != nullptr) {
-        const int64_t g = a.group_by_sample ? row / a.group_period : row % a.group_period;
-        p.mu = a.mu[g];
-        p.sigma = a.sigma[g];
+      NoiseParams p{call.seed, 0.0f, 1.0f, call.lo, call.hi, call.fill};
+      if (mu != nullptr) {
+        const int64_t g = group_of_row(call.stats, row, v.c);
+        p.mu = mu[g];
+        p.sigma = sigma[g];
       }
       for (int64_t j0 = 0; j0 < len; j0 += kDrawBlock) {
         const int64_t n = std::min(kDrawBlock, len - j0);
@@ -237,56 +217,29 @@ void draw(const DrawArgs& a, const BCS& v, at::Tensor& out, const at::Tensor& ke
           keep_ptr = keep_block;
         }
         draw_block(dtype, out_data + (i + j0) * itemsize, keep_ptr, p,
-                   a.offset + static_cast<uint64_t>(i + j0), n);
+                   call.offset + static_cast<uint64_t>(i + j0), n);
       }
       i += len;
     }
   });
 }
 
-at::Tensor gaussian_target_cpu(const at::Tensor& x, int64_t seed, int64_t offset,
-                               c10::string_view stats, std::optional<double> clamp_lo,
-                               std::optional<double> clamp_hi, const std::optional<at::Tensor>& keep,
-                               double fill) {
-  constexpr const char* op = "gaussian_target";
-  const BCS v = check_gaussian_args(x, offset, keep, op);
-  const Stats mode = parse_stats(stats, op);
-  const at::Tensor xc = x.contiguous();
-  at::Tensor out = at::empty(x.sizes(), xc.options());
-
-  constexpr float kInf = std::numeric_limits<float>::infinity();
-  DrawArgs a{};
-  a.seed = static_cast<uint64_t>(seed);
-  a.offset = static_cast<uint64_t>(offset);
-  a.lo = clamp_lo.has_value() ? static_cast<float>(*clamp_lo) : -kInf;
-  a.hi = clamp_hi.has_value() ? static_cast<float>(*clamp_hi) : kInf;
-  a.fill = static_cast<float>(fill);
-  a.group_by_sample = mode == Stats::kSample;
-  a.group_period = mode == Stats::kBatch ? 1 : v.c;
-
-  std::vector<float> mu;
-  std::vector<float> sigma;
-  const bool has_keep = keep.has_value() && keep->defined();
-  const at::Tensor keep_bcs = has_keep ? keep_as_bcs(*keep, x, v) : at::Tensor();
-
-  if (mode != Stats::kStandard) {
-    group_statistics(xc, stats_layout(mode, v), mu, sigma);
-    a.mu = mu.data();
-    a.sigma = sigma.data();
+void gaussian_target_kernel(GaussianCall& call) {
+  if (call.stats != Stats::kStandard && !call.mu.defined()) {
+    group_statistics(call);
   }
-  if (!has_keep) {
-    draw<void>(a, v, out, keep_bcs);
-  } else {
-    AT_DISPATCH_ALL_TYPES_AND3(at::kBool, at::kHalf, at::kBFloat16, keep_bcs.scalar_type(),
-                               "gaussian_target", [&] { draw<scalar_t>(a, v, out, keep_bcs); });
+  if (!call.keep.defined()) {
+    draw<void>(call);
+    return;
   }
-  return out;
+  AT_DISPATCH_ALL_TYPES_AND3(at::kBool, at::kHalf, at::kBFloat16, call.keep.scalar_type(),
+                             "gaussian_target", [&] { draw<scalar_t>(call); });
 }
 
 }  // namespace
 
 TORCH_LIBRARY_IMPL(l2l_fast, CPU, m) {
-  m.impl("gaussian_target", &gaussian_target_cpu);
+  m.impl("gaussian_target", &gaussian_target_op<gaussian_target_kernel>);
 }
 
 }  // namespace l2l_fast

@@ -7,20 +7,18 @@
 // A second kernel combines the chunk sums of each row in a fixed order (no
 // atomics: the result is deterministic). For "l2" with a gradient, a third
 // kernel writes w * (s - t) / ||s - t|| once the norms are known.
-#include <ATen/Dispatch.h>
 #include <ATen/core/Tensor.h>
-#include <ATen/ops/empty.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
 #include <algorithm>
-#include <tuple>
 #include <vector>
 
 #include "cuda/cuda_utils.cuh"
-#include "op_checks.h"
+#include "kernel_math.h"
+#include "op_host.h"
 
 namespace l2l_fast {
 namespace {
@@ -34,7 +32,7 @@ constexpr int kThreads = 256;
 constexpr int64_t kChunk = 8192;  // elements of a row per block
 constexpr int kMaxMaps = 32;
 
-enum DType : int32_t { kF32 = 0, kBF16 = 1, kF16 = 2, kF64 = 3 };
+enum DType : int32_t { kF32 = 0, kBF16 = 1, kF16 = 2 };
 
 struct MapArgs {
   const void* s;
@@ -77,7 +75,7 @@ constexpr int kUnroll = 4;
 constexpr int kMinBlocksPerSm = 3;
 
 // Over [begin, end) of one row: returns this thread's share of sum (s - t)^2;
-// with kWrite, writes g = scale * (s - t).
+// with kWrite, writes g = scale * (s - t) (also the "l2" gradient, its sum unused).
 template <typename T, bool kWrite>
 __device__ float chunk_sum(const T* s, const T* t, T* g, int64_t begin, int64_t end, float scale,
                            bool vec) {
@@ -125,42 +123,6 @@ __device__ float chunk_sum(const T* s, const T* t, T* g, int64_t begin, int64_t 
   return acc;
 }
 
-template <typename T>
-__device__ void chunk_scaled_difference(const T* s, const T* t, T* g, int64_t begin, int64_t end,
-                                        float scale, bool vec) {
-  if (vec) {
-    constexpr int kPack = Pack16<T>::kSize;
-    constexpr int64_t kStep = kThreads * kPack;
-    for (int64_t i0 = begin + threadIdx.x * kPack; i0 < end; i0 += kStep * kUnroll) {
-      Pack16<T> a[kUnroll];
-      Pack16<T> b[kUnroll];
-#pragma unroll
-      for (int u = 0; u < kUnroll; ++u) {
-        if (i0 + u * kStep < end) {
-          a[u] = load16(s + i0 + u * kStep);
-          b[u] = load16(t + i0 + u * kStep);
-        }
-      }
-#pragma unroll
-      for (int u = 0; u < kUnroll; ++u) {
-        if (i0 + u * kStep < end) {
-          Pack16<T> out;
-#pragma unroll
-          for (int k = 0; k < kPack; ++k) {
-            out.v[k] = static_cast<T>((static_cast<float>(a[u].v[k]) - static_cast<float>(b[u].v[k])) *
-                                      scale);
-          }
-          store16(g + i0 + u * kStep, out);
-        }
-      }
-    }
-    return;
-  }
-  for (int64_t i = begin + threadIdx.x; i < end; i += kThreads) {
-    g[i] = static_cast<T>((static_cast<float>(s[i]) - static_cast<float>(t[i])) * scale);
-  }
-}
-
 template <bool kWrite>
 __device__ float item_sum(const MapArgs& a, const Item& it, float scale) {
   const int64_t base = it.row * a.n;
@@ -173,14 +135,10 @@ __device__ float item_sum(const MapArgs& a, const Item& it, float scale) {
       return chunk_sum<c10::BFloat16, kWrite>(
           static_cast<const c10::BFloat16*>(a.s) + base, static_cast<const c10::BFloat16*>(a.t) + base,
           static_cast<c10::BFloat16*>(a.g) + base, it.begin, it.end, scale, a.vec);
-    case kF16:
+    default:  // kF16
       return chunk_sum<c10::Half, kWrite>(
           static_cast<const c10::Half*>(a.s) + base, static_cast<const c10::Half*>(a.t) + base,
           static_cast<c10::Half*>(a.g) + base, it.begin, it.end, scale, a.vec);
-    default:
-      return chunk_sum<double, kWrite>(static_cast<const double*>(a.s) + base,
-                                       static_cast<const double*>(a.t) + base,
-                                       static_cast<double*>(a.g) + base, it.begin, it.end, scale, a.vec);
   }
 }
 
@@ -223,62 +181,39 @@ __global__ void distance_finalize_kernel(const MapBatch batch, const float* weig
     for (int k = 0; k < a.chunks; ++k) {
       sum += part[k];
     }
-    const float d = l2 ? static_cast<float>(sqrt(sum)) : static_cast<float>(sum / static_cast<double>(a.n));
-    total += d * w;
+    const RowDistance row = finalize_row(sum, a.n, w, l2);
+    total += row.value;
     if (row_scale != nullptr) {
-      row_scale[m * rows + b] = d > 0.0f ? w / d : 0.0f;
+      row_scale[m * rows + b] = row.grad_scale;
     }
   }
   out[b] = total;
 }
 
+// g = row_scale * (s - t) over the item's chunk.
 __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm)
     scaled_difference_kernel(const MapBatch batch, const float* row_scale, int64_t rows) {
   const Item it = locate(batch, blockIdx.x);
-  const MapArgs& a = batch.maps[it.m];
-  const float scale = row_scale[it.m * rows + it.row];
-  const int64_t base = it.row * a.n;
-  switch (a.dtype) {
-    case kF32:
-      return chunk_scaled_difference(static_cast<const float*>(a.s) + base,
-                                     static_cast<const float*>(a.t) + base,
-                                     static_cast<float*>(a.g) + base, it.begin, it.end, scale, a.vec);
-    case kBF16:
-      return chunk_scaled_difference(
-          static_cast<const c10::BFloat16*>(a.s) + base, static_cast<const c10::BFloat16*>(a.t) + base,
-          static_cast<c10::BFloat16*>(a.g) + base, it.begin, it.end, scale, a.vec);
-    case kF16:
-      return chunk_scaled_difference(
-          static_cast<const c10::Half*>(a.s) + base, static_cast<const c10::Half*>(a.t) + base,
-          static_cast<c10::Half*>(a.g) + base, it.begin, it.end, scale, a.vec);
-    default:
-      return chunk_scaled_difference(static_cast<const double*>(a.s) + base,
-                                     static_cast<const double*>(a.t) + base,
-                                     static_cast<double*>(a.g) + base, it.begin, it.end, scale, a.vec);
-  }
+  item_sum<true>(batch.maps[it.m], it, row_scale[it.m * rows + it.row]);
 }
 
 DType dtype_code(at::ScalarType t) {
   switch (t) {
     case at::kFloat: return kF32;
     case at::kBFloat16: return kBF16;
-    case at::kHalf: return kF16;
-    default: return kF64;
+    default: return kF16;
   }
 }
 
-struct MapTensors {
-  at::Tensor student;  // contiguous
-  at::Tensor target;   // contiguous
-  at::Tensor grad;     // contiguous, or undefined
-};
-
-// out[b] = sum_m w[b] * d(s_m[b], t_m[b]) over all maps; fills maps[m].grad.
-void distance_rows(std::vector<MapTensors>& maps, int64_t rows, const at::Tensor& weight, bool l2,
-                   bool grad, at::Tensor& out) {
-  const int64_t num_maps = static_cast<int64_t>(maps.size());
+void distance_rows(DistanceCall& call) {
+  const c10::cuda::CUDAGuard guard(call.out.device());
+  const int64_t num_maps = static_cast<int64_t>(call.maps.size());
+  const int64_t rows = call.batch;
+  const bool l2 = call.l2;
+  const bool grad = call.grad;
+  at::Tensor& out = call.out;
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  const float* w = weight.defined() ? weight.const_data_ptr<float>() : nullptr;
+  const float* w = call.weight.defined() ? call.weight.const_data_ptr<float>() : nullptr;
 
   std::vector<MapBatch> batches;
   std::vector<int64_t> batch_items;
@@ -288,7 +223,7 @@ void distance_rows(std::vector<MapTensors>& maps, int64_t rows, const at::Tensor
     batch.num_maps = static_cast<int32_t>(std::min<int64_t>(kMaxMaps, num_maps - m0));
     const int64_t first = items;
     for (int32_t j = 0; j < batch.num_maps; ++j) {
-      const MapTensors& mt = maps[m0 + j];
+      const DistanceMap& mt = call.maps[m0 + j];
       MapArgs& a = batch.maps[j];
       a.s = mt.student.const_data_ptr();
       a.t = mt.target.const_data_ptr();
@@ -332,53 +267,6 @@ void distance_rows(std::vector<MapTensors>& maps, int64_t rows, const at::Tensor
   }
 }
 
-MapTensors make_map(const at::Tensor& student, const at::Tensor& target, bool grad) {
-  MapTensors mt{student.contiguous(), target.contiguous(), at::Tensor()};
-  if (grad) {
-    mt.grad = at::empty(student.sizes(), mt.student.options());
-  }
-  return mt;
-}
-
-std::tuple<at::Tensor, at::Tensor> encoder_distance_cuda(
-    const at::Tensor& student, const at::Tensor& target, const std::optional<at::Tensor>& weight,
-    c10::string_view distance, bool compute_grad) {
-  constexpr const char* op = "encoder_distance";
-  const int64_t batch = check_distance_pair(student, target, op, {"student"}, {"target"});
-  const bool l2 = parse_distance(distance, op);
-  const c10::cuda::CUDAGuard guard(student.device());
-  const at::Tensor w = check_weight(weight, batch, student.device(), op);
-  std::vector<MapTensors> maps{make_map(student, target, compute_grad)};
-  at::Tensor out = at::empty({batch}, student.options().dtype(at::kFloat));
-  distance_rows(maps, batch, w, l2, compute_grad, out);
-  at::Tensor grad = compute_grad ? maps[0].grad : at::empty({0}, student.options());
-  return {out, grad};
-}
-
-std::tuple<at::Tensor, std::vector<at::Tensor>> encoder_distance_multi_cuda(
-    at::TensorList students, at::TensorList targets, const std::optional<at::Tensor>& weight,
-    c10::string_view distance, bool compute_grad) {
-  constexpr const char* op = "encoder_distance_multi";
-  const int64_t batch = check_distance_maps(students, targets, op);
-  const bool l2 = parse_distance(distance, op);
-  const c10::cuda::CUDAGuard guard(students[0].device());
-  const at::Tensor w = check_weight(weight, batch, students[0].device(), op);
-  std::vector<MapTensors> maps;
-  maps.reserve(students.size());
-  for (size_t m = 0; m < students.size(); ++m) {
-    maps.push_back(make_map(students[m], targets[m], compute_grad));
-  }
-  at::Tensor out = at::empty({batch}, students[0].options().dtype(at::kFloat));
-  distance_rows(maps, batch, w, l2, compute_grad, out);
-  std::vector<at::Tensor> grads;
-  if (compute_grad) {
-    for (auto& mt : maps) {
-      grads.push_back(mt.grad);
-    }
-  }
-  return {out, grads};
-}
-
 template <typename T>
 __global__ void __launch_bounds__(kThreads)
     scale_rows_kernel(const T* unit, const float* scale, T* result, int64_t numel, int64_t n,
@@ -404,49 +292,29 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-at::Tensor scale_rows_cuda(const at::Tensor& grad_unit, const at::Tensor& grad_out) {
-  constexpr const char* op = "scale_rows";
-  TORCH_CHECK_VALUE(
-      grad_unit.dim() >= 1, op, ": grad_unit must have a batch dimension [B, ...], got a 0-d tensor");
-  check_float_dtype(grad_unit, op, {"grad_unit"});
-  check_float_dtype(grad_out, op, {"grad_out"});
-  const int64_t batch = grad_unit.size(0);
-  TORCH_CHECK_VALUE(
-      grad_out.dim() == 1 && grad_out.size(0) == batch, op, ": grad_out must have shape [", batch,
-      "], got ", grad_out.sizes());
-  TORCH_CHECK_VALUE(
-      grad_out.device() == grad_unit.device(), op, ": grad_out must be on grad_unit's device ",
-      grad_unit.device(), ", got ", grad_out.device());
-  const c10::cuda::CUDAGuard guard(grad_unit.device());
-  const at::Tensor unit = grad_unit.contiguous();
-  const at::Tensor scale = grad_out.to(at::kFloat).contiguous();
-  at::Tensor result = at::empty(grad_unit.sizes(), unit.options());
-  const int64_t numel = unit.numel();
-  if (numel == 0) {
-    return result;
-  }
-  const int64_t n = numel / batch;
+void launch_scale_rows(ScaleRowsCall& call) {
+  const c10::cuda::CUDAGuard guard(call.unit.device());
+  const int64_t numel = call.unit.numel();
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, unit.scalar_type(), "scale_rows", [&] {
+  L2L_DISPATCH_FLOAT(call.unit.scalar_type(), "scale_rows", [&] {
     constexpr int kPack = Pack16<scalar_t>::kSize;
-    const bool vec = n % kPack == 0 && cuda::aligned16(unit.const_data_ptr()) &&
-                     cuda::aligned16(result.const_data_ptr());
+    const bool vec = call.n % kPack == 0 && cuda::aligned16(call.unit.const_data_ptr()) &&
+                     cuda::aligned16(call.result.const_data_ptr());
     const int64_t work = vec ? numel / kPack : numel;
     const int blocks = static_cast<int>(std::min<int64_t>((work + kThreads - 1) / kThreads, 65536));
     scale_rows_kernel<scalar_t><<<blocks, kThreads, 0, stream>>>(
-        unit.const_data_ptr<scalar_t>(), scale.const_data_ptr<float>(),
-        result.mutable_data_ptr<scalar_t>(), numel, n, vec);
+        call.unit.const_data_ptr<scalar_t>(), call.scale.const_data_ptr<float>(),
+        call.result.mutable_data_ptr<scalar_t>(), numel, call.n, vec);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
-  return result;
 }
 
 }  // namespace
 
 TORCH_LIBRARY_IMPL(l2l_fast, CUDA, m) {
-  m.impl("encoder_distance", &encoder_distance_cuda);
-  m.impl("encoder_distance_multi", &encoder_distance_multi_cuda);
-  m.impl("scale_rows", &scale_rows_cuda);
+  m.impl("encoder_distance", &encoder_distance_op<distance_rows>);
+  m.impl("encoder_distance_multi", &encoder_distance_multi_op<distance_rows>);
+  m.impl("scale_rows", &scale_rows_op<launch_scale_rows>);
 }
 
 }  // namespace l2l_fast

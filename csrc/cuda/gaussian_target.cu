@@ -1,8 +1,8 @@
-// CUDA kernels of gaussian_target. Statistics: each block sums one chunk of one
-// group in double (shifted by the group's first element), a second kernel adds
-// each group's chunks in order and writes (mu, sigma) to device memory; the
-// generator reads them there, so nothing waits on the host. The generator is
-// grid-stride, each thread drawing kPerThread consecutive elements.
+// CUDA kernels of gaussian_target. Statistics, unless given: each block sums one
+// chunk of one group in double (shifted by the group's first element), a second
+// kernel adds each group's chunks in order and writes mu and sigma to device
+// memory; the generator reads them there, so nothing waits on the host. The
+// generator is grid-stride, each thread drawing kPerThread consecutive elements.
 #include <ATen/Dispatch.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
@@ -12,10 +12,10 @@
 #include <torch/library.h>
 
 #include <algorithm>
-#include <limits>
 
 #include "cuda/cuda_utils.cuh"
-#include "op_checks.h"
+#include "kernel_math.h"
+#include "op_host.h"
 #include "philox.h"
 
 namespace l2l_fast {
@@ -82,10 +82,10 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-// stats[2 * g] = mu, stats[2 * g + 1] = sigma (unbiased, 0 below 2 elements).
+// mu[g], sigma[g] (unbiased, 0 below 2 elements) from the chunk sums.
 template <typename T>
 __global__ void stats_finalize_kernel(const T* x, const GroupLayout l, int64_t chunks,
-                                      const double* partial, float* stats) {
+                                      const double* partial, float* mu, float* sigma) {
   const int64_t g = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (g >= l.groups) {
     return;
@@ -96,11 +96,10 @@ __global__ void stats_finalize_kernel(const T* x, const GroupLayout l, int64_t c
     sum += partial[2 * (g * chunks + k)];
     sq += partial[2 * (g * chunks + k) + 1];
   }
-  const double count = static_cast<double>(l.count);
-  const double shift = static_cast<double>(x[g * l.group_stride]);
-  const double var = count < 2.0 ? 0.0 : (sq - sum * sum / count) / (count - 1.0);
-  stats[2 * g] = static_cast<float>(shift + sum / count);
-  stats[2 * g + 1] = static_cast<float>(sqrt(var > 0.0 ? var : 0.0));
+  const MeanStd ms = mean_std_from_sums(static_cast<double>(x[g * l.group_stride]), sum, sq,
+                                        static_cast<double>(l.count));
+  mu[g] = ms.mu;
+  sigma[g] = ms.sigma;
 }
 
 struct DrawArgs {
@@ -109,7 +108,8 @@ struct DrawArgs {
   int64_t numel;
   int64_t c;
   int64_t s;
-  const float* stats;  // (mu, sigma) per group, or nullptr for the standard normal
+  const float* mu;  // per group, or nullptr for the standard normal
+  const float* sigma;
   int32_t stats_mode;  // 0 batch, 1 sample, 2 channel
   float lo;
   float hi;
@@ -140,18 +140,17 @@ __global__ void __launch_bounds__(kThreads)
       if (i < a.numel) {
         float mu = 0.0f;
         float sigma = 1.0f;
-        if (a.stats != nullptr) {
+        if (a.mu != nullptr) {
           const int64_t g = a.stats_mode == 0 ? 0 : a.stats_mode == 1 ? b : c;
-          mu = a.stats[2 * g];
-          sigma = a.stats[2 * g + 1];
+          mu = a.mu[g];
+          sigma = a.sigma[g];
         }
-        float noise = mu + sigma * philox_normal(a.seed, a.offset + static_cast<uint64_t>(i));
-        noise = noise < a.lo ? a.lo : noise;  // NaN passes through, as in torch.clamp
-        noise = a.hi < noise ? a.hi : noise;
+        const float z = philox_normal(a.seed, a.offset + static_cast<uint64_t>(i));
+        float noise = clamped_noise(mu, sigma, z, a.lo, a.hi);
         if constexpr (kKeep) {
           const float k = static_cast<float>(
               keep[b * a.keep_strides[0] + c * a.keep_strides[1] + col * a.keep_strides[2]]);
-          noise = k * noise + (1.0f - k) * a.fill;
+          noise = blend_keep(k, noise, a.fill);
         }
         pack.v[j] = static_cast<T>(noise);
       }
@@ -173,77 +172,76 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-at::Tensor gaussian_target_cuda(const at::Tensor& x, int64_t seed, int64_t offset,
-                                c10::string_view stats, std::optional<double> clamp_lo,
-                                std::optional<double> clamp_hi,
-                                const std::optional<at::Tensor>& keep, double fill) {
-  constexpr const char* op = "gaussian_target";
-  const BCS v = check_gaussian_args(x, offset, keep, op);
-  const Stats mode = parse_stats(stats, op);
-  const c10::cuda::CUDAGuard guard(x.device());
-  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  const at::Tensor xc = x.contiguous();
-  at::Tensor out = at::empty(x.sizes(), xc.options());
-  const bool has_keep = keep.has_value() && keep->defined();
-  const at::Tensor keep_bcs = has_keep ? keep_as_bcs(*keep, x, v) : at::Tensor();
+// Sets call.mu and call.sigma from x: per-chunk sums, then one thread per group.
+template <typename T>
+void launch_statistics(GaussianCall& call, cudaStream_t stream) {
+  const GroupLayout l = group_layout(call.stats, call.v);
+  const int64_t chunks = (l.count + kStatsChunk - 1) / kStatsChunk;
+  const auto opts = call.x.options();
+  at::Tensor partial = at::empty({2 * l.groups * chunks}, opts.dtype(at::kDouble));
+  call.mu = at::empty({l.groups}, opts.dtype(at::kFloat));
+  call.sigma = at::empty({l.groups}, opts.dtype(at::kFloat));
+  const T* x = call.x.const_data_ptr<T>();
+  stats_partial_kernel<T><<<static_cast<unsigned>(l.groups * chunks), kThreads, 0, stream>>>(
+      x, l, chunks, partial.mutable_data_ptr<double>());
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  stats_finalize_kernel<T><<<static_cast<unsigned>((l.groups + kThreads - 1) / kThreads), kThreads, 0,
+                             stream>>>(x, l, chunks, partial.const_data_ptr<double>(),
+                                       call.mu.mutable_data_ptr<float>(),
+                                       call.sigma.mutable_data_ptr<float>());
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
 
-  constexpr float kInf = std::numeric_limits<float>::infinity();
+void launch_gaussian_target(GaussianCall& call) {
+  const c10::cuda::CUDAGuard guard(call.x.device());
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   DrawArgs a{};
-  a.seed = static_cast<uint64_t>(seed);
-  a.offset = static_cast<uint64_t>(offset);
-  a.numel = xc.numel();
-  a.c = v.c;
-  a.s = v.s;
-  a.stats_mode = mode == Stats::kBatch ? 0 : mode == Stats::kSample ? 1 : 2;
-  a.lo = clamp_lo.has_value() ? static_cast<float>(*clamp_lo) : -kInf;
-  a.hi = clamp_hi.has_value() ? static_cast<float>(*clamp_hi) : kInf;
-  a.fill = static_cast<float>(fill);
+  a.seed = call.seed;
+  a.offset = call.offset;
+  a.numel = call.x.numel();
+  a.c = call.v.c;
+  a.s = call.v.s;
+  a.stats_mode = call.stats == Stats::kBatch ? 0 : call.stats == Stats::kSample ? 1 : 2;
+  a.lo = call.lo;
+  a.hi = call.hi;
+  a.fill = call.fill;
+  const bool has_keep = call.keep.defined();
   if (has_keep) {
     for (int d = 0; d < 3; ++d) {
-      a.keep_strides[d] = keep_bcs.stride(d);
+      a.keep_strides[d] = call.keep.stride(d);
     }
   }
 
   const int64_t packs = (a.numel + kPerThread - 1) / kPerThread;
   const int blocks = static_cast<int>(std::min<int64_t>((packs + kThreads - 1) / kThreads, kMaxBlocks));
-  at::Tensor stats_buf;
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, xc.scalar_type(), "gaussian_target", [&] {
+  L2L_DISPATCH_FLOAT(call.x.scalar_type(), "gaussian_target", [&] {
     using T = scalar_t;
-    if (mode != Stats::kStandard) {
-      const GroupLayout l = group_layout(mode, v);
-      const int64_t chunks = (l.count + kStatsChunk - 1) / kStatsChunk;
-      at::Tensor partial = at::empty({2 * l.groups * chunks}, xc.options().dtype(at::kDouble));
-      stats_buf = at::empty({2 * l.groups}, xc.options().dtype(at::kFloat));
-      stats_partial_kernel<T><<<static_cast<unsigned>(l.groups * chunks), kThreads, 0, stream>>>(
-          xc.const_data_ptr<T>(), l, chunks, partial.mutable_data_ptr<double>());
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
-      stats_finalize_kernel<T><<<static_cast<unsigned>((l.groups + kThreads - 1) / kThreads), kThreads, 0,
-                                 stream>>>(xc.const_data_ptr<T>(), l, chunks,
-                                           partial.const_data_ptr<double>(),
-                                           stats_buf.mutable_data_ptr<float>());
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
-      a.stats = stats_buf.const_data_ptr<float>();
+    if (call.stats != Stats::kStandard && !call.mu.defined()) {
+      launch_statistics<T>(call, stream);
     }
-    T* o = out.mutable_data_ptr<T>();
+    if (call.mu.defined()) {
+      a.mu = call.mu.const_data_ptr<float>();
+      a.sigma = call.sigma.const_data_ptr<float>();
+    }
+    T* o = call.out.mutable_data_ptr<T>();
     if (!has_keep) {
       generate_kernel<T, float, false><<<blocks, kThreads, 0, stream>>>(o, nullptr, a);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
       return;
     }
-    AT_DISPATCH_ALL_TYPES_AND3(at::kBool, at::kHalf, at::kBFloat16, keep_bcs.scalar_type(),
+    AT_DISPATCH_ALL_TYPES_AND3(at::kBool, at::kHalf, at::kBFloat16, call.keep.scalar_type(),
                                "gaussian_target_keep", [&] {
       generate_kernel<T, scalar_t, true><<<blocks, kThreads, 0, stream>>>(
-          o, keep_bcs.const_data_ptr<scalar_t>(), a);
+          o, call.keep.const_data_ptr<scalar_t>(), a);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
   });
-  return out;
 }
 
 }  // namespace
 
 TORCH_LIBRARY_IMPL(l2l_fast, CUDA, m) {
-  m.impl("gaussian_target", &gaussian_target_cuda);
+  m.impl("gaussian_target", &gaussian_target_op<launch_gaussian_target>);
 }
 
 }  // namespace l2l_fast

@@ -14,10 +14,31 @@ from ._checks import STATS, check_choice, check_float_tensor
 
 OP = "gaussian_target"
 INT64_MAX = 2**63 - 1
-_OP_NAMES = {"cpu": "gaussian_target", "cuda": "gaussian_target", "triton": "gaussian_target_triton"}
 
 
-def _check(x, seed, offset, stats, clamp, keep, fill) -> None:
+def _check_given_stats(x, stats, mean, std) -> None:
+    if (mean is None) != (std is None):
+        raise ValueError(f"{OP}: mean and std must be given together, got only {'std' if mean is None else 'mean'}")
+    if mean is None:
+        return
+    if stats == "standard":
+        raise ValueError(f"{OP}: stats='standard' takes no mean and std")
+    shape = reference.stats_shape(x, stats)
+    groups = torch.Size(shape).numel()
+    for name, value in (("mean", mean), ("std", std)):
+        if not isinstance(value, torch.Tensor) or not value.is_floating_point():
+            kind = value.dtype if isinstance(value, torch.Tensor) else type(value).__name__
+            raise TypeError(f"{OP}: {name} must be a floating-point tensor, got {kind}")
+        if value.device != x.device:
+            raise ValueError(f"{OP}: {name} is on {value.device} but x is on {x.device}")
+        if value.numel() != groups:
+            raise ValueError(
+                f"{OP}: {name} must have {groups} element(s) for stats={stats!r} "
+                f"(e.g. shape {shape}), got shape {list(value.shape)}"
+            )
+
+
+def _check(x, seed, offset, stats, mean, std, clamp, keep, fill) -> None:
     check_float_tensor(x, "x", OP)
     if x.dim() == 0 or x.numel() == 0:
         raise ValueError(f"{OP}: x must be a non-empty batch [B, ...], got shape {list(x.shape)}")
@@ -29,6 +50,7 @@ def _check(x, seed, offset, stats, clamp, keep, fill) -> None:
     if offset + x.numel() > INT64_MAX:
         raise ValueError(f"{OP}: offset + x.numel() must stay below 2**63, got offset {offset}")
     check_choice(stats, "stats", STATS, OP)
+    _check_given_stats(x, stats, mean, std)
     if clamp is not None:
         if len(clamp) != 2 or not clamp[0] <= clamp[1]:
             raise ValueError(f"{OP}: clamp must be (lo, hi) with lo <= hi, got {clamp!r}")
@@ -55,6 +77,8 @@ def gaussian_target(
     seed: int,
     offset: int = 0,
     stats: str = "batch",
+    mean: Optional[torch.Tensor] = None,
+    std: Optional[torch.Tensor] = None,
     clamp: Optional[tuple[float, float]] = None,
     keep: Optional[torch.Tensor] = None,
     fill: float = 0.0,
@@ -64,21 +88,27 @@ def gaussian_target(
 
     stats picks mu and sigma (unbiased) over the whole batch ("batch"), each
     sample ("sample"), each channel ("channel"), or 0 and 1 ("standard").
+    `mean` and `std`, given together, replace the computed mu and sigma (e.g.
+    statistics all-reduced across processes): one element per group of `stats`,
+    in any shape, such as reference.stats_shape(x, stats).
     `clamp=(lo, hi)` clamps the noise; `keep` (broadcastable, 1 = visible)
     applies the corruption: out = keep * n + (1 - keep) * fill. Not differentiable.
     """
-    _check(x, seed, offset, stats, clamp, keep, fill)
+    _check(x, seed, offset, stats, mean, std, clamp, keep, fill)
     x = x.detach()
+    if mean is not None:
+        mean, std = mean.detach(), std.detach()
     chosen = resolve(backend, x.device)
     if chosen == "reference":
         return reference.gaussian_target(
-            x, seed=seed, offset=offset, stats=stats, clamp=clamp, keep=keep, fill=fill
+            x, seed=seed, offset=offset, stats=stats, mean=mean, std=std, clamp=clamp, keep=keep, fill=fill
         )
     if keep is not None:
         keep = keep.detach().to(torch.float32).expand(x.shape)
     lo, hi = (None, None) if clamp is None else (float(clamp[0]), float(clamp[1]))
-    op = getattr(torch.ops.l2l_fast, _OP_NAMES[chosen])
-    return op(x, seed, offset, stats, lo, hi, keep, float(fill))
+    # One C++ op for CPU and CUDA tensors: the dispatcher picks the kernel by device.
+    op = torch.ops.l2l_fast.gaussian_target_triton if chosen == "triton" else torch.ops.l2l_fast.gaussian_target
+    return op(x, seed, offset, stats, lo, hi, keep, float(fill), mean, std)
 
 
 def philox_stream(like: torch.Tensor, *, seed: int, offset: int = 0) -> torch.Tensor:
@@ -92,7 +122,7 @@ def philox_stream(like: torch.Tensor, *, seed: int, offset: int = 0) -> torch.Te
 if HAS_C:
 
     @torch.library.register_fake("l2l_fast::gaussian_target")
-    def _(x, seed, offset, stats, clamp_lo, clamp_hi, keep, fill):
+    def _(x, seed, offset, stats, clamp_lo, clamp_hi, keep, fill, mean=None, std=None):
         return torch.empty_like(x, memory_format=torch.contiguous_format)
 
     @torch.library.register_fake("l2l_fast::philox_stream")

@@ -107,11 +107,31 @@ def encoder_distance_multi(
     )
 
 
-def noise_statistics(x: torch.Tensor, stats: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """(mu, sigma) broadcastable to x; sigma is the unbiased std (0 for a single element)."""
-    x64 = x.double()
+def stats_shape(x: torch.Tensor, stats: str) -> list[int]:
+    """The shape of one statistic per group, broadcastable to x: [1, ...] ("batch"),
+    [B, 1, ...] ("sample"), [1, C, 1, ...] ("channel")."""
+    shape = [1] * x.dim()
+    if stats == "sample":
+        shape[0] = x.shape[0]
+    elif stats == "channel" and x.dim() >= 2:
+        shape[1] = x.shape[1]
+    return shape
+
+
+def noise_statistics(
+    x: torch.Tensor,
+    stats: str,
+    mean: Optional[torch.Tensor] = None,
+    std: Optional[torch.Tensor] = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mu, sigma) in the shape stats_shape(x, stats): the given mean and std, or
+    computed in float64; sigma is the unbiased std (0 for a single element)."""
     if stats == "standard":
         return torch.zeros((), dtype=torch.float64), torch.ones((), dtype=torch.float64)
+    if mean is not None:
+        shape = stats_shape(x, stats)
+        return mean.reshape(shape), std.reshape(shape)
+    x64 = x.double()
     if stats == "batch":
         dims = tuple(range(x.dim()))
     elif stats == "sample":
@@ -136,12 +156,15 @@ def gaussian_target(
     seed: int,
     offset: int = 0,
     stats: str = "batch",
+    mean: Optional[torch.Tensor] = None,
+    std: Optional[torch.Tensor] = None,
     clamp: Optional[tuple[float, float]] = None,
     keep: Optional[torch.Tensor] = None,
     fill: float = 0.0,
 ) -> torch.Tensor:
-    """keep * clamp(mu + sigma * z) + (1 - keep) * fill, in x's dtype."""
-    mu, sigma = noise_statistics(x, stats)
+    """keep * clamp(mu + sigma * z) + (1 - keep) * fill, in x's dtype; mu and sigma
+    are mean and std when given, else the statistics of x (noise_statistics)."""
+    mu, sigma = noise_statistics(x, stats, mean, std)
     z = philox_normal(seed, offset, x.numel(), device=x.device).reshape(x.shape)
     noise = mu.float().to(x.device) + sigma.float().to(x.device) * z
     if clamp is not None:

@@ -48,11 +48,11 @@ class StepInputs:
         """T(n) for the forget images `like`: n = mu + sigma * z, clamped, holes filled."""
         if keep is not None:
             keep = keep.to(like.device, like.dtype, non_blocking=True)
-        given = {}  # TEMP until gaussian_target takes mean/std
+        mean = std = None
         if self.ctx.enabled and self.noise_stats in ("batch", "channel"):
-            given["mean"], given["std"] = global_statistics(self.ctx, like, self.noise_stats)
+            mean, std = global_statistics(self.ctx, like, self.noise_stats)
         return gaussian_target(like, seed=self.noise_seed, offset=self.noise_offset, stats=self.noise_stats,
-                               clamp=self.noise_clamp, keep=keep, **given)
+                               mean=mean, std=std, clamp=self.noise_clamp, keep=keep)
 
 
 def global_statistics(ctx: distributed.Context, x: torch.Tensor, stats: str):
