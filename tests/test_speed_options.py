@@ -24,17 +24,26 @@ def run(**options):
 
 
 def assert_close_to_plain(model, log, plain, plain_log):
-    """fp32 options: the same losses, and weights within rounding amplified by Adam; the
-    attention key biases (true gradient 0: softmax ignores a shift of the keys) within
-    Adam's whole movement."""
+    """fp32 options: the same losses, and the same weight update up to rounding amplified
+    by Adam (which divides each gradient by its own running size, so a near-zero gradient
+    element's rounding can move that element by up to lr a step): the whole update within
+    1e-3 of the plain one in norm. The attention key biases (true gradient 0: softmax
+    ignores a shift of the keys) are left out: their movement is rounding alone."""
     assert [r["loss"] for r in log] == pytest.approx([r["loss"] for r in plain_log], rel=1e-5, abs=1e-7)
+    start = tiny_model().encoder.state_dict()
+    got_update, plain_update = [], []
     for key, value in plain.encoder.state_dict().items():
-        got = model.encoder.state_dict()[key]
+        got, begin = model.encoder.state_dict()[key], start[key]
         if key.endswith("attn.qkv.bias"):
             dim = value.shape[0] // 3
             torch.testing.assert_close(got[dim:2 * dim], value[dim:2 * dim], atol=RUN["lr"] * RUN["steps"], rtol=0)
-            got, value = torch.cat([got[:dim], got[2 * dim:]]), torch.cat([value[:dim], value[2 * dim:]])
-        torch.testing.assert_close(got, value, atol=1e-5, rtol=0)
+            keep = torch.ones_like(value, dtype=torch.bool)
+            keep[dim:2 * dim] = False
+            got, value, begin = got[keep], value[keep], begin[keep]
+        got_update.append((got - begin).flatten())
+        plain_update.append((value - begin).flatten())
+    got_update, plain_update = torch.cat(got_update), torch.cat(plain_update)
+    assert (got_update - plain_update).norm() <= 1e-3 * plain_update.norm()
 
 
 def update(model) -> torch.Tensor:
