@@ -2,6 +2,8 @@ import pytest
 import torch
 import yaml
 
+import l2l_fast
+
 from l2l_fast.models import io as checkpoint
 from l2l_fast import cli
 from l2l_fast.cli.run_files import ConfigError, load_config, parse_config
@@ -38,6 +40,13 @@ def with_changes(**sections):
     (with_changes(unlearn={"learning_rate": 1.0}), r"unlearn has unknown keys \['learning_rate'\]"),
     (with_changes(unlearn={"noise_clamp": 1}), r"unlearn.noise_clamp must be \[lo, hi\]"),
     ({**BASE, "unlearn": {"batch_size": 4}}, "unlearn.steps is required"),
+    (with_changes(data={"forget": [0, 1], "retain": [1, 2]}), r"data.retain: classes \[1\] are also in forget"),
+    (with_changes(data={"dataset": "fashion-mnist", "forget": [3], "retain": [3]}), "are also in forget"),
+    (with_changes(unlearn={"seed": 1.5}), "unlearn.seed must be an integer"),
+    (with_changes(unlearn={"seed": -1}), "unlearn.seed must be >= 0"),
+    (with_changes(unlearn={"noise_clamp": [0, 0]}), "unlearn.noise_clamp must have lo < hi"),
+    (with_changes(unlearn={"mask": "inpaint"}), "unlearn.mask must be"),
+    (with_changes(unlearn={"checkpoint_every": 5}), "unlearn.checkpoint_every needs checkpoint_dir"),
 ])
 def test_validation_errors_name_the_key(raw, message):
     with pytest.raises(ConfigError, match=message):
@@ -50,6 +59,28 @@ def test_every_unlearn_argument_is_accepted():
                "warmup_steps": 1, "weight_decay": 0.0, "grad_clip": 1.0, "method": "max_loss", "progress": False}
     config = parse_config(with_changes(unlearn=options))
     assert config.unlearn.noise_clamp == (0.0, 1.0)
+
+
+def test_a_mask_that_does_not_fit_the_grid_fails_before_any_step(tmp_path, capsys):
+    """The demo MAE has a 7 x 7 patch grid: inpaint:8 is reported before the run starts."""
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(with_changes(unlearn={"mask": "inpaint:8"})))
+    assert cli.main(["unlearn", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "mask 'inpaint:8'" in err and "does not fit the 7x7 patch grid" in err and "unlearn (ours)" not in err
+
+
+def test_unlearn_config_holds_every_option_with_a_doc():
+    docs = l2l_fast.UnlearnConfig.docs()
+    assert {"steps", "batch_size", "alpha", "seed", "mask", "checkpoint_dir", "compile"} <= set(docs)
+    assert all(isinstance(doc, str) and doc for doc in docs.values())
+    config = l2l_fast.UnlearnConfig(steps=3, batch_size=2, noise_clamp=[0, 1])
+    assert config.noise_clamp == (0.0, 1.0) and config.recorded()["noise_clamp"] == [0.0, 1.0]
+    assert "progress" not in config.recorded() and config.recorded()["steps"] == 3
+    resolved = config.resolved("cpu")
+    assert resolved.lr == pytest.approx(1e-4 * 4 / 256) and resolved.warmup_steps == 1 and resolved.log_every == 1
+    with pytest.raises(ValueError, match=r"unknown options \['colour'\]"):
+        l2l_fast.UnlearnConfig.from_dict({"steps": 1, "batch_size": 1, "colour": "red"})
 
 
 def test_missing_and_invalid_files(tmp_path):

@@ -26,8 +26,8 @@ def test_class_split_by_index_and_name(tmp_path):
     make_folders(tmp_path)
     split = class_split_folders(tmp_path, tmp_path / "classes.txt", forget=[0], retain=["n01443537", 2],
                                 proxy=[3], image_size=8, per_class=2)
-    assert len(split["forget"]) == 2 and len(split["retain"]) == 4 and len(split["proxy"]) == 2
-    assert split["retain"].classes == ["n01443537", "n01484850"]
+    assert len(split.forget) == 2 and len(split.retain) == 4 and len(split.proxy) == 2
+    assert split.retain.classes == ["n01443537", "n01484850"]
     with pytest.raises(ValueError, match="retain: classes"):
         class_split_folders(tmp_path, tmp_path / "classes.txt", forget=[0], retain=[0], image_size=8)
     with pytest.raises(ValueError, match="outside the class list"):

@@ -50,7 +50,7 @@ def run_data(config: RunConfig, model):
             data["root"], data["class_list"], forget=data["forget"], retain=data["retain"],
             image_size=size, channels=channels, per_class=data["per_class"],
         )
-        return split["forget"], split["retain"]
+        return split.forget, split.retain
     images, labels = _labelled(data)
     retain_index = first_per_class(labels, data["retain"], data["per_class"]).sort().values
     if data["forget_indices"] is not None:

@@ -27,6 +27,7 @@ from typing import Any, Optional
 
 import yaml
 
+from ..data.splits import check_disjoint
 from ..unlearning.config import UnlearnConfig
 
 TOP_KEYS = {"model", "data", "unlearn", "output"}
@@ -102,9 +103,10 @@ def parse_config(raw: Any, source: str = "<config>") -> RunConfig:
         if data[key] is not None and (not isinstance(data[key], int) or data[key] < 1):
             _fail(source, f"data.{key}", f"must be a positive integer, got {data[key]!r}")
     if data["forget"] is not None:
-        overlap = [c for c in data["forget"] if c in data["retain"]]
-        if overlap:
-            _fail(source, "data", f"forget and retain share classes {overlap}: a class cannot be forgotten and kept")
+        try:
+            check_disjoint(data["forget"], data["retain"])
+        except ValueError as error:
+            raise ConfigError(f"{source}: data.{error}: a class cannot be forgotten and kept") from error
     options = raw.get("unlearn") or {}
     if not isinstance(options, dict):
         _fail(source, "unlearn", f"must be a mapping of UnlearnConfig fields, got {options!r}")

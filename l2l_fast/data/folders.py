@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from .splits import ClassSplit, check_disjoint
+
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 PathLike = Union[str, os.PathLike]
@@ -152,7 +154,7 @@ def class_split_folders(
     channels: int = 3,
     per_class: Optional[int] = None,
     max_bad_fraction: float = 0.01,
-) -> dict[str, Optional[ClassFolders]]:
+) -> ClassSplit:
     """Forget / retain / proxy datasets from a class-list file; classes by index in
     the list or by folder name."""
     names = read_class_list(class_list)
@@ -171,14 +173,9 @@ def class_split_folders(
         return out
 
     chosen = {k: resolve(v, k) for k, v in (("forget", forget), ("retain", retain), ("proxy", proxy))}
-    if not chosen["forget"]:
-        raise ValueError("forget: give at least one class to forget")
-    for other in ("retain", "proxy"):
-        overlap = sorted(set(chosen["forget"]) & set(chosen[other]))
-        if overlap:
-            raise ValueError(f"{other}: classes {overlap} are also in forget")
-    return {
+    check_disjoint(chosen["forget"], chosen["retain"], chosen["proxy"])
+    return ClassSplit(**{
         k: ClassFolders(root, v, image_size=image_size, channels=channels, per_class=per_class,
                         max_bad_fraction=max_bad_fraction) if v else None
         for k, v in chosen.items()
-    }
+    })

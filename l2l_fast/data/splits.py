@@ -2,18 +2,30 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Optional, Sequence
+from typing import Any, Iterable, Optional, Sequence
 
 import torch
 
 
 @dataclass
 class ClassSplit:
-    """Images and labels of the forget, retain and proxy classes."""
+    """The forget, retain and (optional) proxy sets of a class split: (images, labels)
+    pairs for an image tensor (split_by_class), ClassFolders datasets for class folders
+    (class_split_folders); either goes to `unlearn` as it is."""
 
-    forget: tuple[torch.Tensor, torch.Tensor]
-    retain: tuple[torch.Tensor, torch.Tensor]
-    proxy: Optional[tuple[torch.Tensor, torch.Tensor]]
+    forget: Any
+    retain: Any
+    proxy: Optional[Any] = None
+
+
+def check_disjoint(forget: Sequence, retain: Sequence, proxy: Sequence = ()) -> None:
+    """ValueError unless there is a class to forget and none of them is also kept."""
+    if not forget:
+        raise ValueError("forget: give at least one class to forget")
+    for other, name in ((retain, "retain"), (proxy, "proxy")):
+        overlap = sorted(set(forget) & set(other), key=str)
+        if overlap:
+            raise ValueError(f"{name}: classes {overlap} are also in forget")
 
 
 def first_per_class(labels: torch.Tensor, classes: Iterable[int], count: Optional[int] = None) -> torch.Tensor:
@@ -40,12 +52,7 @@ def split_by_class(
     if images.shape[0] != labels.shape[0]:
         raise ValueError(f"images ({images.shape[0]}) and labels ({labels.shape[0]}) differ in length")
     forget, retain, proxy = list(forget), list(retain), list(proxy)
-    if not forget:
-        raise ValueError("forget: give at least one class to forget")
-    for other, name in ((retain, "retain"), (proxy, "proxy")):
-        overlap = sorted(set(forget) & set(other))
-        if overlap:
-            raise ValueError(f"{name}: classes {overlap} are also in forget")
+    check_disjoint(forget, retain, proxy)
     return ClassSplit(
         forget=_subset(images, labels, forget, per_class, "forget"),
         retain=_subset(images, labels, retain, per_class, "retain"),
