@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 
 import l2l_fast
 from l2l_fast.cli.demo import DEMO_MODEL, asset, load_demo_images
-from l2l_fast.models import io as checkpoint
+from l2l_fast.models import io as model_io
 
 RUN = dict(steps=20, batch_size=64, lr=1e-3, mask="random:0.5", progress=False)
 CASES = {"ddp": {}, "fsdp": {"fsdp": True}}
@@ -30,7 +30,7 @@ CASES = {"ddp": {}, "fsdp": {"fsdp": True}}
 def unlearn(log, device, **kwargs):
     images, labels = load_demo_images("train")
     forget, retain = images[labels == 0], images[(labels >= 2) & (labels <= 5)]
-    model = checkpoint.load_model(asset(DEMO_MODEL))
+    model = model_io.load_model(asset(DEMO_MODEL))
     return l2l_fast.unlearn(model, forget, retain, callback=log.append, device=device, **RUN,
                             **kwargs).encoder
 
@@ -69,23 +69,21 @@ def main() -> None:
                       out / f"{name}.safetensors")
             (out / f"{name}.json").write_text(json.dumps(log))
 
+    def run_after_barrier(name: str, **options) -> None:
+        if world > 1:
+            dist.barrier()
+        log = []
+        save(name, unlearn(log, device, checkpoint_every=10, **options), log)
+
     for case, kwargs in cases.items():
         folder = out / f"{case}-{world}-checkpoints"
         if main_rank:
             shutil.rmtree(folder, ignore_errors=True)
-        if world > 1:
-            dist.barrier()
-        log = []
-        encoder = unlearn(log, device, checkpoint_dir=str(folder), checkpoint_every=10, **kwargs)
-        save(f"{case}-{world}", encoder, log)
+        run_after_barrier(f"{case}-{world}", checkpoint_dir=str(folder), **kwargs)
         if main_rank:
             for path in folder.glob("step-00000020.*"):
                 path.unlink()
-        if world > 1:
-            dist.barrier()
-        log = []
-        encoder = unlearn(log, device, resume_from=str(folder), checkpoint_every=10, **kwargs)
-        save(f"{case}-{world}-resumed", encoder, log)
+        run_after_barrier(f"{case}-{world}-resumed", resume_from=str(folder), **kwargs)
     if main_rank:
         report = {case: {"resumed_vs_straight": largest_differences(out / f"{case}-{world}-resumed",
                                                                      out / f"{case}-{world}")}

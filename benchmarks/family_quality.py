@@ -11,7 +11,7 @@ import time
 
 import torch
 
-from l2l_fast.models import io as checkpoint
+from l2l_fast.models import io as model_io
 from l2l_fast.adapters import adapter_for
 from l2l_fast.data import fashion_mnist, first_per_class
 from l2l_fast.evaluation.evaluate import generate, hole_errors, visible_pixels
@@ -35,9 +35,9 @@ def main() -> None:
     images = images[index]
     results = {}
     for path in args.checkpoints:
-        model = checkpoint.load_model(path).eval()
+        model = model_io.load_model(path).eval()
         adapter = adapter_for(model)
-        _, meta = checkpoint.read(path)
+        _, meta = model_io.read(path)
         row = {"family": model.family, "pretrain": meta.get("pretrain")}
         for mask in args.masks:
             started = time.perf_counter()

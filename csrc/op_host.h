@@ -6,6 +6,7 @@
 #include <ATen/Dispatch.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
+#include <torch/library.h>
 
 #include <limits>
 #include <optional>
@@ -138,6 +139,14 @@ struct GaussianCall {
 // Computes mu and sigma where they are neither given nor "standard", then writes
 // out = keep * clamp(mu + sigma * z) + (1 - keep) * fill.
 using GaussianKernel = void (*)(GaussianCall&);
+
+// The three encoder_distance operators of one backend, registered together.
+template <DistanceKernel distance, ScaleRowsKernel scale>
+void register_encoder_distance(torch::Library& m) {
+  m.impl("encoder_distance", &encoder_distance_op<distance>);
+  m.impl("encoder_distance_multi", &encoder_distance_multi_op<distance>);
+  m.impl("scale_rows", &scale_rows_op<scale>);
+}
 
 template <GaussianKernel kernel>
 at::Tensor gaussian_target_op(

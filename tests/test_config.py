@@ -4,7 +4,7 @@ import yaml
 
 import l2l_fast
 
-from l2l_fast.models import io as checkpoint
+from l2l_fast.models import io as model_io
 from l2l_fast import cli
 from l2l_fast.cli.run_files import ConfigError, load_config, parse_config
 
@@ -96,10 +96,10 @@ def test_unlearn_command_runs_and_saves(tmp_path, capsys):
     path = tmp_path / "run.yaml"
     path.write_text(yaml.safe_dump({**BASE, "output": str(out)}))
     assert cli.main(["unlearn", "--config", str(path), "--no-progress"]) == 0
-    model = checkpoint.load_model(out)
+    model = model_io.load_model(out)
     from l2l_fast.cli.demo import DEMO_MODEL, asset
 
-    original = checkpoint.load_model(asset(DEMO_MODEL))
+    original = model_io.load_model(asset(DEMO_MODEL))
     assert all(torch.equal(v, original.decoder.state_dict()[k]) for k, v in model.decoder.state_dict().items())
     assert not torch.equal(model.encoder.blocks[0].mlp.fc1.weight, original.encoder.blocks[0].mlp.fc1.weight)
     assert "saved the unlearned model" in capsys.readouterr().out

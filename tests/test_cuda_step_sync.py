@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import l2l_fast
-from l2l_fast.training import monitor as step_monitor
+from l2l_fast.training.monitor import StepMonitor
 from conftest import FORGET, RETAIN, tiny_model
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -17,7 +17,7 @@ CASES += [(method, "bf16") for method in ("random_encoder", "max_loss", "noisy_l
 @pytest.mark.parametrize("method, precision", CASES)
 def test_cuda_steps_between_reads_do_not_synchronise(monkeypatch, method, precision):
     reads = []
-    original_read = step_monitor.StepMonitor.read
+    original_read = StepMonitor.read
 
     def read(self, deliver):
         torch.cuda.set_sync_debug_mode("default")
@@ -25,7 +25,7 @@ def test_cuda_steps_between_reads_do_not_synchronise(monkeypatch, method, precis
         original_read(self, deliver)
         torch.cuda.set_sync_debug_mode("error")
 
-    monkeypatch.setattr(step_monitor.StepMonitor, "read", read)
+    monkeypatch.setattr(StepMonitor, "read", read)
     log = []
     try:  # the steps before the first read warm up the allocators and libraries unchecked
         l2l_fast.unlearn(tiny_model().cuda(), FORGET, RETAIN, steps=9, batch_size=4, lr=1e-3, mask="inpaint:2",

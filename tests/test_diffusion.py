@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import l2l_fast
-from l2l_fast.models import io as checkpoint
+from l2l_fast.models import io as model_io
 from l2l_fast.adapters import DiffusionAdapter
 from l2l_fast.models.masks import parse_mask
 from l2l_fast.models import PaletteUNet
@@ -199,7 +199,7 @@ def test_baselines_train_what_they_should(method):
 
 def test_checkpoint_roundtrip(tmp_path):
     model = tiny_model()
-    loaded = checkpoint.load_model(checkpoint.save_model(model, tmp_path / "p.safetensors")).eval()
+    loaded = model_io.load_model(model_io.save_model(model, tmp_path / "p.safetensors")).eval()
     x, gammas = torch.randn(2, 2, 16, 16), torch.rand(2)
     assert loaded.config == model.config and torch.equal(loaded(x, gammas), model(x, gammas))
 

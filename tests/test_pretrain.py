@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from l2l_fast.models import io as checkpoint
+from l2l_fast.models import io as model_io
 from l2l_fast import cli
 from l2l_fast.adapters import adapter_for
 from l2l_fast.data.fashion_mnist import DEFAULT_ROOT
@@ -52,5 +52,5 @@ def test_pretrain_command_for_every_family(tmp_path, family):
     out = tmp_path / f"{family}.safetensors"
     assert cli.main(["pretrain", "--family", family, "--steps", "2", "--tokenizer-steps", "2",
                      "--batch-size", "4", "--out", str(out)]) == 0
-    model = checkpoint.load_model(out)
+    model = model_io.load_model(out)
     assert model.family == family and not (tmp_path / f"{family}.state.safetensors").exists()

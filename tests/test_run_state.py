@@ -17,9 +17,9 @@ import yaml
 from safetensors import safe_open
 
 import l2l_fast
-from l2l_fast.models import io as checkpoint
+from l2l_fast.models import io as model_io
 from l2l_fast import cli
-from l2l_fast.training import checkpointing as run_state
+from l2l_fast.training import checkpointing
 from conftest import CASES, FORGET, make_folders, RETAIN, tiny_model, unlearn_kind
 
 # Children import the same l2l_fast as this process (the installed build, with _C).
@@ -58,7 +58,7 @@ def test_checkpoints_are_safetensors_and_json_and_the_last_two_are_kept(tmp_path
     assert {"generator", "sampler.forget", "sampler.retain", "rng.cpu.0"} <= keys
     assert "trainable.blocks.0.attn.qkv.weight" in keys and "optimizer.0.exp_avg" in keys
     sidecar = json.loads((tmp_path / "step-00000006.json").read_text())
-    assert sidecar["sha256"] == run_state.sha256(tmp_path / "step-00000006.safetensors")
+    assert sidecar["sha256"] == checkpointing.sha256(tmp_path / "step-00000006.safetensors")
 
 
 @pytest.mark.parametrize("kind", ["mae", "dropout"])
@@ -70,7 +70,7 @@ def test_killed_run_resumes_bit_for_bit(tmp_path, kind):
                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 60
-        while not run_state.existing(folder) or run_state.existing(folder)[-1] < 3:
+        while not checkpointing.existing(folder) or checkpointing.existing(folder)[-1] < 3:
             assert child.poll() is None, child.stderr.read().decode()
             assert time.monotonic() < deadline, "no checkpoint of step 3 within a minute"
             time.sleep(0.05)
@@ -79,7 +79,7 @@ def test_killed_run_resumes_bit_for_bit(tmp_path, kind):
     finally:
         child.kill()
         child.stderr.close()
-    killed_at = run_state.existing(folder)[-1]
+    killed_at = checkpointing.existing(folder)[-1]
     assert 3 <= killed_at < 12
     log = []
     kwargs = dict(CASES["ddp"][1], steps=12)
@@ -116,14 +116,14 @@ def test_damaged_newest_checkpoint_is_reported_and_the_previous_one_used(tmp_pat
     assert "previous good checkpoint, step 5" in caplog.text
     assert [r["step"] for r in log] == [5]
     assert encoder_equal(model, straight)
-    assert run_state.choose(tmp_path) == 6  # rewritten
+    assert checkpointing.choose(tmp_path) == 6  # rewritten
 
 
 def test_no_usable_checkpoint_is_an_error(tmp_path):
     checkpointed(tmp_path)
     for step in (5, 6):
         truncate(tmp_path / f"step-0000000{step}.safetensors")
-    with pytest.raises(run_state.CheckpointError, match="no usable checkpoint .* step 6: .* step 5: "):
+    with pytest.raises(checkpointing.CheckpointError, match="no usable checkpoint .* step 6: .* step 5: "):
         resume(tmp_path)
 
 
@@ -167,13 +167,13 @@ def test_cli_resume_continues_bit_for_bit(tmp_path, capsys):
     path = tmp_path / "run.yaml"
     path.write_text(yaml.safe_dump(config))
     assert cli.main(["unlearn", "--config", str(path), "--no-progress"]) == 0
-    straight = checkpoint.load_model(tmp_path / "out.safetensors").state_dict()
+    straight = model_io.load_model(tmp_path / "out.safetensors").state_dict()
     for file in (tmp_path / "checkpoints").glob("step-00000003.*"):
         file.unlink()
     assert cli.main(["unlearn", "--config", str(path), "--no-progress"]) == 2
     assert "already holds checkpoints" in capsys.readouterr().err
     assert cli.main(["unlearn", "--config", str(path), "--no-progress", "--resume"]) == 0
-    resumed = checkpoint.load_model(tmp_path / "out.safetensors").state_dict()
+    resumed = model_io.load_model(tmp_path / "out.safetensors").state_dict()
     assert all(torch.equal(v, resumed[k]) for k, v in straight.items())
 
 

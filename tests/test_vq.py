@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 
 import l2l_fast
-from l2l_fast.models import io as checkpoint
+from l2l_fast.models import io as model_io
 from l2l_fast.adapters import VQAdapter, adapter_for
 from l2l_fast.models.masks import parse_mask, patch_keep, pixel_keep
 from l2l_fast.models import MAGE, VQTokenizer, load_official_mage
@@ -203,8 +203,8 @@ def test_pretrain_keeps_the_tokenizer_frozen():
 
 def test_checkpoint_roundtrip(tmp_path):
     model = tiny_model()
-    checkpoint.save_model(model, tmp_path / "mage.safetensors")
-    loaded = checkpoint.load_model(tmp_path / "mage.safetensors")
+    model_io.save_model(model, tmp_path / "mage.safetensors")
+    loaded = model_io.load_model(tmp_path / "mage.safetensors")
     assert isinstance(loaded, MAGE) and loaded.config == model.config
     assert same(state(model), loaded)
 

@@ -251,9 +251,7 @@ void scale_rows_kernel(ScaleRowsCall& call) {
 }  // namespace
 
 TORCH_LIBRARY_IMPL(l2l_fast, CPU, m) {
-  m.impl("encoder_distance", &encoder_distance_op<distance_rows>);
-  m.impl("encoder_distance_multi", &encoder_distance_multi_op<distance_rows>);
-  m.impl("scale_rows", &scale_rows_op<scale_rows_kernel>);
+  register_encoder_distance<distance_rows, scale_rows_kernel>(m);
 }
 
 }  // namespace l2l_fast

@@ -312,9 +312,7 @@ void launch_scale_rows(ScaleRowsCall& call) {
 }  // namespace
 
 TORCH_LIBRARY_IMPL(l2l_fast, CUDA, m) {
-  m.impl("encoder_distance", &encoder_distance_op<distance_rows>);
-  m.impl("encoder_distance_multi", &encoder_distance_multi_op<distance_rows>);
-  m.impl("scale_rows", &scale_rows_op<launch_scale_rows>);
+  register_encoder_distance<distance_rows, launch_scale_rows>(m);
 }
 
 }  // namespace l2l_fast

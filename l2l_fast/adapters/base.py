@@ -7,7 +7,7 @@ from typing import Optional, Union
 import torch
 from torch import nn
 
-from ..models.masks import MaskSpec, pixel_keep
+from ..models.masks import MaskSpec, patch_keep, pixel_keep
 
 Embedding = Union[torch.Tensor, list[torch.Tensor]]
 
@@ -87,3 +87,16 @@ class Adapter:
         """The family's own training loss (scalar): fill the hole of T(images) with
         `targets` (default: the images themselves)."""
         raise NotImplementedError
+
+
+class PatchGridAdapter(Adapter):
+    """A generator whose corruption hides whole cells of its patch (token) grid; the model
+    has `encoder`, `grid`, `in_chans` and `img_size`."""
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+        self.encoder = model.encoder
+        self.image_shape = (model.in_chans, model.img_size, model.img_size)
+
+    def draw(self, spec: MaskSpec, batch: int, generator: torch.Generator):
+        return patch_keep(spec, self.model.grid, batch, generator)

@@ -158,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(run=_demo)
 
     run = commands.add_parser("unlearn", help="unlearn as a YAML run file says")
-    run.add_argument("--config", required=True, help="run file (see l2l_fast/config.py)")
+    run.add_argument("--config", required=True, help="run file (see l2l_fast/cli/run_files.py)")
     run.add_argument("--resume", action="store_true",
                      help="continue from the newest intact checkpoint in unlearn.checkpoint_dir")
     run.add_argument("--no-progress", action="store_true")

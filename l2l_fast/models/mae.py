@@ -141,6 +141,20 @@ class MAEDecoder(nn.Module):
         return self.decoder_pred(self.decoder_norm(x))[:, 1:]
 
 
+def init_weights(module: nn.Module) -> None:
+    """MAE's initialisation (also MAGE's): Xavier-uniform linear and patch-embedding
+    weights, zero biases, unit LayerNorms."""
+    if isinstance(module, nn.Linear):
+        nn.init.xavier_uniform_(module.weight)
+        nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.Conv2d):
+        nn.init.xavier_uniform_(module.weight.view(module.weight.shape[0], -1))
+        nn.init.zeros_(module.bias)
+
+
 class MAE(nn.Module):
     """Masked autoencoder: `encoder(images, keep)` -> latent, `decoder(latent, keep)` -> patches."""
 
@@ -174,21 +188,9 @@ class MAE(nn.Module):
             self.grid, patch_size, in_chans, embed_dim, decoder_embed_dim, decoder_depth,
             decoder_num_heads, mlp_ratio,
         )
-        self.apply(self._init_weights)
+        self.apply(init_weights)
         nn.init.normal_(self.encoder.cls_token, std=0.02)
         nn.init.normal_(self.decoder.mask_token, std=0.02)
-
-    @staticmethod
-    def _init_weights(module: nn.Module) -> None:
-        if isinstance(module, nn.Linear):
-            nn.init.xavier_uniform_(module.weight)
-            nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.LayerNorm):
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.Conv2d):
-            nn.init.xavier_uniform_(module.weight.view(module.weight.shape[0], -1))
-            nn.init.zeros_(module.bias)
 
     @property
     def num_patches(self) -> int:

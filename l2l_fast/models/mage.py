@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .masks import pixel_keep
-from .mae import Block, visible_ids
+from .mae import Block, init_weights, visible_ids
 from .vq import VQTokenizer
 
 
@@ -143,20 +143,11 @@ class MAGE(nn.Module):
             decoder_num_heads, mlp_ratio,
         )
         for part in (self.encoder, self.decoder):
-            part.apply(self._init_weights)
+            part.apply(init_weights)
         for table in (self.encoder.token_emb.word_embeddings.weight,
                       self.encoder.token_emb.position_embeddings.weight,
                       self.decoder.decoder_pos_embed_learned, self.decoder.mlm_layer.word_embeddings):
             nn.init.normal_(table, std=0.02)
-
-    @staticmethod
-    def _init_weights(module: nn.Module) -> None:
-        if isinstance(module, nn.Linear):
-            nn.init.xavier_uniform_(module.weight)
-            nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.LayerNorm):
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
 
     @property
     def num_tokens(self) -> int:
@@ -188,14 +179,8 @@ class MAGE(nn.Module):
         return (error * hidden).sum() / hidden.sum().clamp_min(1.0)
 
     @torch.no_grad()
-    def generate_ids(
-        self,
-        ids: torch.Tensor,
-        keep: torch.Tensor,
-        steps: int = 8,
-        temperature: float = 4.5,
-        generator: Optional[torch.Generator] = None,
-    ) -> torch.Tensor:
+    def generate_ids(self, ids: torch.Tensor, keep: torch.Tensor, steps: int = 8, temperature: float = 4.5,
+                     generator: Optional[torch.Generator] = None) -> torch.Tensor:
         """MaskGIT decoding of the hidden ids: at each of `steps` iterations sample every
         unknown token, keep the most confident ones and re-mask the rest (cosine schedule),
         with Gumbel noise of scale temperature * (1 - progress) on the confidences."""
@@ -224,14 +209,8 @@ class MAGE(nn.Module):
         return ids
 
     @torch.no_grad()
-    def generate(
-        self,
-        images: torch.Tensor,
-        keep: torch.Tensor,
-        steps: int = 8,
-        temperature: float = 4.5,
-        generator: Optional[torch.Generator] = None,
-    ) -> torch.Tensor:
+    def generate(self, images: torch.Tensor, keep: torch.Tensor, steps: int = 8, temperature: float = 4.5,
+                 generator: Optional[torch.Generator] = None) -> torch.Tensor:
         """Fill the hidden tokens' pixels; outside the hole the output is the input, exactly."""
         ids = self.generate_ids(self.tokenize(images), keep, steps, temperature, generator)
         decoded = self.tokenizer.decode(ids, self.grid).to(images.dtype)

@@ -150,18 +150,8 @@ def noise_statistics(
     return mu, sigma
 
 
-def gaussian_target(
-    x: torch.Tensor,
-    *,
-    seed: int,
-    offset: int = 0,
-    stats: str = "batch",
-    mean: Optional[torch.Tensor] = None,
-    std: Optional[torch.Tensor] = None,
-    clamp: Optional[tuple[float, float]] = None,
-    keep: Optional[torch.Tensor] = None,
-    fill: float = 0.0,
-) -> torch.Tensor:
+def gaussian_target(x: torch.Tensor, *, seed: int, offset: int = 0, stats: str = "batch", mean=None, std=None,
+                    clamp=None, keep=None, fill: float = 0.0) -> torch.Tensor:
     """keep * clamp(mu + sigma * z) + (1 - keep) * fill, in x's dtype; mu and sigma
     are mean and std when given, else the statistics of x (noise_statistics)."""
     mu, sigma = noise_statistics(x, stats, mean, std)
