@@ -1,8 +1,9 @@
 """encoder_distance forward + backward on the embedding shapes of real encoders."""
 import pytest
 import torch
-from conftest import QUICK, providers, sync
+from conftest import QUICK, providers, providers_filter, sync
 
+import l2l_fast
 from l2l_fast.ops import reference
 from l2l_fast.ops import encoder_distance, encoder_distance_multi
 
@@ -17,6 +18,8 @@ PALETTE_MAPS = [
     (256, 64), (256, 64), (256, 32), (512, 32), (512, 32), (512, 32),
 ]
 PALETTE_BATCH = 8
+# Per-call cost against the eager expression: a tiny loss (overhead) and a ViT-B one (work).
+PER_CALL_SHAPES = {"overhead": (4, 8), "work": (64, 197, 768)}
 
 
 def _compiled_reference():
@@ -81,3 +84,47 @@ def test_encoder_distance_multi_palette(benchmark, provider, device):
 
     step()
     benchmark.pedantic(step, rounds=5, warmup_rounds=1)
+
+
+def eager_loss(s, t, w):
+    """The loss as plain PyTorch writes it: the baseline of the per-call benchmark."""
+    return ((s.float() - t.float()) ** 2).reshape(s.shape[0], -1).mean(1) * w
+
+
+def per_call_cases():
+    found = [("eager", "cpu"), ("fused", "cpu")]
+    if torch.cuda.is_available():
+        found += [("eager", "cuda"), ("fused", "cuda")]
+        found += [("triton", "cuda")] if l2l_fast.backends()["triton"] else []
+    return [pytest.param(p, d, size, id=f"{p}-{d}-{size}")
+            for size in PER_CALL_SHAPES for p, d in providers_filter(found)]
+
+
+@pytest.mark.parametrize("provider, device, size", per_call_cases())
+def test_encoder_distance_per_call(benchmark, provider, device, size):
+    """encoder_distance fwd+bwd (default backend, or Triton) against eager_loss; the
+    fused/eager time ratio of each group is written to the JSON (benchmarks/conftest.py)."""
+    shape = PER_CALL_SHAPES[size]
+    benchmark.group = f"encoder_distance per call fwd+bwd {size} {list(shape)}"
+    benchmark.extra_info.update(shape=list(shape), bytes=3 * 4 * torch.Size(shape).numel())
+    g = torch.Generator().manual_seed(0)
+    student = torch.randn(shape, generator=g).to(device).requires_grad_()
+    target = torch.randn(shape, generator=g).to(device)
+    weight = torch.full((shape[0],), 1.0 / shape[0], device=device)
+    if provider == "eager":
+        loss = eager_loss
+    else:
+        backend = "triton" if provider == "triton" else "auto"
+        def loss(s, t, w):
+            return encoder_distance(s, t, w, backend=backend)
+
+    def step():
+        student.grad = None
+        loss(student, target, weight).sum().backward()
+        sync(device)
+
+    step()
+    if size == "overhead":
+        benchmark.pedantic(step, rounds=200, iterations=25, warmup_rounds=20)
+    else:
+        benchmark.pedantic(step, rounds=15, warmup_rounds=2)

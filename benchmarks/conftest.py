@@ -37,3 +37,17 @@ def providers_filter(found):
 def sync(device: str) -> None:
     if device == "cuda":
         torch.cuda.synchronize()
+
+
+def pytest_benchmark_update_json(config, benchmarks, output_json):
+    """In each group with an "eager" provider, records every other benchmark's median
+    time over eager's on the same device as extra_info["time_vs_eager"]."""
+    def key(bench):
+        params = bench.get("params") or {}
+        return bench["group"], params.get("device"), params.get("provider")
+
+    eager = {key(b)[:2]: b["stats"]["median"] for b in output_json["benchmarks"] if key(b)[2] == "eager"}
+    for bench in output_json["benchmarks"]:
+        group, device, provider = key(bench)
+        if provider != "eager" and (group, device) in eager:
+            bench["extra_info"]["time_vs_eager"] = bench["stats"]["median"] / eager[group, device]

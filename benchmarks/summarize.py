@@ -1,5 +1,5 @@
 """Print a pytest-benchmark JSON as a table of times, GB/s and ratios against the
-eager reference and torch.compile(reference) measured in the same run; for whole
+eager expression, the reference and torch.compile(reference) measured in the same run; for whole
 steps, images/s, peak memory against the authors' recipe and the share of the
 card's dense bf16 matrix throughput."""
 import argparse
@@ -57,7 +57,7 @@ def main(path: str, bandwidth_path: str = None) -> None:
                     line += f" ({100 * nbytes / mean / 1e9 / copy:.0f}% of copy)"
             authors = next((b for p, b in by_provider.items() if p.endswith("-authors")), None)
             line += step_columns(bench, authors)
-            bases = [f"reference-{device}", f"compiled_reference-{device}"]
+            bases = [f"eager-{device}", f"reference-{device}", f"compiled_reference-{device}"]
             bases += [p for p in by_provider if p.endswith("-authors")]
             for base in bases:
                 other = by_provider.get(base)

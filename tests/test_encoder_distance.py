@@ -2,7 +2,7 @@ import math
 
 import pytest
 import torch
-from conftest import backend_params
+from conftest import available_backends, backend_params
 
 from l2l_fast.ops import reference
 from l2l_fast.ops import encoder_distance, encoder_distance_multi
@@ -191,3 +191,81 @@ def test_environment_variable_forces_a_backend(monkeypatch):
     monkeypatch.setenv("L2L_FAST_BACKEND", "nonsense")
     with pytest.raises(ValueError, match="L2L_FAST_BACKEND"):
         _backend.resolve("auto", torch.device("cpu"))
+
+
+def test_backend_choice_is_cached_per_device_type_and_environment(monkeypatch):
+    from l2l_fast.ops import _backend
+
+    calls = []
+    available = _backend.available
+
+    def counting(backend, device):
+        calls.append(backend)
+        return available(backend, device)
+
+    monkeypatch.setattr(_backend, "_resolved", {})
+    monkeypatch.setattr(_backend, "available", counting)
+    first = _backend.resolve("auto", torch.device("cpu"))
+    assert calls
+    calls.clear()
+    assert _backend.resolve("auto", torch.device("cpu")) == first
+    assert not calls, "a second call with the same device type and environment must not resolve again"
+    monkeypatch.setenv("L2L_FAST_BACKEND", "reference")
+    assert _backend.resolve("auto", torch.device("cpu")) == "reference"
+
+
+def test_environment_variable_set_after_a_call_still_takes_effect(monkeypatch):
+    from l2l_fast.ops import reference as reference_module
+
+    ran_reference = []
+    real = reference_module.encoder_distance
+
+    def spy(*args, **kwargs):
+        ran_reference.append(True)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(reference_module, "encoder_distance", spy)
+    student = torch.randn(3, 5, requires_grad=True)
+    target = torch.randn(3, 5)
+
+    def run():
+        ran_reference.clear()
+        out = encoder_distance(student, target)
+        (g,) = torch.autograd.grad(out.sum(), student)
+        torch.testing.assert_close(g, 2 * (student - target).detach() / 5)
+        return bool(ran_reference)
+
+    default_is_reference = run()
+    monkeypatch.setenv("L2L_FAST_BACKEND", "reference")
+    assert run()
+    monkeypatch.setenv("L2L_FAST_BACKEND", "nonsense")
+    with pytest.raises(ValueError, match="L2L_FAST_BACKEND"):
+        encoder_distance(student, target)
+    monkeypatch.delenv("L2L_FAST_BACKEND")
+    assert run() == default_is_reference
+    if "cpu" in available_backends():
+        assert not default_is_reference
+        monkeypatch.setenv("L2L_FAST_BACKEND", "cuda")
+        with pytest.raises(ValueError, match="backend 'cuda' is not available"):
+            encoder_distance(student, target)
+
+
+@pytest.mark.parametrize("backend, device", BACKENDS)
+def test_uniform_grad_output_other_than_one(backend, device):
+    """out.mean() passes one value (1/B) expanded: it must still scale the gradient."""
+    student, target, weight = make((5, 3, 4), torch.float32, device)
+    out = encoder_distance(student, target, weight, backend=backend)
+    (g,) = torch.autograd.grad(out.mean(), student)
+    s = student.detach().requires_grad_()
+    (expected,) = torch.autograd.grad(reference.encoder_distance(s, target, weight).mean(), s)
+    torch.testing.assert_close(g, expected, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("backend, device", BACKENDS)
+def test_multi_with_a_map_that_needs_no_grad(backend, device):
+    g = torch.Generator().manual_seed(3)
+    students = [torch.randn(4, 6, generator=g).to(device).requires_grad_(), torch.randn(4, 2, 3, generator=g).to(device)]
+    targets = [torch.randn(s.shape, generator=g).to(device) for s in students]
+    out = encoder_distance_multi(students, targets, backend=backend)
+    (got,) = torch.autograd.grad(out.sum(), students[0])
+    torch.testing.assert_close(got, 2 * (students[0] - targets[0]).detach() / 6)

@@ -23,7 +23,7 @@ def check_pair(student, target, op: str, suffix: str = "") -> None:
         raise TypeError(f"{op}: {t_name} must have {s_name}'s dtype {student.dtype}, got {target.dtype}")
     if target.device != student.device:
         raise ValueError(f"{op}: {t_name} is on {target.device} but {s_name} is on {student.device}")
-    if tuple(target.shape) != tuple(student.shape):
+    if target.shape != student.shape:
         raise ValueError(
             f"{op}: {t_name} must have {s_name}'s shape {list(student.shape)}, got {list(target.shape)}"
         )
@@ -38,7 +38,7 @@ def check_weight(weight, batch: int, device: torch.device, op: str) -> None:
         return
     if not isinstance(weight, torch.Tensor) or not weight.is_floating_point():
         raise TypeError(f"{op}: weight must be a floating-point tensor [B] or None")
-    if tuple(weight.shape) != (batch,):
+    if weight.shape != (batch,):
         raise ValueError(f"{op}: weight must have shape [{batch}] (one per sample), got {list(weight.shape)}")
     if weight.device != device:
         raise ValueError(f"{op}: weight is on {weight.device} but student is on {device}")

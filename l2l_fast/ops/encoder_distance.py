@@ -2,12 +2,18 @@
 
 The compiled backends compute the loss and d loss / d student in one pass when
 the student needs a gradient; the backward then only scales that gradient by
-grad_output (and skips even that when grad_output is all ones, as when the
-per-sample weights already hold the reduction and the caller sums).
+grad_output (and skips even that when grad_output is the expanded 1 of out.sum(),
+as when the per-sample weights already hold the reduction and the caller sums).
+
+Eager calls that need a gradient go through one small autograd.Function that
+calls the op below autograd; the autograd registered on the op itself
+(torch.library.register_autograd) serves torch.compile and direct callers of
+torch.ops.l2l_fast; its generic Python path adds about half the time of the whole
+eager loss per call at small sizes. Both use the same backward.
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Callable, NamedTuple, Optional, Sequence
 
 import torch
 
@@ -17,19 +23,15 @@ from ._backend import resolve
 from ._checks import DISTANCES, check_choice, check_pair, check_weight
 
 OP = "encoder_distance"
-_OP_NAMES = {
-    "cpu": ("encoder_distance", "encoder_distance_multi", "scale_rows"),
-    "cuda": ("encoder_distance", "encoder_distance_multi", "scale_rows"),
-    "triton": ("encoder_distance_triton", "encoder_distance_multi_triton", "scale_rows_triton"),
-}
 
 
-def _op(backend: str, which: int):
-    return getattr(torch.ops.l2l_fast, _OP_NAMES[backend][which])
+class _Ops(NamedTuple):
+    single: Callable
+    multi: Callable
+    scale: Callable
 
 
-def _needs_grad(student: torch.Tensor) -> bool:
-    return torch.is_grad_enabled() and student.requires_grad
+_OPS: dict[str, _Ops] = {}  # backend -> its registered ops (OpOverloads)
 
 
 def encoder_distance(
@@ -45,14 +47,18 @@ def encoder_distance(
     d is the mean squared difference ("mse") or the Euclidean norm ("l2") over
     all elements of a sample. Differentiable in `student` only.
     """
+    device = student.device
     check_pair(student, target, OP)
-    check_weight(weight, student.shape[0], student.device, OP)
+    check_weight(weight, student.shape[0], device, OP)
     check_choice(distance, "distance", DISTANCES, OP)
-    chosen = resolve(backend, student.device)
+    chosen = resolve(backend, device)
     if chosen == "reference":
         return reference.encoder_distance(student, target, weight, distance=distance)
-    out, _ = _op(chosen, 0)(student, target, weight, distance, _needs_grad(student))
-    return out
+    ops = _OPS[chosen]
+    needs_grad = torch.is_grad_enabled() and student.requires_grad
+    if needs_grad and not torch.compiler.is_compiling():
+        return _Distance.apply(ops, student, target, weight, distance)
+    return ops.single(student, target, weight, distance, needs_grad)[0]
 
 
 def encoder_distance_multi(
@@ -79,54 +85,92 @@ def encoder_distance_multi(
             )
         if student.device != students[0].device:
             raise ValueError(f"{OP}: students[{index}] is on {student.device}, students[0] on {students[0].device}")
-    check_weight(weight, students[0].shape[0], students[0].device, OP)
+    device = students[0].device
+    check_weight(weight, students[0].shape[0], device, OP)
     check_choice(distance, "distance", DISTANCES, OP)
-    chosen = resolve(backend, students[0].device)
+    chosen = resolve(backend, device)
     if chosen == "reference":
         return reference.encoder_distance_multi(students, targets, weight, distance=distance)
+    ops = _OPS[chosen]
     needs_grad = torch.is_grad_enabled() and any(s.requires_grad for s in students)
-    out, _ = _op(chosen, 1)(students, targets, weight, distance, needs_grad)
-    return out
+    if needs_grad and not torch.compiler.is_compiling():
+        return _MultiDistance.apply(ops, weight, distance, len(students), *students, *targets)
+    return ops.multi(students, targets, weight, distance, needs_grad)[0]
 
 
-def _all_ones(grad_output: torch.Tensor) -> bool:
-    """True when grad_output is all ones, checked only on real CPU data: never while
-    tracing, and never on an accelerator, where reading the answer would synchronise."""
-    tracing = torch.compiler.is_compiling() or torch._C._len_torch_dispatch_stack() > 0
-    if tracing or type(grad_output) is not torch.Tensor or grad_output.device.type != "cpu":
-        return False
-    return bool(torch.all(grad_output == 1))
+def _is_one(grad_out: torch.Tensor) -> bool:
+    """True when every grad_out[b] is exactly 1, as out.sum() passes it: one value
+    expanded (stride 0). Read only on real CPU data: never while tracing, and never
+    on an accelerator, where reading it would synchronise."""
+    return (
+        grad_out.stride(0) == 0
+        and grad_out.is_cpu
+        and type(grad_out) is torch.Tensor
+        and not torch.compiler.is_compiling()
+        and torch._C._len_torch_dispatch_stack() == 0
+        and grad_out.tolist()[0] == 1.0  # the cheapest read of one element
+    )
 
 
-def _scale(backend: str, grad_unit: torch.Tensor, grad_output: torch.Tensor) -> torch.Tensor:
+def _scale(ops: _Ops, grad_unit: torch.Tensor, grad_out: torch.Tensor) -> torch.Tensor:
     if grad_unit.numel() == 0:
         raise RuntimeError(f"{OP}: backward through a call made with compute_grad=False")
-    if _all_ones(grad_output):
-        return grad_unit
-    return _op(backend, 2)(grad_unit, grad_output.float().contiguous())
+    return grad_unit if _is_one(grad_out) else ops.scale(grad_unit, grad_out)
 
 
-def _register(backend: str) -> None:
-    single, multi, scale = (f"l2l_fast::{name}" for name in _OP_NAMES[backend])
+class _Distance(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, ops, student, target, weight, distance):
+        with torch._C._AutoDispatchBelowAutograd():
+            out, grad_unit = ops.single(student, target, weight, distance, True)
+        ctx.ops = ops
+        ctx.save_for_backward(grad_unit)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        (grad_unit,) = ctx.saved_tensors
+        return None, _scale(ctx.ops, grad_unit, grad_out), None, None, None
+
+
+class _MultiDistance(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, ops, weight, distance, count, *maps):  # maps: students, then targets
+        with torch._C._AutoDispatchBelowAutograd():
+            out, grad_units = ops.multi(list(maps[:count]), list(maps[count:]), weight, distance, True)
+        ctx.ops = ops
+        ctx.save_for_backward(*grad_units)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        grads = [_scale(ctx.ops, g, grad_out) for g in ctx.saved_tensors]
+        return None, None, None, None, *grads, *[None] * len(grads)
+
+
+def _register(names: tuple[str, str, str], with_fake: bool) -> _Ops:
+    """register_autograd (and the fake kernels) for the ops called `names`."""
+    single, multi, scale = (f"l2l_fast::{name}" for name in names)
+    ops = _Ops(*(getattr(torch.ops.l2l_fast, name).default for name in names))
 
     def setup_single(ctx, inputs, output):
         ctx.save_for_backward(output[1])
 
     def backward_single(ctx, grad_out, _grad_of_grad):
         (grad_unit,) = ctx.saved_tensors
-        return _scale(backend, grad_unit, grad_out), None, None, None, None
+        return _scale(ops, grad_unit, grad_out), None, None, None, None
 
     def setup_multi(ctx, inputs, output):
         ctx.save_for_backward(*output[1])
 
     def backward_multi(ctx, grad_out, _grads_of_grads):
-        grads = [_scale(backend, g, grad_out) for g in ctx.saved_tensors]
+        grads = [_scale(ops, g, grad_out) for g in ctx.saved_tensors]
         return grads, [None] * len(grads), None, None, None
 
     torch.library.register_autograd(single, backward_single, setup_context=setup_single)
     torch.library.register_autograd(multi, backward_multi, setup_context=setup_multi)
-    if backend == "triton":
-        return  # triton_op traces its own kernels; no fake kernel to register
+    if not with_fake:
+        return ops
 
     @torch.library.register_fake(single)
     def _(student, target, weight, distance, compute_grad):
@@ -147,8 +191,12 @@ def _register(backend: str) -> None:
     def _(grad_unit, grad_output):
         return torch.empty_like(grad_unit, memory_format=torch.contiguous_format)
 
+    return ops
 
-if HAS_C:
-    _register("cpu")
-if triton_kernels is not None:
-    _register("triton")
+
+if HAS_C:  # one C++ op per name; the dispatcher picks its CPU or CUDA kernel by device
+    _OPS["cpu"] = _OPS["cuda"] = _register(("encoder_distance", "encoder_distance_multi", "scale_rows"), True)
+if triton_kernels is not None:  # the kernels module registers the fake kernels of its ops
+    _OPS["triton"] = _register(
+        ("encoder_distance_triton", "encoder_distance_multi_triton", "scale_rows_triton"), False
+    )

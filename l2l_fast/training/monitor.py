@@ -3,7 +3,8 @@ read every `log_every` steps, so that no step waits for the GPU.
 
 A non-finite loss (or, without a gradient scaler, a non-finite gradient) halts the
 run on the device: from that step on the loss is multiplied by NaN before the
-backward and the optimizer's `found_inf` skips every update, so the weights stay
+backward and the optimizer step is skipped on the device (SkippableAdamW's
+`skip`), so the weights stay
 those of the last finite step until the next read raises NonFiniteLossError
 naming the step.
 """
@@ -34,7 +35,7 @@ class StepMonitor:
         return loss * torch.where(bad, float("nan"), 1.0)
 
     def record(self, step: int, lr: float, loss, retain, forget, grad_norm: Optional[torch.Tensor]) -> torch.Tensor:
-        """Keep this step's values; returns found_inf for the optimizer (1.0 once halted)."""
+        """Keep this step's values; returns the halt flag (1.0 once halted), the optimizer's `skip`."""
         bad = ~torch.isfinite(loss.detach())
         if grad_norm is not None:
             bad = bad | ~torch.isfinite(grad_norm)
