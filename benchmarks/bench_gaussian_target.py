@@ -2,10 +2,10 @@
 clamp and a corruption mask."""
 import pytest
 import torch
-from conftest import QUICK, providers, sync
 
-from l2l_fast.ops import reference
-from l2l_fast.ops import gaussian_target
+from l2l_fast.ops import gaussian_target, reference
+
+from conftest import QUICK, providers, sync
 
 SHAPES = {
     "imagenet_224": (64, 3, 224, 224),

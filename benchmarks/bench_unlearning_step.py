@@ -11,6 +11,7 @@ import os
 
 import pytest
 import torch
+
 from conftest import sync
 from step_models import CPU_RUNS, GPU_BATCHES, GPU_MODELS, build_step, has_caches, step_flops
 

@@ -11,10 +11,10 @@ import time
 
 import torch
 
-from l2l_fast.models import io as model_io
 from l2l_fast.adapters import adapter_for
 from l2l_fast.data import fashion_mnist, first_per_class
 from l2l_fast.evaluation.evaluate import generate, hole_errors, visible_pixels
+from l2l_fast.models import io as model_io
 
 
 def hole_mse(adapter, images: torch.Tensor, mask: str, seed: int = 0) -> float:

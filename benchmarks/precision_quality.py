@@ -13,15 +13,16 @@ import time
 from pathlib import Path
 
 import torch
-from authors_recipe import authors_step
 
-from l2l_fast.unlearning import objectives
 from l2l_fast import unlearn
 from l2l_fast.adapters import adapter_for
+from l2l_fast.cli.run import load_run_model
 from l2l_fast.data import fashion_mnist
 from l2l_fast.evaluation.evaluate import evaluate
 from l2l_fast.evaluation.metrics import load_classifier
-from l2l_fast.cli.run import load_run_model
+from l2l_fast.unlearning import objectives
+
+from authors_recipe import authors_step
 
 KEYS = ("FID_R", "FID_F", "CLIP_R", "CLIP_F")
 

@@ -19,12 +19,12 @@ import torch
 
 from l2l_fast import unlearn
 from l2l_fast.adapters import adapter_for
+from l2l_fast.cli.run import load_run_model
 from l2l_fast.data import fashion_mnist
 from l2l_fast.evaluation.evaluate import evaluate, visible_pixels
 from l2l_fast.evaluation.metrics import Features, load_classifier, tsne_plot
 from l2l_fast.evaluation.plots import loss_curves, save_grid, with_grey_hole
 from l2l_fast.evaluation.report import write_report
-from l2l_fast.cli.run import load_run_model
 
 METHODS = [
     ("MAX LOSS", "max_loss", "retain"),

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
-from authors_recipe import AuthorsTrainStep
 
 from l2l_fast import UnlearnConfig, UnlearnRecipe
 from l2l_fast.adapters import adapter_for
@@ -23,6 +22,8 @@ from l2l_fast.models.masks import parse_mask
 from l2l_fast.models.presets import FASHION_MNIST_MAE, FASHION_MNIST_MAGE
 from l2l_fast.training.optim import BETAS, WEIGHT_DECAY, param_groups
 from l2l_fast.unlearning.recipe import DTYPES, frozen_teacher
+
+from authors_recipe import AuthorsTrainStep
 
 VIT_TINY_224 = dict(img_size=224, patch_size=16, in_chans=3, embed_dim=192, depth=12, num_heads=3,
                     decoder_embed_dim=128, decoder_depth=2, decoder_num_heads=4)

@@ -6,13 +6,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from l2l_fast.adapters import adapter_for
+from l2l_fast.models import MAE, MAGE
+from l2l_fast.models.masks import parse_mask
 from l2l_fast.unlearning import objectives
 from l2l_fast.unlearning.objectives import StepModels
-from l2l_fast.unlearning.step_data import StepInputs
-from l2l_fast.adapters import adapter_for
-from l2l_fast.models.masks import parse_mask
-from l2l_fast.models import MAE, MAGE
 from l2l_fast.unlearning.recipe import frozen_teacher
+from l2l_fast.unlearning.step_data import StepInputs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 from authors_recipe import authors_step  # noqa: E402

@@ -3,10 +3,10 @@ import json
 import pytest
 import torch
 
-from l2l_fast.models import io as model_io
-from l2l_fast.training.checkpointing import optimizer_tensors, restore_optimizer
-from l2l_fast.models.masks import parse_mask, patch_keep
 from l2l_fast.models import MAE
+from l2l_fast.models import io as model_io
+from l2l_fast.models.masks import parse_mask, patch_keep
+from l2l_fast.training.checkpointing import optimizer_tensors, restore_optimizer
 
 TINY = dict(img_size=8, patch_size=4, in_chans=1, embed_dim=16, depth=1, num_heads=2,
             decoder_embed_dim=8, decoder_depth=1, decoder_num_heads=2)

@@ -3,10 +3,9 @@ import torch
 import yaml
 
 import l2l_fast
-
-from l2l_fast.models import io as model_io
 from l2l_fast import cli
 from l2l_fast.cli.run_files import ConfigError, load_config, parse_config
+from l2l_fast.models import io as model_io
 
 BASE = {
     "model": "demo",
@@ -113,8 +112,8 @@ def test_unlearn_errors_come_back_with_the_file_name(tmp_path, capsys):
 
 
 def test_forget_individual_samples(tmp_path):
-    from l2l_fast.cli.run import run_data
     from l2l_fast.cli.demo import load_demo_images
+    from l2l_fast.cli.run import run_data
 
     images, labels = load_demo_images("train")
     retain_class = int(labels[5])

@@ -5,6 +5,7 @@ import torch
 
 import l2l_fast
 from l2l_fast.training.monitor import StepMonitor
+
 from conftest import FORGET, RETAIN, tiny_model
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

@@ -6,14 +6,15 @@ import pytest
 import torch
 
 import l2l_fast
-from l2l_fast.models import io as model_io
 from l2l_fast.adapters import DiffusionAdapter
-from l2l_fast.models.masks import parse_mask
 from l2l_fast.models import PaletteUNet
+from l2l_fast.models import io as model_io
+from l2l_fast.models.masks import parse_mask
 from l2l_fast.models.palette_blocks import AttentionBlock
 from l2l_fast.models.palette_official import load_official_palette
 from l2l_fast.models.presets import FASHION_MNIST_PALETTE
 from l2l_fast.training.pretrain import pretrain
+
 from conftest import assert_low_precision_close_to_fp32
 
 SCHEDULE = {"train": {"schedule": "linear", "n_timestep": 20, "linear_start": 1e-4, "linear_end": 0.2},

@@ -15,8 +15,9 @@ import yaml
 from safetensors.torch import load_file
 
 import l2l_fast
-from l2l_fast.models import io as model_io
 from l2l_fast import cli
+from l2l_fast.models import io as model_io
+
 from conftest import CASES, run_case
 
 # Children import the same l2l_fast as this process (the installed build, with _C).

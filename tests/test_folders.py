@@ -2,7 +2,9 @@ import pytest
 import torch
 
 from l2l_fast.data import ClassFolders, ImageFiles, class_split_folders, read_class_list
+
 from conftest import FOLDER_CLASSES, make_folders
+
 
 def test_read_class_list(tmp_path):
     make_folders(tmp_path)
@@ -51,8 +53,8 @@ def test_missing_folders_are_reported(tmp_path):
 
 
 def test_forget_individual_files_through_a_run_file(tmp_path):
-    from l2l_fast.cli.run_files import parse_config
     from l2l_fast.cli.run import run_data
+    from l2l_fast.cli.run_files import parse_config
 
     make_folders(tmp_path)
     (tmp_path / "forget.txt").write_text(f"# deletion request 17\n{FOLDER_CLASSES[1]}/img_0.png\n{FOLDER_CLASSES[2]}/img_2.png\n")

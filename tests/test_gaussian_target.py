@@ -1,10 +1,10 @@
 import pytest
 import torch
-from conftest import backend_params
 
 import l2l_fast
-from l2l_fast.ops import reference
-from l2l_fast.ops import gaussian_target
+from l2l_fast.ops import gaussian_target, reference
+
+from conftest import backend_params
 
 BACKENDS = backend_params()
 MASK32 = 0xFFFFFFFF

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from l2l_fast.models.masks import parse_mask, patch_keep, pixel_keep
 from l2l_fast.models import MAE
+from l2l_fast.models.masks import parse_mask, patch_keep, pixel_keep
 
 TINY = dict(img_size=16, patch_size=4, in_chans=2, embed_dim=32, depth=2, num_heads=4,
             decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=2)

@@ -7,14 +7,15 @@ import torch
 from torch import nn
 
 import l2l_fast
+from l2l_fast.models.masks import parse_mask
+from l2l_fast.ops import reference
 from l2l_fast.unlearning import objectives
 from l2l_fast.unlearning.config import ENCODER_METHODS, METHODS
 from l2l_fast.unlearning.objectives import StepModels
-from l2l_fast.unlearning.step_data import StepInputs
-from l2l_fast.ops import reference
-from l2l_fast.models.masks import parse_mask
 from l2l_fast.unlearning.recipe import frozen_teacher
-from conftest import AE_FORGET, AE_RETAIN, autoencoder, ConvAutoencoder
+from l2l_fast.unlearning.step_data import StepInputs
+
+from conftest import AE_FORGET, AE_RETAIN, ConvAutoencoder, autoencoder
 
 
 def step_inputs(adapter, alpha=0.5):

@@ -9,7 +9,11 @@ from torch import nn
 
 from l2l_fast.data import fashion_mnist
 from l2l_fast.data.fashion_mnist import DEFAULT_ROOT
-from l2l_fast.evaluation.metrics import FASHION_CLASSIFIER, FashionClassifier, Features, accuracy, clip_similarity, frechet_distance, inception_features, inception_score, load_classifier, mean_cosine, open_clip_embedder, per_class_accuracy, save_classifier, train_classifier, tsne_plot
+from l2l_fast.evaluation.metrics import (
+    FASHION_CLASSIFIER, FashionClassifier, Features, accuracy, clip_similarity, frechet_distance, inception_features,
+    inception_score, load_classifier, mean_cosine, open_clip_embedder, per_class_accuracy, save_classifier,
+    train_classifier, tsne_plot,
+)
 
 
 class Flatten(nn.Module):

@@ -1,11 +1,11 @@
 import pytest
 import torch
 
-from l2l_fast.models import io as model_io
 from l2l_fast import cli
 from l2l_fast.adapters import adapter_for
 from l2l_fast.data.fashion_mnist import DEFAULT_ROOT
 from l2l_fast.models import MAE
+from l2l_fast.models import io as model_io
 from l2l_fast.training.pretrain import pretrain
 
 TINY = dict(img_size=16, patch_size=4, in_chans=1, embed_dim=32, depth=1, num_heads=4,

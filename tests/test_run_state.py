@@ -17,10 +17,11 @@ import yaml
 from safetensors import safe_open
 
 import l2l_fast
-from l2l_fast.models import io as model_io
 from l2l_fast import cli
+from l2l_fast.models import io as model_io
 from l2l_fast.training import checkpointing
-from conftest import CASES, FORGET, make_folders, RETAIN, tiny_model, unlearn_kind
+
+from conftest import CASES, FORGET, RETAIN, make_folders, tiny_model, unlearn_kind
 
 # Children import the same l2l_fast as this process (the installed build, with _C).
 ROOT = Path(l2l_fast.__file__).resolve().parents[1]

@@ -3,16 +3,17 @@ import copy
 
 import pytest
 import torch
+from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import CheckpointWrapper
 
 import l2l_fast
-from l2l_fast.unlearning import objectives
-from l2l_fast.unlearning.objectives import StepModels
-from l2l_fast.unlearning.step_data import StepInputs
 from l2l_fast.adapters import adapter_for
 from l2l_fast.models.masks import parse_mask
+from l2l_fast.unlearning import objectives
+from l2l_fast.unlearning.objectives import StepModels
 from l2l_fast.unlearning.recipe import frozen_teacher
+from l2l_fast.unlearning.step_data import StepInputs
+
 from conftest import FORGET, RETAIN, tiny_model
-from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import CheckpointWrapper
 
 RUN = dict(steps=6, batch_size=4, lr=1e-3, mask="inpaint:2", progress=False)
 

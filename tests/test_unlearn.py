@@ -4,9 +4,11 @@ import pytest
 import torch
 
 import l2l_fast
-from l2l_fast.ops import reference
 from l2l_fast.adapters import MAEAdapter
+from l2l_fast.ops import reference
+
 from conftest import AE_FORGET, AE_RETAIN, FORGET, RETAIN, RUN, dropout_autoencoder, tiny_model
+
 
 def state(module: torch.nn.Module) -> dict:
     return {k: v.detach().clone() for k, v in module.state_dict().items()}

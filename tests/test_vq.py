@@ -3,13 +3,15 @@ import torch
 import torch.nn.functional as F
 
 import l2l_fast
-from l2l_fast.models import io as model_io
 from l2l_fast.adapters import VQAdapter, adapter_for
+from l2l_fast.models import MAGE, VQTokenizer
+from l2l_fast.models import io as model_io
+from l2l_fast.models import load_official_mage
 from l2l_fast.models.masks import parse_mask, patch_keep, pixel_keep
-from l2l_fast.models import MAGE, VQTokenizer, load_official_mage
 from l2l_fast.models.vq import VectorQuantizer
 from l2l_fast.training.pretrain import pretrain
 from l2l_fast.training.pretrain_vq import pretrain_tokenizer
+
 from conftest import assert_low_precision_close_to_fp32
 
 TOK = dict(in_chans=1, ch=8, ch_mult=[1, 2], num_res_blocks=1, z_channels=8, n_embed=16, norm_groups=4)

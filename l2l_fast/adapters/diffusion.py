@@ -14,8 +14,8 @@ from typing import Optional
 
 import torch
 
-from ..models.masks import patch_keep, pixel_keep
 from ..models import PaletteUNet
+from ..models.masks import patch_keep, pixel_keep
 from ..models.palette import SAMPLERS
 from .base import Adapter
 

@@ -10,12 +10,12 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from ..models import load_model
 from ..adapters import adapter_for
 from ..data import FASHION_MNIST_CLASSES, fashion_mnist, first_per_class
-from ..unlearning.recipe import unlearn
 from ..evaluation.evaluate import generate, hole_errors, visible_pixels
 from ..evaluation.plots import save_grid, with_grey_hole
+from ..models import load_model
+from ..unlearning.recipe import unlearn
 
 DEMO_MODEL = "mae_fashion_mnist.safetensors"
 DEMO_IMAGES = "fashion_mnist_demo.npz"

@@ -10,10 +10,9 @@ from pathlib import Path
 def _pretrain(args: argparse.Namespace) -> int:
     import torch
 
-    from ..models import presets, save_model
     from ..adapters import adapter_for
     from ..data import fashion_mnist
-    from ..models import MAE, MAGE, PaletteUNet
+    from ..models import MAE, MAGE, PaletteUNet, presets, save_model
     from ..training.pretrain import pretrain
 
     families = {"mae": (MAE, presets.FASHION_MNIST_MAE), "vq": (MAGE, presets.FASHION_MNIST_MAGE),
@@ -57,11 +56,11 @@ def _demo(args: argparse.Namespace) -> int:
 def _unlearn(args: argparse.Namespace) -> int:
     import logging
 
-    from .run_files import ConfigError, load_config
     from ..training import distributed
-    from ..unlearning.recipe import NonFiniteLossError
-    from .run import run
     from ..training.checkpointing import CheckpointError
+    from ..training.monitor import NonFiniteLossError
+    from .run import run
+    from .run_files import ConfigError, load_config
 
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("l2l_fast").setLevel(logging.INFO if distributed.launched().is_main else logging.ERROR)

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import torch
 
-from ..data import (ClassFolders, ImageFiles, class_split_folders, fashion_mnist, first_per_class, read_class_list,
-                    read_file_list)
+from ..data import (
+    ClassFolders, ImageFiles, class_split_folders, fashion_mnist, first_per_class, read_class_list, read_file_list,
+)
 from ..models import load_model, save_model
 from ..training import distributed
 from ..unlearning.recipe import unlearn

@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .masks import pixel_keep
 from .mae import Block, init_weights, visible_ids
+from .masks import pixel_keep
 from .vq import VQTokenizer
 
 

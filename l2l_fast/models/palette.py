@@ -21,7 +21,9 @@ import torch
 from torch import nn
 
 from .diffusion_schedule import Schedule
-from .palette_blocks import AttentionBlock, Downsample, EmbedSequential, GroupNorm32, ResBlock, Upsample, gamma_embedding, zero_module
+from .palette_blocks import (
+    AttentionBlock, Downsample, EmbedSequential, GroupNorm32, ResBlock, Upsample, gamma_embedding, zero_module,
+)
 
 # Palette's inpainting configs: trained on 2000 steps, sampled on another 1000.
 PALETTE_SCHEDULE = {

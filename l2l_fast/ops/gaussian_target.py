@@ -7,8 +7,8 @@ from typing import Optional
 
 import torch
 
-from . import reference
 from .._extension import HAS_C
+from . import reference
 from ._backend import resolve
 from ._checks import STATS, check_choice, check_float_tensor
 

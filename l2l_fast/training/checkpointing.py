@@ -25,9 +25,9 @@ from typing import Optional
 import torch
 from torch import nn
 
+from ..data.source import EpochSampler
 from ..models.io import read, save_tensors, write_text
 from . import distributed
-from ..data.source import EpochSampler
 
 log = logging.getLogger(__name__)
 KEEP = 2

@@ -16,7 +16,6 @@ import torch.distributed as dist
 from torch import nn
 
 
-
 @dataclass(frozen=True)
 class Context:
     rank: int = 0

@@ -1,7 +1,10 @@
 """Evaluation metrics: FID, Inception Score, CLIP-style similarity, a Fashion-MNIST
 classifier (accuracy and feature network) and t-SNE plots. They take images and a
 feature network; they know nothing of models or unlearning."""
-from .classifier import FASHION_CLASSIFIER, FashionClassifier, Features, accuracy, load_classifier, per_class_accuracy, predictions, save_classifier, train_classifier
+from .classifier import (
+    FASHION_CLASSIFIER, FashionClassifier, Features, accuracy, load_classifier, per_class_accuracy, predictions,
+    save_classifier, train_classifier,
+)
 from .fid import frechet_distance, inception_features, inception_score
 from .similarity import clip_similarity, mean_cosine, open_clip_embedder
 from .tsne import tsne_plot
