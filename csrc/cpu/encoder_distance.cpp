@@ -135,6 +135,7 @@ void distance_rows(DistanceCall& call) {
   const int64_t wanted_items = 4 * threads;
   const bool split_rows = batch * num_maps < wanted_items;
   int64_t items = 0;
+  int64_t elements = 0;
   for (auto& p : plans) {
     int64_t chunks = 1;
     if (split_rows) {
@@ -148,7 +149,10 @@ void distance_rows(DistanceCall& call) {
     p.chunks = (p.n + chunk - 1) / chunk;
     p.first_item = items;
     items += batch * p.chunks;
+    elements += batch * p.n;
   }
+  // Below kMinChunk elements in all, one thread: waking others costs more than the work.
+  const int64_t grain = elements < kMinChunk ? std::max<int64_t>(items, 1) : 1;
 
   const float* w = call.weight.defined() ? call.weight.const_data_ptr<float>() : nullptr;
   auto weight_of = [w](int64_t b) { return w ? w[b] : 1.0f; };
@@ -176,7 +180,7 @@ void distance_rows(DistanceCall& call) {
     }
   };
 
-  at::parallel_for(0, items, 1, [&](int64_t begin_item, int64_t end_item) {
+  at::parallel_for(0, items, grain, [&](int64_t begin_item, int64_t end_item) {
     for_items(begin_item, end_item, [&](const MapPlan& p, int64_t row, int64_t begin, int64_t end,
                                         int64_t item) {
       const int64_t at_byte = (row * p.n + begin) * p.itemsize;
@@ -217,7 +221,7 @@ void distance_rows(DistanceCall& call) {
   }
 
   if (rescan_later) {
-    at::parallel_for(0, items, 1, [&](int64_t begin_item, int64_t end_item) {
+    at::parallel_for(0, items, grain, [&](int64_t begin_item, int64_t end_item) {
       for_items(begin_item, end_item, [&](const MapPlan& p, int64_t row, int64_t begin, int64_t end,
                                           int64_t) {
         if (p.chunks == 1) {
