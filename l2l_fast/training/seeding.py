@@ -20,9 +20,11 @@ def seeded_global_rng(seed: int, device: torch.device):
     """Inside, torch's global CPU generator (and that of `device`, if a CUDA device)
     starts from `seed` (dropout and other global draws of the model repeat); the
     caller's states are restored on the way out."""
-    cuda = [device] if device.type == "cuda" else []
+    cuda = []
+    if device.type == "cuda":
+        cuda = [device.index if device.index is not None else torch.cuda.current_device()]
     with torch.random.fork_rng(devices=cuda, device_type="cuda"):
         torch.default_generator.manual_seed(seed)
-        if cuda:
-            torch.cuda.default_generators[device.index or 0].manual_seed(seed)
+        for index in cuda:
+            torch.cuda.default_generators[index].manual_seed(seed)
         yield

@@ -11,6 +11,8 @@ import numbers
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+import torch
+
 from ..models.masks import parse_mask
 from ..ops import DISTANCES, STATS
 from ..training.optim import WEIGHT_DECAY
@@ -76,8 +78,6 @@ def _clamp(name: str, value):
 def _device(name: str, value):
     if value is None:
         return None
-    import torch
-
     try:
         return str(torch.device(value))
     except (RuntimeError, TypeError) as error:
