@@ -237,3 +237,11 @@ def test_non_finite_loss_between_reads_stops_the_updates_on_the_device():
                          log_every=4, **dict(RUN, steps=6))
     assert [r["step"] for r in log] == [0, 1]
     assert all(torch.equal(snapshots[1][k], v) for k, v in model.encoder.state_dict().items())
+
+
+def test_a_batch_above_a_sets_size_needs_repeat_samples():
+    small = FORGET[:3]
+    with pytest.raises(ValueError, match="batch_size 4 is above the forget set's 3 images"):
+        l2l_fast.unlearn(tiny_model(), small, RETAIN, **RUN)
+    model = l2l_fast.unlearn(tiny_model(), small, RETAIN, repeat_samples=True, **RUN)
+    assert not all(torch.equal(v, tiny_model().encoder.state_dict()[k]) for k, v in model.encoder.state_dict().items())

@@ -57,19 +57,15 @@ def _unlearn(args: argparse.Namespace) -> int:
     import logging
 
     from ..training import distributed
-    from ..training.checkpointing import CheckpointError
     from ..training.monitor import NonFiniteLossError
     from .run import run
-    from .run_files import ConfigError, load_config
+    from .run_files import load_config
 
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("l2l_fast").setLevel(logging.INFO if distributed.launched().is_main else logging.ERROR)
     try:
         run(load_config(args.config), progress=not args.no_progress, resume=args.resume)
-    except ConfigError as error:
-        print(f"l2l-fast unlearn: {error}", file=sys.stderr)
-        return 2
-    except (NonFiniteLossError, CheckpointError) as error:
+    except NonFiniteLossError as error:
         print(f"l2l-fast unlearn: {error}", file=sys.stderr)
         return 1
     return 0
@@ -144,8 +140,10 @@ def _make_demo_data(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="l2l-fast", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="show the traceback of an error")
 
-    demo = commands.add_parser("demo", help="unlearn two Fashion-MNIST classes from a small MAE")
+    demo = commands.add_parser("demo", parents=[common], help="unlearn two Fashion-MNIST classes from a small MAE")
     demo.add_argument("--out", default="l2l_fast_demo", help="folder for the PNG grid")
     demo.add_argument("--steps", type=int, default=300)
     demo.add_argument("--batch-size", type=int, default=32)
@@ -156,14 +154,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-progress", action="store_true")
     demo.set_defaults(run=_demo)
 
-    run = commands.add_parser("unlearn", help="unlearn as a YAML run file says")
+    run = commands.add_parser("unlearn", parents=[common], help="unlearn as a YAML run file says")
     run.add_argument("--config", required=True, help="run file (see l2l_fast/cli/run_files.py)")
     run.add_argument("--resume", action="store_true",
                      help="continue from the newest intact checkpoint in unlearn.checkpoint_dir")
     run.add_argument("--no-progress", action="store_true")
     run.set_defaults(run=_unlearn)
 
-    pre = commands.add_parser("pretrain", help="train a generator on Fashion-MNIST")
+    pre = commands.add_parser("pretrain", parents=[common], help="train a generator on Fashion-MNIST")
     pre.add_argument("--family", default="mae", choices=["mae", "vq", "diffusion"])
     pre.add_argument("--out", required=True, help="model checkpoint (.safetensors)")
     pre.add_argument("--steps", type=int, default=3000)
@@ -176,7 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--keep-state", action="store_true", help="keep the resumable training state")
     pre.set_defaults(run=_pretrain)
 
-    ev = commands.add_parser("eval", help="FID / IS / CLIP-style / accuracy on Fashion-MNIST test sets")
+    ev = commands.add_parser("eval", parents=[common],
+                             help="FID / IS / CLIP-style / accuracy on Fashion-MNIST test sets")
     ev.add_argument("--model", nargs="+", required=True, help="'demo' or checkpoints, one row each")
     ev.add_argument("--names", nargs="+", help="row names (default: file names)")
     ev.add_argument("--mask", default="inpaint:3")
@@ -188,11 +187,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", required=True, help="results folder")
     ev.set_defaults(run=_eval)
 
-    rep = commands.add_parser("report", help="Markdown report from a results folder")
+    rep = commands.add_parser("report", parents=[common], help="Markdown report from a results folder")
     rep.add_argument("folder", help="folder holding results.json")
     rep.set_defaults(run=_report)
 
-    clf = commands.add_parser("train-classifier", help="train the Fashion-MNIST evaluation classifier")
+    clf = commands.add_parser("train-classifier", parents=[common],
+                              help="train the Fashion-MNIST evaluation classifier")
     clf.add_argument("--out", required=True)
     clf.add_argument("--steps", type=int, default=3000)
     clf.add_argument("--batch-size", type=int, default=128)
@@ -201,16 +201,36 @@ def build_parser() -> argparse.ArgumentParser:
     clf.add_argument("--root", default=None)
     clf.set_defaults(run=_train_classifier)
 
-    data = commands.add_parser("make-demo-data", help="export the demo's Fashion-MNIST subset")
+    data = commands.add_parser("make-demo-data", parents=[common], help="export the demo's Fashion-MNIST subset")
     data.add_argument("--out", required=True, help="destination .npz")
     data.add_argument("--root", default=None, help="Fashion-MNIST folder (default: Debian's)")
     data.set_defaults(run=_make_demo_data)
     return parser
 
 
+def _user_error(error: BaseException) -> bool:
+    """Errors that a user's input causes (a bad run file, a missing or unreadable file, a
+    batch that does not fit in memory), as opposed to a bug in l2l_fast."""
+    import torch
+
+    from ..training.checkpointing import CheckpointError
+    from .run_files import ConfigError
+
+    if isinstance(error, (ConfigError, CheckpointError, OSError, MemoryError, torch.OutOfMemoryError)):
+        return True
+    return isinstance(error, RuntimeError) and "can't allocate memory" in str(error)
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except Exception as error:
+        if args.debug or not _user_error(error):
+            raise
+        message = " ".join(str(error).split()) or type(error).__name__
+        print(f"l2l-fast {args.command}: {message} (--debug shows the traceback)", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ import dataclasses
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 
 from ..data import (
     ClassFolders, ImageFiles, class_split_folders, fashion_mnist, first_per_class, read_class_list, read_file_list,
@@ -67,7 +68,10 @@ def run_data(config: RunConfig, model):
 def run(config: RunConfig, progress: bool = True, resume: bool = False):
     """Under torchrun every process runs this; only rank 0 saves the output.
     `resume` continues from the newest intact checkpoint in unlearn.checkpoint_dir."""
-    model = load_run_model(config.model)
+    try:
+        model = load_run_model(config.model)
+    except (ValueError, OSError, KeyError, SafetensorError) as error:
+        raise ConfigError(f"{config.source}: model: {config.model!r} cannot be loaded: {error}") from error
     try:
         forget, retain = run_data(config, model)
     except ConfigError:

@@ -34,6 +34,10 @@ TOP_KEYS = {"model", "data", "unlearn", "output"}
 DATA_DEFAULTS = dict(dataset="fashion-mnist", root=None, split="train", class_list=None, image_size=None,
                      forget=None, retain=None, per_class=None, forget_indices=None, forget_files=None)
 DATASETS = ("fashion-mnist", "demo", "folders")
+SPLITS = ("train", "test")
+# the data keys each dataset reads besides forget, retain, forget_indices and per_class
+DATASET_KEYS = {"fashion-mnist": {"root", "split"}, "demo": {"split"},
+                "folders": {"root", "class_list", "image_size", "forget_files"}}
 UNLEARN_KEYS = [f.name for f in dataclasses.fields(UnlearnConfig)]
 
 
@@ -79,10 +83,28 @@ def parse_config(raw: Any, source: str = "<config>") -> RunConfig:
     model = raw.get("model")
     if not isinstance(model, str) or not model:
         _fail(source, "model", f"must be 'demo' or a checkpoint path, got {model!r}")
-    data = {**DATA_DEFAULTS, **(raw.get("data") or {})}
+    if model != "demo" and not Path(model).is_file():
+        _fail(source, "model", f"{model!r} is not a file (a checkpoint written by l2l-fast, or 'demo')")
+    given = raw.get("data") or {}
+    if not isinstance(given, dict):
+        _fail(source, "data", f"must be a mapping, got {given!r}")
+    data = {**DATA_DEFAULTS, **given}
     _check_keys(source, "data", data, DATA_DEFAULTS)
     if data["dataset"] not in DATASETS:
         _fail(source, "data.dataset", f"must be one of {DATASETS}, got {data['dataset']!r}")
+    ignored = sorted(k for k in given if k in set().union(*DATASET_KEYS.values()) - DATASET_KEYS[data["dataset"]])
+    if ignored:
+        _fail(source, "data", f"has keys {ignored} that dataset {data['dataset']!r} does not read")
+    if data["dataset"] != "folders" and data["split"] not in SPLITS:
+        _fail(source, "data.split", f"must be one of {SPLITS}, got {data['split']!r}")
+    for key, kind in (("root", "folder"), ("class_list", "file"), ("forget_files", "file")):
+        value = data[key]
+        if value is None:
+            continue
+        if not isinstance(value, str) or not value:
+            _fail(source, f"data.{key}", f"must be a {kind} path, got {value!r}")
+        if not (Path(value).is_dir() if kind == "folder" else Path(value).is_file()):
+            _fail(source, f"data.{key}", f"{value!r} is not a {kind}")
     folders = data["dataset"] == "folders"
     if folders and (not data["root"] or not data["class_list"]):
         _fail(source, "data", "with dataset 'folders' needs root and class_list")
@@ -95,12 +117,12 @@ def parse_config(raw: Any, source: str = "<config>") -> RunConfig:
     if len(chosen) != 1:
         _fail(source, "data", "needs exactly one of forget (classes), forget_indices (samples) and "
                               f"forget_files (a file list), got {chosen or 'none'}")
-    if data["forget_files"] is not None and not (folders and isinstance(data["forget_files"], str)):
-        _fail(source, "data.forget_files", "is a path to a file list, for dataset 'folders'")
-    if indices is not None and (not isinstance(indices, list) or not all(isinstance(i, int) for i in indices)):
-        _fail(source, "data.forget_indices", f"must be a list of sample indices, got {indices!r}")
+    if indices is not None and (not isinstance(indices, list) or not indices or not all(
+            isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in indices)):
+        _fail(source, "data.forget_indices", f"must be a non-empty list of sample indices (integers >= 0), "
+                                             f"got {indices!r}")
     for key in ("per_class", "image_size"):
-        if data[key] is not None and (not isinstance(data[key], int) or data[key] < 1):
+        if data[key] is not None and (isinstance(data[key], bool) or not isinstance(data[key], int) or data[key] < 1):
             _fail(source, f"data.{key}", f"must be a positive integer, got {data[key]!r}")
     if data["forget"] is not None:
         try:

@@ -78,6 +78,8 @@ def _clamp(name: str, value):
 def _device(name: str, value):
     if value is None:
         return None
+    if not isinstance(value, (str, torch.device)):
+        raise ValueError(f"{name} must be a device such as 'cpu' or 'cuda:0', got {value!r}")
     try:
         return str(torch.device(value))
     except (RuntimeError, TypeError) as error:
@@ -119,6 +121,8 @@ class UnlearnConfig:
     precision: Optional[str] = option(None, _choice(PRECISIONS, optional=True),
                                       "autocast type (default bf16 on CUDA GPUs that have it, else fp32)",
                                       recorded=True)
+    repeat_samples: bool = option(False, _flag,
+                                  "allow batch_size above the forget or retain set's size (images repeat in a step)")
     progress: bool = option(True, _flag, "show a progress bar (rank 0)")
     log_every: Optional[int] = option(None, _number(1, integer=True, optional=True),
                                       "steps between reads of the step values (default 1 on CPU, 20 on GPU)")

@@ -109,6 +109,8 @@ class UnlearnRecipe:
         self.adapter = adapter_for(model, adapter)
         self.forget, self.retain = ImageSource(forget, "forget"), ImageSource(retain, "retain")
         self.device = torch.device(config.device) if config.device is not None else _default_device(model)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {config.device!r}: no CUDA GPU is available here")
         bf16 = self.device.type == "cuda" and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
         self.config = config.resolved(self.device.type, bf16)
         self.spec = parse_mask(self.config.mask)
@@ -122,6 +124,9 @@ class UnlearnRecipe:
             if source.image_shape != tuple(adapter.image_shape):
                 raise ValueError(f"{source.name} images have shape {list(source.image_shape)} (C, H, W) but the "
                                  f"model takes {list(adapter.image_shape)}")
+            if config.batch_size > len(source) and not config.repeat_samples:
+                raise ValueError(f"batch_size {config.batch_size} is above the {source.name} set's {len(source)} "
+                                 "images: a step would repeat images; lower it, or set repeat_samples")
         try:
             adapter.draw(self.spec, 1, torch.Generator().manual_seed(0))
         except ValueError as error:
