@@ -21,7 +21,8 @@ from l2l_fast.models.mae_official import OFFICIAL_DECODER, OFFICIAL_MAE
 from l2l_fast.models.masks import parse_mask
 from l2l_fast.models.presets import FASHION_MNIST_MAE, FASHION_MNIST_MAGE
 from l2l_fast.training.optim import BETAS, WEIGHT_DECAY, param_groups
-from l2l_fast.unlearning.recipe import DTYPES, frozen_teacher
+from l2l_fast.unlearning.config import PRECISIONS
+from l2l_fast.unlearning.recipe import frozen_teacher
 
 from authors_recipe import AuthorsTrainStep
 
@@ -83,7 +84,7 @@ def build_step(name: str, recipe: str, precision: str, batch: int, device: str) 
     run.setup()
     inputs = run.inputs(0)
     if recipe == "authors":
-        encoder, dtype = model.encoder, DTYPES[precision]
+        encoder, dtype = model.encoder, PRECISIONS[precision]
         trainable = [p for p in encoder.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(param_groups(encoder.named_parameters(), WEIGHT_DECAY), lr=LR, betas=BETAS)
         scaler = torch.amp.GradScaler(torch.device(device).type, enabled=dtype == torch.float16)

@@ -57,7 +57,7 @@ def run_data(config: RunConfig, model):
     retain_index = first_per_class(labels, data["retain"], data["per_class"]).sort().values
     if data["forget_indices"] is not None:
         forget_index = torch.tensor(data["forget_indices"])
-        if forget_index.min() < 0 or forget_index.max() >= len(images):
+        if forget_index.max() >= len(images):  # >= 0 is checked with the run file
             raise ConfigError(f"{config.source}: data.forget_indices must lie in [0, {len(images)})")
         retain_index = retain_index[~torch.isin(retain_index, forget_index)]
     else:

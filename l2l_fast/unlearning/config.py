@@ -20,7 +20,8 @@ from .objectives import OBJECTIVES
 
 METHODS = tuple(OBJECTIVES)
 ENCODER_METHODS = tuple(name for name, objective in OBJECTIVES.items() if objective.encoder_only)
-PRECISIONS = ("fp32", "bf16", "fp16")
+# precision name -> the autocast type of the student and the type of the teacher's weights
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def _number(minimum: float, *, integer: bool = False, strict: bool = False, optional: bool = False):
@@ -118,7 +119,7 @@ class UnlearnConfig:
                                         "gradient-norm clip (None: no clipping)", recorded=True)
     method: str = option("ours", _choice(METHODS), "the paper's objective or one of its baselines",
                          recorded=True)
-    precision: Optional[str] = option(None, _choice(PRECISIONS, optional=True),
+    precision: Optional[str] = option(None, _choice(tuple(PRECISIONS), optional=True),
                                       "autocast type (default bf16 on CUDA GPUs that have it, else fp32)",
                                       recorded=True)
     repeat_samples: bool = option(False, _flag,

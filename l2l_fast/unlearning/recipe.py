@@ -28,11 +28,9 @@ from ..training.optim import adamw, set_lr, warmup_cosine
 from ..training.seeding import rank_seed, seeded_global_rng
 from ..training.step import TrainStep, checkpointed
 from .caches import SampleCache
-from .config import UnlearnConfig
+from .config import PRECISIONS, UnlearnConfig
 from .objectives import OBJECTIVES, StepModels
 from .step_data import StepInputs
-
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 __all__ = ["unlearn", "UnlearnRecipe", "UnlearnConfig", "NonFiniteLossError", "frozen_teacher"]
 
@@ -188,7 +186,7 @@ class UnlearnRecipe:
             self.start = state.step
         trainable = [p for p in trainable_module.parameters() if p.requires_grad]
         self.train_step = TrainStep(lambda inputs: self.objective.loss(inputs, models), self.optimizer, self.scaler,
-                                    trainable, config.grad_clip, DTYPES[config.precision], device.type, ctx,
+                                    trainable, config.grad_clip, PRECISIONS[config.precision], device.type, ctx,
                                     average_gradients=ctx.enabled and not encoder_only)
         self.monitor = StepMonitor(ctx, device, config.log_every)
         self.prepared = None
@@ -200,7 +198,7 @@ class UnlearnRecipe:
         (encoder methods, cast to the step's precision), the original model, or nothing."""
         if self.objective.reference == "teacher":
             teacher = frozen_teacher(self.adapter.encoder)
-            return teacher.to(DTYPES[self.config.precision])
+            return teacher.to(PRECISIONS[self.config.precision])
         if self.objective.reference == "original":
             original = copy.copy(self.adapter)
             original.model = copy.deepcopy(self.model).eval().requires_grad_(False)
