@@ -6,7 +6,7 @@ from typing import Callable, Optional, Union
 import torch
 from torch import nn
 
-from ..models.masks import patch_keep, pixel_keep
+from ..models.masks import keep_pixels
 from .base import Adapter
 
 Corrupt = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -35,7 +35,7 @@ class CustomAdapter(Adapter):
         self._task_loss = task_loss
 
     def draw(self, spec, batch, generator):
-        return pixel_keep(patch_keep(spec, self.grid, batch, generator), self.grid, self.patch_size)
+        return keep_pixels(spec, self.grid, self.patch_size, batch, generator)
 
     def pixel_keep(self, corruption):
         return corruption

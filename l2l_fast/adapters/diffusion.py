@@ -15,7 +15,7 @@ from typing import Optional
 import torch
 
 from ..models import PaletteUNet
-from ..models.masks import patch_keep, pixel_keep
+from ..models.masks import keep_pixels, patch_keep, pixel_keep
 from ..models.palette import SAMPLERS
 from .base import Adapter
 
@@ -25,7 +25,7 @@ class DiffusionCorruption:
     """Per sample: the patch mask, its pixel mask (1 = known), γ, the noise ε of y_t
     and the noise ε_cond that fills the hole of the condition image."""
 
-    keep: torch.Tensor        # [B, L] bool
+    keep: torch.Tensor        # [B, L] bool (a pixel mask's: [B, H * W])
     pixel: torch.Tensor       # [B, 1, H, W] float
     gamma: torch.Tensor       # [B]
     noise: torch.Tensor       # [B, C, H, W]
@@ -75,11 +75,16 @@ class DiffusionAdapter(Adapter):
         return (images - self.shift) / self.scale
 
     def draw(self, spec, batch, generator):
-        keep = patch_keep(spec, self.grid, batch, generator)
+        if spec.pixel_level:
+            pixel = keep_pixels(spec, self.grid, self.patch_size, batch, generator)
+            keep = pixel.flatten(1).bool()  # the mask on the pixel grid
+        else:
+            keep = patch_keep(spec, self.grid, batch, generator)
+            pixel = pixel_keep(keep, self.grid, self.patch_size)
         gamma = self.model.draw_gammas(batch, generator)
         noise = torch.randn(batch, *self.image_shape, generator=generator)
         cond_noise = torch.randn(batch, *self.image_shape, generator=generator)
-        return DiffusionCorruption(keep, pixel_keep(keep, self.grid, self.patch_size), gamma, noise, cond_noise)
+        return DiffusionCorruption(keep, pixel, gamma, noise, cond_noise)
 
     def pixel_keep(self, corruption):
         return corruption.pixel
