@@ -100,14 +100,16 @@ def test_encoder_sees_only_visible_tokens():
     assert torch.equal(model.encoder(changed, keep), latent)
 
 
-def test_loss_is_cross_entropy_on_hidden_tokens():
+def test_loss_is_label_smoothed_cross_entropy_on_hidden_tokens():
+    """Upstream's LabelSmoothingCrossEntropy(0.1) by hand: 0.9 NLL + 0.1 mean(-log p)."""
     model = tiny_model()
     x = images(2, 3)
     ids = model.tokenize(x)
     keep = keep_for("random:0.5", 2)
     logits = model(ids, keep)
     assert logits.shape == (2, L, K)
-    terms = [-torch.log_softmax(logits[b, i], dim=-1)[ids[b, i]]
+    log_p = torch.log_softmax(logits, dim=-1)
+    terms = [-0.9 * log_p[b, i, ids[b, i]] - 0.1 * log_p[b, i].mean()
              for b in range(2) for i in range(L) if not keep[b, i]]
     expected = torch.stack(terms).mean()
     torch.testing.assert_close(model.loss(ids, keep), expected, rtol=1e-5, atol=1e-6)
@@ -120,7 +122,7 @@ def test_loss_against_targets_uses_the_targets_tokens():
     keep = keep_for("inpaint:2", 2)
     logits = model(model.tokenize(x), keep).float()
     wanted = model.tokenize(y)
-    error = F.cross_entropy(logits.flatten(0, 1), wanted.flatten(), reduction="none").view(2, L)
+    error = F.cross_entropy(logits.flatten(0, 1), wanted.flatten(), reduction="none", label_smoothing=0.1).view(2, L)
     torch.testing.assert_close(model.loss(x, keep, targets=y), error[~keep].mean(), rtol=1e-5, atol=1e-6)
 
 

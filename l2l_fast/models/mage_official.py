@@ -7,18 +7,20 @@ K = codebook size (1024 officially), the official vocabulary is K + 1001 rows: K
 1000 class labels, [MASK] last; the unconditional "fake class" label is row K + 76.
 
 Mapped (official -> ours):
-    token_emb.word_embeddings.weight   rows [0, K) + row K+76 -> encoder.token_emb.word_embeddings.weight
+    token_emb.word_embeddings.weight   rows [0, K), K+76, K+1000 (codes, fake class, [MASK])
+                                                              -> encoder.token_emb.word_embeddings.weight
                                        rows [0, K)            -> decoder.mlm_layer.word_embeddings
+                                                                 (the decoder's own copy, output_projection
+                                                                 "copy"; none for "encoder")
     token_emb.position_embeddings.weight, token_emb.LayerNorm.*  -> encoder.token_emb.*
     blocks.*, norm.*                                             -> encoder.*
     decoder_embed.*, decoder_pos_embed_learned, decoder_blocks.*,
     decoder_norm.*, mlm_layer.fc.*, mlm_layer.ln.*               -> decoder.*
     mlm_layer.bias [1, 1, K+1001]      first K                -> decoder.mlm_layer.bias
     vqgan.* (or the tokenizer file's keys)                    -> tokenizer.*
-Not mapped (unused by the official forward pass too, or by our encoder, which drops
-hidden tokens instead of embedding them as [MASK]): token_emb.position_ids, cls_token,
-pos_embed, patch_embed.proj.*, mask_token, decoder_pos_embed, decoder_pred.*, the
-class-label and [MASK] rows of the word embeddings and their logit biases.
+Not mapped (unused by the official forward pass too): token_emb.position_ids, cls_token,
+pos_embed, patch_embed.proj.*, mask_token, decoder_pos_embed, decoder_pred.*, the other
+class-label rows of the word embeddings and the logit biases beyond the K codes.
 """
 from __future__ import annotations
 
@@ -51,7 +53,8 @@ def _state_dict(source: Source, name: str) -> dict:
     return source
 
 
-def _map_transformer(official: dict, codebook_size: int, mapped: dict, origin: dict, problems: dict):
+def _map_transformer(official: dict, codebook_size: int, own_copy: bool, mapped: dict, origin: dict,
+                     problems: dict):
     vocab = codebook_size + EXTRA_VOCAB
     for key, value in official.items():
         if key in UNUSED or key.startswith("vqgan."):
@@ -67,8 +70,9 @@ def _map_transformer(official: dict, codebook_size: int, mapped: dict, origin: d
             else:
                 fake = codebook_size + FAKE_CLASS_OFFSET
                 targets = {"encoder.token_emb.word_embeddings.weight":
-                           torch.cat([rows[:codebook_size], rows[fake:fake + 1]]),
-                           "decoder.mlm_layer.word_embeddings": rows[:codebook_size]}
+                           torch.cat([rows[:codebook_size], rows[fake:fake + 1], rows[-1:]])}
+                if own_copy:
+                    targets["decoder.mlm_layer.word_embeddings"] = rows[:codebook_size]
         elif key.startswith(("token_emb.", "blocks.", "norm.")):
             targets = {f"encoder.{key}": value}
         elif key.startswith(("decoder_", "mlm_layer.")):
@@ -101,7 +105,7 @@ def load_official_mage(
     mapped: dict[str, torch.Tensor] = {}
     origin: dict[str, str] = {}
     problems: dict[str, list[str]] = {"missing": [], "unexpected": [], "shape": []}
-    _map_transformer(official, model.codebook_size, mapped, origin, problems)
+    _map_transformer(official, model.codebook_size, model.output_projection == "copy", mapped, origin, problems)
     for key, value in tokenizer.items():
         mapped[f"tokenizer.{key}"] = value
         origin[f"tokenizer.{key}"] = tokenizer_name.format(key)
