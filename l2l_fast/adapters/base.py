@@ -66,6 +66,12 @@ class Adapter:
         """The image standing for n_x, from the forget images and their noise."""
         return noise
 
+    def target_corruption(self, corruption, num_retain: int, diffusion_target: str = "pure_noise"):
+        """The corruption the teacher applies to the mixed batch [x_R; n_F] (retain rows
+        first): the samples' own, except where a family defines its forget target otherwise
+        (diffusion: see DiffusionAdapter)."""
+        return corruption
+
     def prepare(self, images: torch.Tensor):
         """Frozen preprocessing shared by student and teacher (VQ: tokenize)."""
         return images

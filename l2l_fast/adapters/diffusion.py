@@ -2,6 +2,14 @@
 and the noises, E the UNet's γ embedding, input blocks and middle block, D its
 output blocks and head.
 
+The forget target (DESIGN §1, UnlearnConfig.diffusion_target): by default the
+authors' (jpmorganchase/i2i_Palette `Network.forward(fix_decoder=True)`): the
+teacher sees, for a forget sample, the same y_cond as the student (the real masked
+image, ε_cond in the hole), the same γ and ε, the clean image outside the hole of
+y_t, and inside it ε alone: their `q_sample` keeps √γ·y_0 + √(1−γ)·ε for retain rows
+and turns forget rows into √(1−γ)·ε + (1 − √(1−γ))·ε = ε. "noise_image" instead
+noises the Gaussian image n in the hole: √γ·n + √(1−γ)·ε.
+
 Images come in `value_range` (default [0, 1], the project's data) and are mapped
 to the model's [-1, 1]. The mask is a patch mask (masks.py) on a grid of
 `patch_size` pixels: by default image_size / 7 (4 px on 28 x 28, the MAE's 7 x 7
@@ -9,6 +17,7 @@ grid) or else image_size / 8.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, fields
 from typing import Optional
 
@@ -22,14 +31,16 @@ from .base import Adapter
 
 @dataclass
 class DiffusionCorruption:
-    """Per sample: the patch mask, its pixel mask (1 = known), γ, the noise ε of y_t
-    and the noise ε_cond that fills the hole of the condition image."""
+    """Per sample: the patch mask, its pixel mask (1 = known), γ, the noise ε of y_t,
+    the noise ε_cond that fills the hole of the condition image, and whether the hole of
+    y_t is ε alone (the authors' forget target)."""
 
     keep: torch.Tensor        # [B, L] bool (a pixel mask's: [B, H * W])
     pixel: torch.Tensor       # [B, 1, H, W] float
     gamma: torch.Tensor       # [B]
     noise: torch.Tensor       # [B, C, H, W]
     cond_noise: torch.Tensor  # [B, C, H, W]
+    pure_noise: torch.Tensor  # [B] bool
 
     def __getitem__(self, index: slice) -> "DiffusionCorruption":
         return DiffusionCorruption(*(getattr(self, f.name)[index] for f in fields(self)))
@@ -84,7 +95,7 @@ class DiffusionAdapter(Adapter):
         gamma = self.model.draw_gammas(batch, generator)
         noise = torch.randn(batch, *self.image_shape, generator=generator)
         cond_noise = torch.randn(batch, *self.image_shape, generator=generator)
-        return DiffusionCorruption(keep, pixel, gamma, noise, cond_noise)
+        return DiffusionCorruption(keep, pixel, gamma, noise, cond_noise, torch.zeros(batch, dtype=torch.bool))
 
     def pixel_keep(self, corruption):
         return corruption.pixel
@@ -96,10 +107,21 @@ class DiffusionAdapter(Adapter):
         """The forget image with the hole replaced by the noise: keep·x + (1−keep)·n."""
         return torch.where(corruption.pixel.to(images.device).bool(), images, noise)
 
+    def target_corruption(self, corruption, num_retain, diffusion_target="pure_noise"):
+        """"pure_noise": the forget rows' y_t holds ε alone in the hole (the image's hole,
+        real or noise, is then never read); "noise_image": the samples' own corruption."""
+        if diffusion_target == "noise_image":
+            return corruption
+        if diffusion_target != "pure_noise":
+            raise ValueError(f"diffusion_target must be 'pure_noise' or 'noise_image', got {diffusion_target!r}")
+        forget = torch.arange(corruption.gamma.shape[0], device=corruption.pure_noise.device) >= num_retain
+        return dataclasses.replace(corruption, pure_noise=forget)
+
     def unet_input(self, images: torch.Tensor, corruption: DiffusionCorruption) -> torch.Tensor:
         c = corruption.to(images.device)
         x = self.to_model(images)
-        return self.model.unet_input(x, c.pixel, c.gamma, c.noise.to(x.dtype), c.cond_noise.to(x.dtype))
+        return self.model.unet_input(x, c.pixel, c.gamma, c.noise.to(x.dtype), c.cond_noise.to(x.dtype),
+                                     c.pure_noise)
 
     def encode(self, encoder, images, corruption):
         maps, _ = encoder(self.unet_input(images, corruption), corruption.gamma.to(images.device))

@@ -198,9 +198,13 @@ class PaletteUNet(nn.Module):
         """Palette's y_cond: the image where known, Gaussian noise in the hole."""
         return torch.where(keep.bool(), y_0, noise)
 
-    def unet_input(self, y_0, keep, gammas, noise, cond_noise) -> torch.Tensor:
-        """concat(y_cond, y_t) with the known region of y_t clean, as Palette trains."""
-        y_t = torch.where(keep.bool(), y_0, self.q_sample(y_0, gammas, noise))
+    def unet_input(self, y_0, keep, gammas, noise, cond_noise, pure_noise=None) -> torch.Tensor:
+        """concat(y_cond, y_t) with the known region of y_t clean, as Palette trains.
+        pure_noise [B] bool: rows whose hole in y_t is ε alone (the y_0 term dropped)."""
+        noisy = self.q_sample(y_0, gammas, noise)
+        if pure_noise is not None:
+            noisy = torch.where(pure_noise.reshape(-1, 1, 1, 1), noise, noisy)
+        y_t = torch.where(keep.bool(), y_0, noisy)
         return torch.cat([self.condition(y_0, keep, cond_noise), y_t], dim=1)
 
     def loss(self, y_0, keep, gammas, noise, cond_noise) -> torch.Tensor:

@@ -14,9 +14,10 @@ from typing import Any, Optional
 import torch
 
 from ..models.masks import parse_mask
-from ..ops import DISTANCES, STATS
+from ..ops import DISTANCES
 from ..training.optim import WEIGHT_DECAY
 from .objectives import OBJECTIVES
+from .step_data import DIFFUSION_TARGETS, NOISE_STATS
 
 METHODS = tuple(OBJECTIVES)
 ENCODER_METHODS = tuple(name for name, objective in OBJECTIVES.items() if objective.encoder_only)
@@ -107,8 +108,10 @@ class UnlearnConfig:
     device: Optional[str] = option(None, _device, "where to run (default: the model's device)")
     distance: str = option("mse", _choice(DISTANCES), "d: mean squared difference or Euclidean norm",
                            recorded=True)
-    noise_stats: str = option("batch", _choice(STATS), "statistics of the Gaussian noise images",
-                              recorded=True)
+    noise_stats: str = option("batch", _choice(NOISE_STATS),
+                              "statistics of the Gaussian noise images: over the forget batch ('batch'), per "
+                              "sample or channel, standard normal, or over the whole retain + forget batch "
+                              "('mixed', the authors' MAGE code)", recorded=True)
     noise_clamp: Optional[tuple[float, float]] = option(None, _clamp, "clamp the noise to [lo, hi]",
                                                         recorded=True)
     warmup_steps: Optional[int] = option(None, _number(0, integer=True, optional=True),
@@ -117,6 +120,11 @@ class UnlearnConfig:
                                  recorded=True)
     grad_clip: Optional[float] = option(3.0, _number(0.0, strict=True, optional=True),
                                         "gradient-norm clip (None: no clipping)", recorded=True)
+    diffusion_target: str = option(
+        "pure_noise", _choice(DIFFUSION_TARGETS),
+        "diffusion forget target: the teacher on y_t whose hole is pure noise ε ('pure_noise', the authors' "
+        "q_sample without its y_0 term) or on the noised Gaussian image √γ·n + √(1−γ)·ε ('noise_image'); "
+        "other families always use the noise image", recorded=True)
     method: str = option("ours", _choice(METHODS), "the paper's objective or one of its baselines",
                          recorded=True)
     precision: Optional[str] = option(None, _choice(tuple(PRECISIONS), optional=True),

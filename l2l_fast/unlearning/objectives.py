@@ -74,24 +74,25 @@ def ours(s: StepInputs, m: StepModels):
     forget_corruption = s.part("forget")
     noise = s.noise(s.forget, s.adapter.noise_keep(forget_corruption))
     noise = s.adapter.prepare(s.adapter.noise_input(s.forget, noise, forget_corruption))
+    corruption = s.adapter.target_corruption(s.corruption, s.num_retain, s.diffusion_target)
     with torch.no_grad():
         if cache is None:
             mixed = s.adapter.concat(s.adapter.take(real, slice(0, s.num_retain)), noise)
-            target = s.adapter.encode(teacher, mixed, s.corruption)
+            target = s.adapter.encode(teacher, mixed, corruption)
         else:
-            target = _cached_targets(s, teacher, real, noise, cache)
+            target = _cached_targets(s, teacher, real, noise, cache, corruption)
     weights = sample_weights(s.num_retain, s.forget.shape[0], s.alpha, s.retain.device)
     return _split(per_sample_distance(student, target, weights, s.distance), s.num_retain, s.alpha)
 
 
-def _cached_targets(s: StepInputs, teacher: nn.Module, real, noise, cache):
+def _cached_targets(s: StepInputs, teacher: nn.Module, real, noise, cache, corruption):
     """[cached E_0(T(x_R)); E_0(T(n_F))], the teacher run on the noise and on uncached retain rows."""
     missing = cache.missing(s.retain_index)
     inputs = noise
     if missing.numel():
         inputs = s.adapter.concat(s.adapter.take(real, missing.to(s.retain.device, non_blocking=True)), noise)
     chosen = torch.cat([missing, s.num_retain + torch.arange(s.forget.shape[0])])
-    fresh = s.adapter.encode(teacher, inputs, s.adapter.select(s.corruption, chosen))
+    fresh = s.adapter.encode(teacher, inputs, s.adapter.select(corruption, chosen))
     if missing.numel():
         cache.store(s.retain_index[missing], fresh[: missing.numel()])
     return torch.cat([cache.lookup(s.retain_index), fresh[missing.numel():].to(cache.values.dtype)])

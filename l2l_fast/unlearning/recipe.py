@@ -224,7 +224,7 @@ class UnlearnRecipe:
             corruption=corruption, alpha=config.alpha, distance=config.distance, noise_seed=config.seed,
             noise_offset=(step * batch + shard.start) * image_numel, noise_stats=config.noise_stats,
             noise_clamp=config.noise_clamp, retain_index=retain_index, forget_index=forget_index,
-            prepared=self.prepared, ctx=ctx,
+            prepared=self.prepared, ctx=ctx, diffusion_target=config.diffusion_target,
         )
 
     def train(self) -> nn.Module:

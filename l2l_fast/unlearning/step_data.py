@@ -5,6 +5,10 @@ Under several processes every rank holds an equal shard of the global batch:
 stream, so that the ranks' noise together is the one-process noise, and batch or
 channel statistics are those of the global forget batch (sums all-reduced, then
 one fused gaussian_target call with the given mean and std).
+
+noise_stats "mixed" takes one mean and unbiased std over the whole step batch,
+retain and forget images together, as the authors' MAGE code does
+(`torch.std(samples)` over the mixed batch); the other modes are gaussian_target's.
 """
 from __future__ import annotations
 
@@ -13,8 +17,11 @@ from typing import Any, Optional
 
 import torch
 
-from ..ops import gaussian_target
+from ..ops import STATS, gaussian_target
 from ..training import distributed
+
+NOISE_STATS = STATS + ("mixed",)
+DIFFUSION_TARGETS = ("pure_noise", "noise_image")
 
 
 @dataclass
@@ -35,6 +42,7 @@ class StepInputs:
     forget_index: Optional[torch.Tensor] = None
     prepared: Optional[dict] = None  # {"retain", "forget"}: SampleCaches of adapter.prepare (frozen_prepare)
     ctx: distributed.Context = distributed.Context()
+    diffusion_target: str = "pure_noise"  # a DIFFUSION_TARGETS entry (UnlearnConfig.diffusion_target)
 
     @property
     def num_retain(self) -> int:
@@ -49,9 +57,13 @@ class StepInputs:
         if keep is not None:
             keep = keep.to(like.device, like.dtype, non_blocking=True)
         mean = std = None
-        if self.ctx.enabled and self.noise_stats in ("batch", "channel"):
-            mean, std = global_statistics(self.ctx, like, self.noise_stats)
-        return gaussian_target(like, seed=self.noise_seed, offset=self.noise_offset, stats=self.noise_stats,
+        stats = self.noise_stats
+        if stats == "mixed":
+            stats = "batch"
+            mean, std = global_statistics(self.ctx, torch.cat([self.retain, self.forget]), stats)
+        elif self.ctx.enabled and stats in ("batch", "channel"):
+            mean, std = global_statistics(self.ctx, like, stats)
+        return gaussian_target(like, seed=self.noise_seed, offset=self.noise_offset, stats=stats,
                                mean=mean, std=std, clamp=self.noise_clamp, keep=keep)
 
 
