@@ -213,3 +213,18 @@ def test_output_projection_copy_is_frozen_and_encoder_follows_the_encoder():
     assert live.encoder.token_emb.word_embeddings.weight.grad is None  # detached, as upstream
     with pytest.raises(ValueError, match="output_projection"):
         MAGE(**TINY, output_projection="tied")
+
+
+def test_unlearn_with_mages_masks_and_with_cached_targets():
+    from test_vq import FORGET, RETAIN, same, state, tiny_model
+    import l2l_fast
+    run = dict(steps=2, batch_size=2, progress=False, seed=3)
+    model = l2l_fast.unlearn(tiny_model(), FORGET, RETAIN, mask="mage", **run)
+    twin = l2l_fast.unlearn(tiny_model(), FORGET, RETAIN, mask="mage", **run)
+    assert same(state(model.encoder), twin.encoder) and not same(state(tiny_model().encoder), model.encoder)
+    cached, log, plain_log = tiny_model(), [], []
+    l2l_fast.unlearn(cached, FORGET, RETAIN, mask="inpaint:2", cache_targets=True, callback=log.append, **run)
+    l2l_fast.unlearn(tiny_model(), FORGET, RETAIN, mask="inpaint:2", callback=plain_log.append, **run)
+    assert [r["loss"] for r in log] == pytest.approx([r["loss"] for r in plain_log], rel=1e-5)
+    with pytest.raises(ValueError, match="cache_targets needs"):
+        l2l_fast.unlearn(tiny_model(), FORGET, RETAIN, mask="outpaint:1", cache_targets=True, **run)

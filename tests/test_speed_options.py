@@ -131,6 +131,8 @@ def test_compiled_encoder_follows_the_plain_run(plain):
 @pytest.mark.parametrize("options, message", [
     (dict(precision="fp8"), "precision must be one of"),
     (dict(cache_targets=True, mask="random:0.5"), "cache_targets needs"),
+    (dict(cache_targets=True, mask="mage"), "cache_targets needs"),
+    (dict(mask="hybrid"), "mask 'hybrid': .*pixel mask"),
     (dict(cache_targets=True, method="random_encoder"), "cache_targets applies to method 'ours'"),
 ])
 def test_option_errors(options, message):

@@ -130,8 +130,8 @@ class UnlearnRecipe:
         except ValueError as error:
             raise ValueError(f"mask {config.mask!r}: {error}") from error
         if config.cache_targets and not adapter.fixed_targets(self.spec):
-            raise ValueError("cache_targets needs a fixed mask (inpaint:K or outpaint:K) and a family with a "
-                             f"deterministic corruption; got mask {config.mask!r}, {type(adapter).__name__}")
+            raise ValueError("cache_targets needs a fixed mask (inpaint:K, outpaint:K or box:...) and a family with "
+                             f"a deterministic corruption; got mask {config.mask!r}, {type(adapter).__name__}")
         if config.checkpoint_activations and not adapter.blocks():
             raise ValueError(f"checkpoint_activations: {type(adapter).__name__} names no encoder blocks to checkpoint")
         if config.resume_from is None and config.checkpoint_dir is not None:
