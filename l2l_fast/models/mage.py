@@ -275,8 +275,7 @@ class MAGE(nn.Module):
             chosen = torch.softmax(logits, dim=-1).gather(-1, sampled[..., None])[..., 0]
             noise = _gumbel(chosen.shape, generator, chosen.device)
             confidence = torch.where(unknown, torch.log(chosen) + temperature * (1 - progress) * noise, math.inf)
-            count = torch.minimum(unknown.sum(dim=1, keepdim=True) - 1,
-                                  torch.full_like(unknown[:, :1], math.floor(self.num_tokens * schedule), dtype=torch.long))
+            count = (unknown.sum(dim=1, keepdim=True) - 1).clamp_max(math.floor(self.num_tokens * schedule))
             count = count.clamp_min(1)
             cut = confidence.sort(dim=1).values.gather(1, count - 1)
             known = confidence > cut

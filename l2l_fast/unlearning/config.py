@@ -102,7 +102,9 @@ class UnlearnConfig:
     alpha: float = option(0.25, _number(0.0), "weight of the forget term", recorded=True)
     lr: Optional[float] = option(None, _number(0.0, strict=True, optional=True),
                                  "peak learning rate (default 1e-4 * 2 * batch_size / 256)", recorded=True)
-    mask: str = option("inpaint:3", _mask, "the corruption T: inpaint:K, outpaint:K, box:A, box:side=F, random:R, mage or hybrid", recorded=True)
+    mask: str = option("inpaint:3", _mask,
+                       "the corruption T: inpaint:K, outpaint:K, box:A, box:side=F, random:R, mage or hybrid",
+                       recorded=True)
     seed: int = option(0, _number(0, integer=True),
                        "fixes the run: batches, corruptions, noise and the global torch RNG", recorded=True)
     device: Optional[str] = option(None, _device, "where to run (default: the model's device)")
