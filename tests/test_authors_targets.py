@@ -101,9 +101,10 @@ def test_diffusion_target_option_is_checked_and_recorded():
         UnlearnConfig(steps=1, batch_size=1, diffusion_target="pure")
 
 
-def test_unlearn_runs_with_either_palette_target():
+@pytest.mark.parametrize("mask", ["inpaint:2", "hybrid"])
+def test_unlearn_runs_with_either_palette_target(mask):
     forget, retain = images(4, 5, 0.3), images(4, 6)
-    run = dict(steps=2, batch_size=2, mask="inpaint:2", progress=False, seed=1)
+    run = dict(steps=2, batch_size=2, mask=mask, progress=False, seed=1)
     a = l2l_fast.unlearn(tiny_model(), forget, retain, **run)
     b = l2l_fast.unlearn(tiny_model(), forget, retain, diffusion_target="noise_image", **run)
     assert any(not torch.equal(x, y) for x, y in zip(a.encoder.parameters(), b.encoder.parameters()))

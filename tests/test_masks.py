@@ -188,3 +188,10 @@ def test_stroke_rasterisation_is_the_distance_to_the_polyline():
                 t = min(max(((x - x0) * dx + (y - y0) * dy) / (dx * dx + dy * dy), 0.0), 1.0)
                 near |= math.hypot(x - x0 - t * dx, y - y0 - t * dy) <= 1.5
             assert bool(cover[y, x]) == near, (y, x)
+
+
+def test_adapt_and_diffusion_draw_hybrid_masks_at_pixel_resolution():
+    from conftest import autoencoder
+    _, adapter = autoencoder()
+    keep = adapter.draw(parse_mask("hybrid"), 3, torch.Generator().manual_seed(5))
+    assert torch.equal(keep, 1 - hybrid_hole((8, 8), 3, torch.Generator().manual_seed(5)))
