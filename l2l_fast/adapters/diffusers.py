@@ -59,7 +59,9 @@ class DiffusersCorruption:
     timesteps: torch.Tensor   # [B] long
     noise: torch.Tensor       # [B, c, h, w]
     cond_noise: Optional[torch.Tensor] = None  # [B, C, H, W]
-    memo: Any = field(default=None, compare=False, repr=False)  # the step's conditioning, see _condition
+    # the conditioning of the batch's real images, computed by the first encode with this
+    # corruption and reused by later ones (a step's student and teacher share their real images)
+    memo: Any = field(default=None, compare=False, repr=False)
 
     def __getitem__(self, index) -> "DiffusersCorruption":
         return DiffusersCorruption(*(None if getattr(self, f.name) is None else getattr(self, f.name)[index]
@@ -78,8 +80,8 @@ class Rows:
 
     pixels: torch.Tensor
     latents: Optional[torch.Tensor]
-    known: torch.Tensor   # [B] bool: latents computed
-    forget: torch.Tensor  # [B] bool
+    known: torch.Tensor   # [B] bool, on the host: latents computed
+    forget: torch.Tensor  # [B] bool, on the host
 
 
 class ForgetImages:
@@ -158,7 +160,8 @@ class DiffusersAdapter(Adapter):
     def take(self, prepared, index):
         if isinstance(prepared, Rows):
             latents = None if prepared.latents is None else prepared.latents[index]
-            return Rows(prepared.pixels[index], latents, prepared.known[index], prepared.forget[index])
+            host = index.cpu() if isinstance(index, torch.Tensor) else index
+            return Rows(prepared.pixels[index], latents, prepared.known[host], prepared.forget[host])
         return prepared[index]
 
     def concat(self, first, second):
@@ -259,7 +262,7 @@ class StableDiffusionInpaintAdapter(DiffusersAdapter):
     def prepare(self, images):
         if isinstance(images, ForgetImages):
             pixels = images.images
-            false = torch.zeros(pixels.shape[0], dtype=torch.bool, device=pixels.device)
+            false = torch.zeros(pixels.shape[0], dtype=torch.bool)
             return Rows(pixels, None, false, ~false)
         latents = self.vae_latents(images * 2 - 1)
         return torch.cat([latents.flatten(1).to(images.dtype), images.flatten(1)], dim=1)
@@ -269,7 +272,7 @@ class StableDiffusionInpaintAdapter(DiffusersAdapter):
             return prepared
         split = int(torch.Size(self.noise_shape).numel())
         batch = prepared.shape[0]
-        true = torch.ones(batch, dtype=torch.bool, device=prepared.device)
+        true = torch.ones(batch, dtype=torch.bool)
         return Rows(prepared[:, split:].reshape(batch, *self.image_shape),
                     prepared[:, :split].reshape(batch, *self.noise_shape), true, ~true)
 
@@ -281,7 +284,10 @@ class StableDiffusionInpaintAdapter(DiffusersAdapter):
         """(latent mask, masked-image latents) of these real pixels under this corruption,
         and the pixels' own latents; computed once per corruption and pixels."""
         memo = corruption.memo
-        if memo is not None and memo[0].shape == pixels.shape and torch.equal(memo[0], pixels):
+        # a step's teacher input holds the student's real rows: their conditioning is reused;
+        # checked on the host only (a device comparison would wait for the device)
+        if memo is not None and memo[0].shape == pixels.shape and (
+                pixels.device.type != "cpu" or torch.equal(memo[0], pixels)):
             return memo
         c = corruption.to(pixels.device)
         mask = self.latent_mask(c).to(pixels.dtype)
@@ -297,7 +303,9 @@ class StableDiffusionInpaintAdapter(DiffusersAdapter):
             known = memo[3]
         else:
             known = self.vae_latents(rows.pixels * 2 - 1).to(rows.pixels.dtype)
-        latents = known if rows.latents is None else torch.where(rows.known.reshape(-1, 1, 1, 1), rows.latents, known)
+        if rows.latents is None:
+            return known
+        latents = torch.where(rows.known.to(known.device, non_blocking=True).reshape(-1, 1, 1, 1), rows.latents, known)
         return latents
 
     def encode(self, encoder, inputs, corruption):
@@ -311,7 +319,7 @@ class StableDiffusionInpaintAdapter(DiffusersAdapter):
         c = corruption.to(latents.device)
         noise = c.noise.to(latents.dtype)
         noisy = add_noise(self.scheduler, latents, noise, c.timesteps)
-        hole = (mask > 0.5) & rows.forget.to(latents.device).reshape(-1, 1, 1, 1)
+        hole = (mask > 0.5) & rows.forget.to(latents.device, non_blocking=True).reshape(-1, 1, 1, 1)
         noisy = torch.where(hole, noise, noisy)
         sample = torch.cat([noisy, mask, masked], dim=1)
         states = self.prompt_embeds.to(sample.device).expand(sample.shape[0], -1, -1)
@@ -376,14 +384,14 @@ class PixelInpaintAdapter(DiffusersAdapter):
 
     def prepare(self, images):
         if isinstance(images, ForgetImages):
-            false = torch.zeros(images.images.shape[0], dtype=torch.bool, device=images.images.device)
+            false = torch.zeros(images.images.shape[0], dtype=torch.bool)
             return Rows(images.images, None, false, ~false)
         return images
 
     def _rows(self, prepared) -> Rows:
         if isinstance(prepared, Rows):
             return prepared
-        false = torch.zeros(prepared.shape[0], dtype=torch.bool, device=prepared.device)
+        false = torch.zeros(prepared.shape[0], dtype=torch.bool)
         return Rows(prepared, None, false, false)
 
     def _inputs(self, images, corruption, forget=None):
@@ -394,7 +402,7 @@ class PixelInpaintAdapter(DiffusersAdapter):
         y_cond = torch.where(known, y_0, c.cond_noise.to(y_0.dtype))
         y_t = add_noise(self.scheduler, y_0, noise, c.timesteps)
         if forget is not None:
-            y_t = torch.where(forget.to(y_0.device).reshape(-1, 1, 1, 1), noise, y_t)
+            y_t = torch.where(forget.to(y_0.device, non_blocking=True).reshape(-1, 1, 1, 1), noise, y_t)
         return torch.cat([y_cond, torch.where(known, y_0, y_t)], dim=1), c
 
     def encode(self, encoder, inputs, corruption):
