@@ -45,9 +45,11 @@ def main(argv=None) -> dict:
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--sample-steps", type=int, default=10)
     parser.add_argument("--eval-per-class", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (one is the fastest on a busy shared machine)")
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     adapter = build_adapter(args.sample_steps)
