@@ -268,3 +268,19 @@ def test_palette_unet_task_loss_is_epsilon_mse_in_the_hole():
         hole = (keep == 0).expand_as(predicted)
         expected = (predicted - c.noise)[hole].square().mean()
         torch.testing.assert_close(adapter.task_loss(images, c), expected)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_stable_diffusion_low_precision_step_close_to_fp32(tmp_path, precision):
+    """The teacher cast to the step's precision, the student under autocast: the first step's
+    loss is the fp32 one up to the precision's rounding, and the frozen parts stay bit-identical."""
+    losses = {}
+    for run, chosen in enumerate(("fp32", precision)):
+        pipe = tiny_inpaint_pipeline(tmp_path / f"tok{run}")
+        vae = snapshot(pipe.vae)
+        records = []
+        l2l_fast.unlearn(pipe, sd_images(4, 1), sd_images(4, 2), adapter=sd_adapter(pipe), precision=chosen,
+                         callback=records.append, **{**RUN, "steps": 1})
+        losses[chosen] = records[0]["loss"]
+        assert all(torch.equal(vae[k], v) for k, v in pipe.vae.state_dict().items())
+    assert losses[precision] == pytest.approx(losses["fp32"], rel=0.1, abs=1e-4)
