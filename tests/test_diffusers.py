@@ -155,7 +155,8 @@ def test_stable_diffusion_generation_keeps_the_visible_region(pipe):
 def test_stable_diffusion_guidance_encodes_the_negative_prompt(pipe):
     adapter = l2l_fast.adapt_diffusers(pipe, prompt="a cat", negative_prompt="a dog", guidance_scale=3.0)
     reference = pipe.encode_prompt("a cat", "cpu", 1, True, negative_prompt="a dog")
-    assert torch.equal(adapter.prompt_embeds, reference[0]) and torch.equal(adapter.negative_prompt_embeds, reference[1])
+    assert torch.equal(adapter.prompt_embeds, reference[0])
+    assert torch.equal(adapter.negative_prompt_embeds, reference[1])
 
 
 def test_stable_diffusion_errors(tmp_path, pipe):

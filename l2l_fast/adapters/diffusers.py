@@ -153,7 +153,8 @@ class DiffusersAdapter(Adapter):
         if tuple(images.shape[1:]) != self.image_shape:
             raise ValueError(f"images have shape {list(images.shape[1:])} (C, H, W) but the model takes "
                              f"{list(self.image_shape)}")
-        if tuple(corruption.pixel.shape[-2:]) != tuple(images.shape[-2:]) or corruption.pixel.shape[0] != images.shape[0]:
+        mask = corruption.pixel
+        if tuple(mask.shape[-2:]) != tuple(images.shape[-2:]) or mask.shape[0] != images.shape[0]:
             raise ValueError(f"corruption: its mask is {list(corruption.pixel.shape)} but the images are "
                              f"{list(images.shape)}; draw it with this adapter for this batch")
 
@@ -332,11 +333,13 @@ class StableDiffusionInpaintAdapter(DiffusersAdapter):
         pipe.set_progress_bar_config(disable=True)
         batch = images.shape[0]
         negative = self.negative_prompt_embeds
-        generator = torch.Generator(device=images.device).manual_seed(self.seed)
         embeds_device = pipe.unet.device
+        if negative is not None:
+            negative = negative.to(embeds_device).expand(batch, -1, -1)
+        generator = torch.Generator(device=images.device).manual_seed(self.seed)
         with torch.no_grad():
             out = pipe(prompt_embeds=self.prompt_embeds.to(embeds_device).expand(batch, -1, -1),
-                       negative_prompt_embeds=None if negative is None else negative.to(embeds_device).expand(batch, -1, -1),
+                       negative_prompt_embeds=negative,
                        image=images, mask_image=1 - keep, height=self.image_shape[1], width=self.image_shape[2],
                        num_inference_steps=self.num_inference_steps, guidance_scale=self.guidance_scale,
                        generator=generator, output_type="pt").images
