@@ -8,6 +8,7 @@ from torch import nn
 from ..models import MAE, MAGE, PaletteUNet
 from .base import Adapter, Embedding
 from .custom import CustomAdapter, adapt
+from .diffusers import adapt_diffusers, is_diffusers_object
 from .diffusion import DiffusionAdapter
 from .mae import MAEAdapter
 from .vq import VQAdapter
@@ -16,12 +17,14 @@ from .vq import VQAdapter
 BUILT_IN = [(MAE, MAEAdapter), (MAGE, VQAdapter), (PaletteUNet, DiffusionAdapter)]
 
 __all__ = ["Adapter", "Embedding", "MAEAdapter", "VQAdapter", "DiffusionAdapter", "CustomAdapter", "adapt",
-           "adapter_for"]
+           "adapt_diffusers", "adapter_for"]
 
 
 def adapter_for(model: nn.Module, adapter: Optional[Adapter] = None) -> Adapter:
     if adapter is not None:
         return adapter
+    if is_diffusers_object(model):
+        return adapt_diffusers(model)
     for model_type, adapter_type in BUILT_IN:
         if isinstance(model, model_type):
             return adapter_type(model)

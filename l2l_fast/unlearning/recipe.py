@@ -40,6 +40,9 @@ def unlearn(model: nn.Module, forget, retain, *, adapter: Optional[Adapter] = No
             **options) -> nn.Module:
     """Unlearn `forget` from `model` while keeping `retain`; returns the same model.
 
+    model: an nn.Module, or a diffusers pipeline (with `adapter=l2l_fast.adapt_diffusers(pipe, ...)`
+    for Stable Diffusion, which needs a prompt).
+
     forget, retain: image tensors [N, C, H, W] or map-style datasets of images or
     (image, label) pairs. `options` are the fields of UnlearnConfig (`steps` and
     `batch_size` are required; see `UnlearnConfig.docs()`), or pass `config=`.
@@ -67,6 +70,10 @@ def unlearn(model: nn.Module, forget, retain, *, adapter: Optional[Adapter] = No
         config = UnlearnConfig(**options)
     elif options:
         config = dataclasses.replace(config, **options)
+    given = model
+    if not isinstance(model, nn.Module):  # a diffusers pipeline: its adapter holds the modules
+        adapter = adapter_for(model, adapter)
+        model = adapter.model
     recipe = UnlearnRecipe(model, forget, retain, config, adapter=adapter, callback=callback)
     was_training = model.training
     try:
@@ -75,7 +82,7 @@ def unlearn(model: nn.Module, forget, retain, *, adapter: Optional[Adapter] = No
     finally:
         model.train(was_training)
         recipe.close()
-    return model
+    return given
 
 
 def frozen_teacher(encoder: nn.Module) -> nn.Module:
