@@ -18,7 +18,7 @@ import ratios  # noqa: E402
 
 QUICK = os.environ.get("L2L_FAST_BENCH_QUICK") == "1"
 BENCH_DEVICE = os.environ.get("L2L_FAST_BENCH_DEVICE", "cpu")
-_PAIRS = pytest.StashKey[list]()
+_PAIRS = pytest.StashKey[dict]()
 _BASELINE = pytest.StashKey[object]()
 _REGRESSIONS = pytest.StashKey[list]()
 
@@ -70,7 +70,7 @@ def pytest_addoption(parser):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "regression: the quick set of paired benchmarks (ratio baselines)")
-    config.stash[_PAIRS] = []
+    config.stash[_PAIRS] = {}
     path = config.getoption("--ratio-baseline")
     config.stash[_BASELINE] = None
     if path:
@@ -87,12 +87,11 @@ def pytest_configure(config):
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item):
-    """After a paired benchmark, its (pair, role, time) for the session's ratios."""
+    """After a paired benchmark, its pair's ratio for the session's comparison."""
     result = yield
     bench = getattr(item, "funcargs", {}).get("benchmark")
-    if bench is not None and "pair" in bench.extra_info and bench.stats:
-        item.config.stash[_PAIRS].append(
-            (bench.extra_info["pair"], bench.extra_info["role"], getattr(bench.stats.stats, ratios.STATISTIC)))
+    if bench is not None and "ratio" in bench.extra_info:
+        item.config.stash[_PAIRS][bench.extra_info["pair"]] = bench.extra_info["ratio"]
     return result
 
 
@@ -105,17 +104,16 @@ def pytest_sessionfinish(session, exitstatus):
     baseline = session.config.stash.get(_BASELINE, None)
     if baseline is None:
         return
-    found = ratios.regressions(ratios.pair_ratios(session.config.stash[_PAIRS]), baseline)
+    found = ratios.regressions(session.config.stash[_PAIRS], baseline)
     session.config.stash[_REGRESSIONS] = found
     if found and session.exitstatus == 0:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    pairs = config.stash.get(_PAIRS, [])
-    if not pairs:
+    measured = config.stash.get(_PAIRS, {})
+    if not measured:
         return
-    measured = ratios.pair_ratios(pairs)
     baseline = config.stash.get(_BASELINE, None)
     terminalreporter.section("ratios (baseline time / candidate time)")
     if baseline is None:

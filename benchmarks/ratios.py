@@ -1,17 +1,18 @@
-"""Ratio baselines: what travels between machines is the ratio of two benchmarks measured
+"""Ratio baselines: what travels between machines is the ratio of two timings measured
 in the same run (fused op vs the eager expression, lean step vs the authors' step), not
-their times. A benchmark takes part in a pair by `extra_info` {"pair": NAME, "role":
-"baseline" | "candidate"}; the pair's ratio is baseline time / candidate time (the
-candidate's speed-up; higher is better), on each benchmark's minimum round (the statistic
-least moved by other work on a shared machine).
+their times. A paired benchmark (bench_regression.py) times its baseline and its candidate
+in alternate rounds, so that a change of load falls on both; its `extra_info` holds the
+pair's name and its ratio: the median over rounds of baseline time / candidate time (the
+candidate's speed-up; higher is better).
 
 A baseline file, benchmarks/baselines/<machine kind>.json:
 
-    {"machine_kind": "cpu-2core", "statistic": "min", "fraction": 0.5, "fraction_note": "...",
+    {"machine_kind": "cpu-2core", "statistic": "...", "fraction": 0.3, "fraction_rule": "...",
      "threads": 1, "source": {"commit", "date", "machine", "runs"},
-     "pairs": {NAME: {"ratio": median over runs, "spread": [min, max], "runs": N}}}
+     "pairs": {NAME: {"ratio": median over runs, "spread": [min, max], "runs": N, "fraction": F}}}
 
-A run regresses when a pair's ratio falls below `fraction` x its baseline ratio.
+A run regresses when a pair's ratio falls below its fraction (the pair's own, else the
+file's) x its baseline ratio.
 
     python benchmarks/ratios.py --kind    # this machine's kind
 """
@@ -23,7 +24,7 @@ import re
 import statistics
 import sys
 
-STATISTIC = "min"
+STATISTIC = "median of per-round ratios, interleaved"
 KIND_KEY = "l2l_fast_machine_kind"
 
 
@@ -38,20 +39,22 @@ def machine_kind(device: str = "cpu") -> str:
     return f"cpu-{os.cpu_count()}core"
 
 
-def pair_ratios(entries) -> dict[str, float]:
-    """{pair: baseline time / candidate time} from (pair, role, time) triples; pairs missing a side are left out."""
-    sides: dict[str, dict[str, float]] = {}
-    for pair, role, seconds in entries:
-        sides.setdefault(pair, {})[role] = seconds
-    return {pair: s["baseline"] / s["candidate"] for pair, s in sides.items() if {"baseline", "candidate"} <= s.keys()}
+def round_ratio(baseline_times, candidate_times) -> float:
+    """The median over rounds of baseline time / candidate time, rounds taken in pairs."""
+    if not candidate_times or len(baseline_times) != len(candidate_times):
+        raise ValueError(f"one baseline time per candidate round expected, got {len(baseline_times)} "
+                         f"and {len(candidate_times)}")
+    return statistics.median(b / c for b, c in zip(baseline_times, candidate_times))
 
 
-def json_entries(results: dict):
-    """(pair, role, time) of the paired benchmarks of a pytest-benchmark JSON."""
+def json_ratios(results: dict) -> dict[str, float]:
+    """{pair: ratio} of the paired benchmarks of a pytest-benchmark JSON."""
+    found = {}
     for bench in results["benchmarks"]:
         info = bench.get("extra_info") or {}
         if "pair" in info:
-            yield info["pair"], info["role"], bench["stats"][STATISTIC]
+            found[info["pair"]] = info["ratio"]
+    return found
 
 
 def load_baseline(path) -> dict:
@@ -63,12 +66,16 @@ def load_baseline(path) -> dict:
     return baseline
 
 
+def fraction_of(baseline: dict, pair: str) -> float:
+    return baseline["pairs"].get(pair, {}).get("fraction", baseline["fraction"])
+
+
 def regressions(ratios: dict[str, float], baseline: dict) -> list[str]:
     """One message per pair whose ratio is below fraction x its baseline ratio."""
-    fraction, source = baseline["fraction"], baseline.get("source", {})
+    source = baseline.get("source", {})
     found = []
     for pair, ratio in sorted(ratios.items()):
-        base = baseline["pairs"].get(pair)
+        base, fraction = baseline["pairs"].get(pair), fraction_of(baseline, pair)
         if base and ratio < fraction * base["ratio"]:
             low, high = base.get("spread", (base["ratio"], base["ratio"]))
             found.append(f"{pair}: ratio {ratio:.3f} is below {fraction} x baseline {base['ratio']:.3f} "
@@ -89,9 +96,9 @@ def report(ratios: dict[str, float], baseline: dict) -> list[str]:
         elif base is None:
             lines.append(f"  {pair}: {ratio:.3f} (no baseline)")
         else:
-            state = "ok" if ratio >= baseline["fraction"] * base["ratio"] else "REGRESSION"
-            lines.append(f"  {pair}: {ratio:.3f} vs baseline {base['ratio']:.3f} "
-                         f"(floor {baseline['fraction'] * base['ratio']:.3f}) {state}")
+            floor = fraction_of(baseline, pair) * base["ratio"]
+            state = "ok" if ratio >= floor else "REGRESSION"
+            lines.append(f"  {pair}: {ratio:.3f} vs baseline {base['ratio']:.3f} (floor {floor:.3f}) {state}")
     return lines
 
 

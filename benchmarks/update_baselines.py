@@ -6,7 +6,7 @@ pytest-benchmark JSONs of the regression set, run on a machine of that kind:
 
 Each pair's ratio is the median over the files, its spread their min and max. A results
 file from another machine kind is refused (exit status 2). `--fraction` sets the gate; by
-default an existing baseline keeps its own and a new one takes `suggested_fraction`.
+default each pair's fraction follows from its spread (FRACTION_RULE).
 """
 from __future__ import annotations
 
@@ -25,11 +25,16 @@ from l2l_fast.models.io import atomic_write  # noqa: E402
 BASELINES = Path(__file__).resolve().parent / "baselines"
 
 
-def suggested_fraction(pairs: dict) -> float:
-    """Three times the largest drop below its median any pair showed, taken off 1, kept
-    within [0.3, 0.7]: noise of that size passes, a fallback costing 2x or more fails."""
-    worst = max((1 - p["spread"][0] / p["ratio"] for p in pairs.values()), default=0.0)
-    return round(min(0.7, max(0.3, 1 - 3 * worst)), 2)
+LOWEST, HIGHEST = 0.3, 0.6
+FRACTION_RULE = (f"a pair fails below fraction x its baseline ratio; fraction = 1 - 3 x the largest drop "
+                 f"below the median seen over the baseline's runs, kept within [{LOWEST}, {HIGHEST}]")
+
+
+def suggested_fraction(pair: dict) -> float:
+    """1 - 3 x the pair's largest drop below its median, within [LOWEST, HIGHEST]: three
+    times the noise seen passes, and at most 60% of the baseline ratio is ever accepted."""
+    drop = 1 - pair["spread"][0] / pair["ratio"]
+    return round(min(HIGHEST, max(LOWEST, 1 - 3 * drop)), 2)
 
 
 def read_results(paths) -> tuple[str, list[dict]]:
@@ -47,22 +52,21 @@ def read_results(paths) -> tuple[str, list[dict]]:
     return kinds.pop(), runs
 
 
-def build(kind: str, runs: list[dict], previous: dict | None, fraction: float | None) -> dict:
-    measured = [ratios.pair_ratios(ratios.json_entries(run)) for run in runs]
+def build(kind: str, runs: list[dict], fraction: float | None) -> dict:
+    measured = [ratios.json_ratios(run) for run in runs]
     names = sorted(set().union(*measured))
     pairs = {}
     for name in names:
         values = [m[name] for m in measured if name in m]
         pairs[name] = dict(ratio=statistics.median(values), spread=[min(values), max(values)], runs=len(values))
-    if fraction is None:
-        fraction = previous["fraction"] if previous else suggested_fraction(pairs)
+        pairs[name]["fraction"] = fraction if fraction is not None else suggested_fraction(pairs[name])
     last = runs[-1]
     info = last.get("machine_info", {})
     return dict(
-        machine_kind=kind, statistic=ratios.STATISTIC, fraction=fraction,
-        fraction_note=(previous or {}).get("fraction_note", "a run fails when a pair's ratio is below fraction x "
-                                                           "its baseline ratio (suggested_fraction)"),
-        threads=info.get("torch_threads"),
+        machine_kind=kind, statistic=ratios.STATISTIC, fraction=LOWEST if fraction is None else fraction,
+        fraction_rule=FRACTION_RULE if fraction is None else "given with --fraction",
+        threads=next((b["extra_info"].get("threads") for b in last["benchmarks"] if "pair" in b.get("extra_info", {})),
+                     None),
         source=dict(commit=last.get("commit_info", {}).get("id", "?")[:12],
                     date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                     machine=dict(cpu=info.get("cpu", {}).get("brand_raw"), cores=info.get("cpu", {}).get("count"),
@@ -92,7 +96,7 @@ def main(argv=None) -> int:
     if args.fraction is not None and not 0 < args.fraction < 1:
         print(f"update_baselines: --fraction must be in (0, 1), got {args.fraction}", file=sys.stderr)
         return 2
-    baseline = build(kind, runs, previous, args.fraction)
+    baseline = build(kind, runs, args.fraction)
 
     def write(tmp):
         with open(tmp, "w") as handle:
@@ -100,10 +104,10 @@ def main(argv=None) -> int:
             handle.write("\n")
 
     atomic_write(path, write)
-    print(f"wrote {path}: fraction {baseline['fraction']}")
+    print(f"wrote {path}")
     for name, pair in baseline["pairs"].items():
         print(f"  {name}: {pair['ratio']:.3f} (spread {pair['spread'][0]:.3f}-{pair['spread'][1]:.3f}, "
-              f"{pair['runs']} runs)")
+              f"{pair['runs']} runs), fails below {pair['fraction']} x")
     return 0
 
 
