@@ -9,17 +9,12 @@ import torch
 from l2l_fast.ops import gaussian_target, reference
 
 from conftest import QUICK, providers, providers_filter, sync
+from eager_baselines import eager_noise
 
 SHAPES = {
     "imagenet_224": (64, 3, 224, 224),
     "imagenet_256": (32, 3, 256, 256),
 }
-
-
-def eager_noise(x, keep, clamp=(0.0, 1.0), fill=0.0):
-    """The noise as plain PyTorch writes it: randn_like · σ + μ of the batch, clamped, holes filled."""
-    noise = torch.clamp(torch.randn_like(x) * x.std() + x.mean(), *clamp)
-    return keep * noise + (1 - keep) * fill
 
 
 def _eager(device):

@@ -14,9 +14,8 @@ import torch
 from l2l_fast.ops import encoder_distance, gaussian_target
 
 import ratios
-from bench_encoder_distance import eager_loss
-from bench_gaussian_target import eager_noise
 from conftest import BENCH_DEVICE, sync
+from eager_baselines import eager_loss, eager_noise
 from step_models import build_step
 
 pytestmark = pytest.mark.regression

@@ -1,7 +1,8 @@
 """A benchmark's baseline runs none of the project's operators on its timed path: the
 authors' step, built as the step benchmarks build it, calls no function of l2l_fast.ops
 (the reference oracle included) and dispatches no l2l_fast:: operator. The same watch
-catches the lean step and the loss-comparison mode, which do run them."""
+catches the lean step and the loss-comparison mode, which do run them. The eager baselines
+of the operator benchmarks and regression pairs run none either."""
 import sys
 import threading
 from pathlib import Path
@@ -15,6 +16,7 @@ import l2l_fast.ops
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 import authors_recipe  # noqa: E402
+from eager_baselines import eager_loss, eager_noise  # noqa: E402
 from step_models import CPU_RUNS, build_step  # noqa: E402
 
 OPS_DIR = str(Path(l2l_fast.ops.__file__).resolve().parent)
@@ -56,6 +58,15 @@ def project_calls(run) -> set[str]:
 def test_the_authors_step_runs_no_project_operator(name):
     step = build_step(name, "authors", "fp32", 2, "cpu")
     assert project_calls(step.run) == set()
+
+
+def test_the_operator_baselines_run_no_project_operator():
+    x = torch.rand(2, 3, 8, 8)
+    keep = torch.ones(2, 1, 8, 8)
+    keep[..., 2:6, 2:6] = 0
+    assert project_calls(lambda: eager_noise(x, keep)) == set()
+    student = torch.randn(2, 5, 4, requires_grad=True)
+    assert project_calls(lambda: eager_loss(student, torch.randn(2, 5, 4), torch.ones(2)).sum().backward()) == set()
 
 
 def test_the_watch_sees_the_lean_steps_operators():
