@@ -25,14 +25,14 @@ from l2l_fast.models.io import atomic_write  # noqa: E402
 BASELINES = Path(__file__).resolve().parent / "baselines"
 
 
-LOWEST, HIGHEST = 0.3, 0.6
+LOWEST, HIGHEST = 0.3, 0.5
 FRACTION_RULE = (f"a pair fails below fraction x its baseline ratio; fraction = 1 - 3 x the largest drop "
                  f"below the median seen over the baseline's runs, kept within [{LOWEST}, {HIGHEST}]")
 
 
 def suggested_fraction(pair: dict) -> float:
     """1 - 3 x the pair's largest drop below its median, within [LOWEST, HIGHEST]: three
-    times the noise seen passes, and at most 60% of the baseline ratio is ever accepted."""
+    times the noise seen passes, and at most half the baseline ratio is ever accepted."""
     drop = 1 - pair["spread"][0] / pair["ratio"]
     return round(min(HIGHEST, max(LOWEST, 1 - 3 * drop)), 2)
 

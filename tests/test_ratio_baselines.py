@@ -52,7 +52,7 @@ def test_update_writes_median_spread_and_fraction_from_the_spread(tmp_path):
     assert written["machine_kind"] == "cpu-2core" and written["threads"] == 1
     a, b = written["pairs"]["a"], written["pairs"]["b"]
     assert (a["ratio"], a["spread"], a["runs"]) == (2.0, [1.9, 2.1], 3)
-    assert a["fraction"] == 0.6  # a 5% drop: 1 - 3 x 0.05 = 0.85, kept at the highest fraction
+    assert a["fraction"] == 0.5  # a 5% drop: 1 - 3 x 0.05 = 0.85, kept at the highest fraction
     assert b["fraction"] == 0.3  # a 50% drop: the lowest fraction
 
 
