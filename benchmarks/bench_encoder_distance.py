@@ -2,6 +2,7 @@
 import pytest
 import torch
 from conftest import QUICK, providers, providers_filter, sync
+from eager_baselines import eager_loss
 
 import l2l_fast
 from l2l_fast.ops import reference
@@ -84,11 +85,6 @@ def test_encoder_distance_multi_palette(benchmark, provider, device):
 
     step()
     benchmark.pedantic(step, rounds=5, warmup_rounds=1)
-
-
-def eager_loss(s, t, w):
-    """The loss as plain PyTorch writes it: the baseline of the per-call benchmark."""
-    return ((s.float() - t.float()) ** 2).reshape(s.shape[0], -1).mean(1) * w
 
 
 def per_call_cases():

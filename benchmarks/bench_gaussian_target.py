@@ -1,11 +1,15 @@
 """gaussian_target with batch statistics (computed, or given as all-reduced ones are),
-clamp and a corruption mask."""
+clamp and a corruption mask, against the user's alternative ("eager": torch.randn_like
+scaled by the batch's std and mean, clamped, blended with the mask, as the authors' code
+draws it) and the plain-PyTorch reference (the tests' oracle, slow on purpose: it computes
+the Philox stream with integer tensor arithmetic)."""
 import pytest
 import torch
 
 from l2l_fast.ops import gaussian_target, reference
 
-from conftest import QUICK, providers, sync
+from conftest import QUICK, providers, providers_filter, sync
+from eager_baselines import eager_noise
 
 SHAPES = {
     "imagenet_224": (64, 3, 224, 224),
@@ -13,9 +17,20 @@ SHAPES = {
 }
 
 
+def _eager(device):
+    return pytest.param("eager", device, id=f"eager-{device}")
+
+
+def _devices():
+    return [d for _, d in providers_filter([("eager", "cpu"), ("eager", "cuda")])
+            if d == "cpu" or torch.cuda.is_available()]
+
+
 CASES = [pytest.param(p.values[0], p.values[1], shape, statistics, id=f"{p.id}-{shape}-{statistics}")
-         for shape in SHAPES for p in providers(compiled=not QUICK or shape == "imagenet_224")
-         for statistics in (("computed", "given") if shape == "imagenet_224" else ("computed",))]
+         for shape in SHAPES
+         for p in providers(compiled=not QUICK or shape == "imagenet_224") + [_eager(d) for d in _devices()]
+         for statistics in (("computed", "given") if shape == "imagenet_224" and p.values[0] != "eager"
+                            else ("computed",))]
 
 
 @pytest.mark.parametrize("provider, device, shape, statistics", CASES)
@@ -29,7 +44,10 @@ def test_gaussian_target(benchmark, provider, device, shape, statistics):
     kwargs = dict(seed=0, offset=0, stats="batch", clamp=(0.0, 1.0), keep=keep)
     if statistics == "given":
         kwargs["mean"], kwargs["std"] = reference.noise_statistics(x, "batch")
-    if provider == "reference":
+    if provider == "eager":
+        def run():
+            return eager_noise(x, keep)
+    elif provider == "reference":
         def run():
             return reference.gaussian_target(x, **kwargs)
     elif provider == "compiled_reference":

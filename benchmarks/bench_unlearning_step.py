@@ -4,8 +4,9 @@ activation checkpointing) against the authors' recipe on the same batches. On th
 fp32. With L2L_FAST_BENCH_DEVICE=cuda: the paper-sized models (step_models.py),
 batch 32 and 64, every precision (L2L_FAST_BENCH_PAPER_SIZES=1 runs those on the
 CPU, e.g. with L2L_FAST_BENCH_BATCHES=1: a dry run, and the FLOPs of each step).
-Each result's extra_info holds images/s, the FLOPs of one step and, on a GPU, the
-peak memory."""
+Each result's extra_info holds images/s, the FLOPs of one step, PyTorch's matmul
+precision and TF32 switches (left at their defaults) and, on a GPU, the peak memory.
+On a shared CPU, measure_steps.py interleaves the recipes instead."""
 import gc
 import os
 
@@ -13,6 +14,7 @@ import pytest
 import torch
 
 from conftest import sync
+from measure_steps import precision_state
 from step_models import CPU_RUNS, GPU_BATCHES, GPU_MODELS, build_step, has_caches, step_flops
 
 DEVICE = os.environ.get("L2L_FAST_BENCH_DEVICE", "cpu")
@@ -54,7 +56,7 @@ def test_unlearning_step(benchmark, recipe, name, precision, batch):
     if DEVICE == "cuda":
         torch.cuda.reset_peak_memory_stats()
     benchmark.pedantic(run, rounds=3 if PAPER_SIZES else 15, warmup_rounds=1 if PAPER_SIZES else 3)
-    benchmark.extra_info.update(images=step.images, flops=flops)
+    benchmark.extra_info.update(images=step.images, flops=flops, **precision_state())
     if benchmark.stats:  # None under --benchmark-disable
         benchmark.extra_info["images_per_s"] = step.images / benchmark.stats.stats.mean
     if DEVICE == "cuda":

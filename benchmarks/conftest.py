@@ -1,8 +1,8 @@
 """Benchmarks (pytest-benchmark), never part of the test run:
 
     pytest benchmarks --ignore benchmarks/bench_unlearning_step.py --benchmark-json benchmarks/results/cpu_ops.json
-    pytest benchmarks/bench_unlearning_step.py --benchmark-json benchmarks/results/cpu_steps.json
-    python benchmarks/summarize.py benchmarks/results/cpu_steps.json
+    python benchmarks/measure_steps.py --repeats 3 --out benchmarks/results/cpu_steps.json
+    pytest benchmarks -m regression --ratio-baseline benchmarks/baselines/cpu-2core.json
 """
 import os
 
@@ -13,9 +13,14 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 import l2l_fast  # noqa: E402
+import ratios  # noqa: E402
 
 
 QUICK = os.environ.get("L2L_FAST_BENCH_QUICK") == "1"
+BENCH_DEVICE = os.environ.get("L2L_FAST_BENCH_DEVICE", "cpu")
+_PAIRS = pytest.StashKey[dict]()
+_BASELINE = pytest.StashKey[object]()
+_REGRESSIONS = pytest.StashKey[list]()
 
 
 def providers(compiled: bool = True):
@@ -51,3 +56,71 @@ def pytest_benchmark_update_json(config, benchmarks, output_json):
         group, device, provider = key(bench)
         if provider != "eager" and (group, device) in eager:
             bench["extra_info"]["time_vs_eager"] = bench["stats"]["median"] / eager[group, device]
+
+
+# The regression mode: `pytest benchmarks -m regression --ratio-baseline benchmarks/baselines/cpu-2core.json`
+# runs the quick set (bench_regression.py), computes each pair's ratio from this run (ratios.py)
+# and fails the session naming every pair below its floor.
+
+def pytest_addoption(parser):
+    group = parser.getgroup("ratio baselines")
+    group.addoption("--ratio-baseline", metavar="JSON",
+                    help="compare the pairs' ratios with this baseline (benchmarks/baselines/<machine kind>.json)")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "regression: the quick set of paired benchmarks (ratio baselines)")
+    config.stash[_PAIRS] = {}
+    path = config.getoption("--ratio-baseline")
+    config.stash[_BASELINE] = None
+    if path:
+        try:
+            baseline = ratios.load_baseline(path)
+        except (OSError, ValueError) as error:
+            raise pytest.UsageError(f"--ratio-baseline: {error}") from error
+        kind = ratios.machine_kind(BENCH_DEVICE)
+        if baseline["machine_kind"] != kind:
+            raise pytest.UsageError(f"--ratio-baseline {path} is for {baseline['machine_kind']!r} machines; this "
+                                    f"one is {kind!r} (make its own with benchmarks/update_baselines.py)")
+        config.stash[_BASELINE] = baseline
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    """After a paired benchmark, its pair's ratio for the session's comparison."""
+    result = yield
+    bench = getattr(item, "funcargs", {}).get("benchmark")
+    if bench is not None and "ratio" in bench.extra_info:
+        item.config.stash[_PAIRS][bench.extra_info["pair"]] = bench.extra_info["ratio"]
+    return result
+
+
+def pytest_benchmark_update_machine_info(config, machine_info):
+    machine_info[ratios.KIND_KEY] = ratios.machine_kind(BENCH_DEVICE)
+    machine_info["torch_threads"] = torch.get_num_threads()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    baseline = session.config.stash.get(_BASELINE, None)
+    if baseline is None:
+        return
+    found = ratios.regressions(session.config.stash[_PAIRS], baseline)
+    session.config.stash[_REGRESSIONS] = found
+    if found and session.exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    measured = config.stash.get(_PAIRS, {})
+    if not measured:
+        return
+    baseline = config.stash.get(_BASELINE, None)
+    terminalreporter.section("ratios (baseline time / candidate time)")
+    if baseline is None:
+        for pair, ratio in sorted(measured.items()):
+            terminalreporter.write_line(f"  {pair}: {ratio:.3f}")
+        return
+    for line in ratios.report(measured, baseline):
+        terminalreporter.write_line(line)
+    for message in config.stash.get(_REGRESSIONS, []):
+        terminalreporter.write_line(f"REGRESSION {message}", red=True)

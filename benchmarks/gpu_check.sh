@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # On a CUDA machine: build the extension (CUDA target), run the CUDA and Triton
-# tests, the whole-step benchmarks (lean vs the authors' recipe on MAE ViT-L/16,
-# MAGE ViT-B, Palette 256), the largest batch in 80 GB with the ImageNet wall-time
+# tests, the whole-step benchmarks (lean vs the authors' recipe, benchmarks/authors_recipe.py:
+# their torch.randn_like noise, fp32 teacher, default matmul precision; on MAE ViT-L/16,
+# MAGE ViT-B, Palette 256), the regression quick set against benchmarks/baselines/<gpu>.json
+# (its baseline written under $OUT when there is none yet), the largest batch in 80 GB with the ImageNet wall-time
 # estimate (STAGES="... ops" adds the operator benchmarks); JSON under $OUT (default
 # benchmarks/results/gpu). Not yet timed on a device: expected 8-12 minutes, so a
 # 10-minute call may end in the largest-batch stage; what is written survives, and
@@ -41,7 +43,7 @@ python "$ROOT/benchmarks/copy_bandwidth.py" > "$OUT/copy_bandwidth.json" || stat
 cat "$OUT/copy_bandwidth.json"
 
 # STAGES picks what runs after the build (a second device call can take the rest).
-STAGES=" ${STAGES:-tests steps largest} "
+STAGES=" ${STAGES:-tests steps regression largest} "
 if [[ $STAGES == *" tests "* ]]; then
   timeout "${TEST_TIMEOUT:-120}" python -m pytest -q -k "cuda" "$ROOT/tests/test_encoder_distance.py" \
     "$ROOT/tests/test_cuda_step_sync.py" "$ROOT/tests/test_gaussian_target.py" -p no:cacheprovider \
@@ -60,6 +62,22 @@ fi
 if [[ $STAGES == *" largest "* ]]; then
   timeout "${LARGEST_TIMEOUT:-180}" python "$ROOT/benchmarks/largest_batch.py" --bisect 1 \
     --out "$OUT/largest_batch.json" 2>&1 | tail -9 || status=1
+fi
+# The regression quick set on the GPU: compared with the committed baseline of this GPU kind
+# (benchmarks/baselines/h200.json) when there is one; the run's JSON is kept either way, and
+# `python benchmarks/update_baselines.py $OUT/regression.json` writes or refreshes the baseline
+# from it (here, at once, when none exists yet: copy it back from $OUT).
+if [[ $STAGES == *" regression "* ]]; then
+  kind=$(python "$ROOT/benchmarks/ratios.py" --kind cuda)
+  compare=()
+  [ -f "$ROOT/benchmarks/baselines/$kind.json" ] && compare=(--ratio-baseline "$ROOT/benchmarks/baselines/$kind.json")
+  L2L_FAST_BENCH_DEVICE=cuda timeout "${REGRESSION_TIMEOUT:-180}" python -m pytest -q "$ROOT/benchmarks" -m regression \
+    -p no:cacheprovider --rootdir "$ROOT" "${compare[@]}" --benchmark-json "$OUT/regression.json" 2>&1 \
+    | sed -n '/ratios (/,$p' | grep -v '^-\|^Name\|^test_' | tee "$OUT/regression.txt"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+  if [ ${#compare[@]} -eq 0 ] && [ -f "$OUT/regression.json" ]; then
+    python "$ROOT/benchmarks/update_baselines.py" "$OUT/regression.json" --baseline "$OUT/$kind.json" || status=1
+  fi
 fi
 # The operator benchmarks (measured on an H200 before).
 if [[ $STAGES == *" ops "* ]]; then

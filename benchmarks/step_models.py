@@ -19,12 +19,11 @@ from l2l_fast.adapters import adapter_for
 from l2l_fast.models import MAE, MAGE, PaletteUNet
 from l2l_fast.models.mae_official import OFFICIAL_DECODER, OFFICIAL_MAE
 from l2l_fast.models.masks import parse_mask
-from l2l_fast.models.presets import FASHION_MNIST_MAE, FASHION_MNIST_MAGE
-from l2l_fast.training.optim import BETAS, WEIGHT_DECAY, param_groups
+from l2l_fast.models.presets import FASHION_MNIST_MAE, FASHION_MNIST_MAGE, FASHION_MNIST_PALETTE
 from l2l_fast.unlearning.config import PRECISIONS
 from l2l_fast.unlearning.recipe import frozen_teacher
 
-from authors_recipe import AuthorsTrainStep
+from authors_recipe import authors_train_step
 
 VIT_TINY_224 = dict(img_size=224, patch_size=16, in_chans=3, embed_dim=192, depth=12, num_heads=3,
                     decoder_embed_dim=128, decoder_depth=2, decoder_num_heads=4)
@@ -34,12 +33,13 @@ VIT_L16_224 = dict(img_size=224, in_chans=3, **OFFICIAL_MAE["mae_vit_large_patch
 MODELS: dict[str, tuple[Callable[[], torch.nn.Module], str]] = {
     "mae_fashion_mnist": (lambda: MAE(**FASHION_MNIST_MAE), "inpaint:3"),
     "mage_fashion_mnist": (lambda: MAGE(**FASHION_MNIST_MAGE), "inpaint:3"),
+    "palette_fashion_mnist": (lambda: PaletteUNet(**FASHION_MNIST_PALETTE), "inpaint:3"),
     "mae_vit_tiny_224": (lambda: MAE(**VIT_TINY_224), "random:0.75"),
     "mae_vit_l16_224": (lambda: MAE(**VIT_L16_224), "inpaint:8"),  # 8 x 8 of 14 x 14 patches hidden
     "mage_vit_b_256": (MAGE, "inpaint:8"),  # official sizes: 16 x 16 tokens
     "palette_256": (PaletteUNet, "inpaint:4"),  # the centre 128 x 128 of 256 x 256
 }
-CPU_RUNS = {"mae_fashion_mnist": 32, "mage_fashion_mnist": 32, "mae_vit_tiny_224": 8}
+CPU_RUNS = {"mae_fashion_mnist": 32, "mage_fashion_mnist": 32, "palette_fashion_mnist": 4, "mae_vit_tiny_224": 8}
 GPU_MODELS = ("mae_vit_l16_224", "mage_vit_b_256", "palette_256")
 GPU_BATCHES = (32, 64)
 LR, GRAD_CLIP = 1e-4, 3.0
@@ -84,11 +84,8 @@ def build_step(name: str, recipe: str, precision: str, batch: int, device: str) 
     run.setup()
     inputs = run.inputs(0)
     if recipe == "authors":
-        encoder, dtype = model.encoder, PRECISIONS[precision]
-        trainable = [p for p in encoder.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(param_groups(encoder.named_parameters(), WEIGHT_DECAY), lr=LR, betas=BETAS)
-        scaler = torch.amp.GradScaler(torch.device(device).type, enabled=dtype == torch.float16)
-        authors = AuthorsTrainStep(encoder, frozen_teacher(encoder), optimizer, scaler, trainable, GRAD_CLIP, dtype)
+        encoder = model.encoder
+        authors = authors_train_step(adapter, encoder, frozen_teacher(encoder), PRECISIONS[precision], LR, GRAD_CLIP)
         return Step(lambda: authors(inputs), 2 * batch)
     if recipe != "lean_cached":
         inputs.prepared = None  # the first epoch: every real image tokenised in its step

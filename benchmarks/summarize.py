@@ -1,5 +1,6 @@
 """Print a pytest-benchmark JSON as a table of times, GB/s and ratios against the
-eager expression, the reference and torch.compile(reference) measured in the same run; for whole
+eager expression (the user's alternative), the reference (the tests' oracle, slow on
+purpose) and torch.compile(reference) measured in the same run; for whole
 steps, images/s, peak memory against the authors' recipe and the share of the
 card's dense bf16 matrix throughput."""
 import argparse
@@ -49,7 +50,8 @@ def main(path: str, bandwidth_path: str = None) -> None:
         for provider, bench in sorted(by_provider.items()):
             device = "cuda" if provider.endswith("-cuda") else "cpu"
             mean = bench["stats"]["mean"]
-            line = f"  {provider:<36}{mean * 1e3:>10.2f} ms"
+            label = f"{provider} (oracle)" if provider.startswith("reference") else provider
+            line = f"  {label:<36}{mean * 1e3:>10.2f} ms"
             nbytes = bench.get("extra_info", {}).get("bytes")
             if nbytes:
                 line += f"{nbytes / mean / 1e9:>9.1f} GB/s"
@@ -62,7 +64,8 @@ def main(path: str, bandwidth_path: str = None) -> None:
             for base in bases:
                 other = by_provider.get(base)
                 if other and other is not bench:
-                    line += f"   {other['stats']['mean'] / mean:>5.2f}x vs {base}"
+                    name = f"{base} (oracle)" if base.startswith("reference") else base
+                    line += f"   {other['stats']['mean'] / mean:>5.2f}x vs {name}"
             print(line)
 
 
