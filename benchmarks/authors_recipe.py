@@ -91,7 +91,8 @@ def authors_step(s: StepInputs, encoder, teacher, autocast_dtype=None, *, noise:
     with torch.no_grad():
         teacher_real = _maps(adapter.encode(teacher, adapter.prepare(images), s.corruption))
         noise_images = authors_noise(images) if noise == "authors" else _project_noise(s, images)
-        teacher_noise = _maps(adapter.encode(teacher, adapter.prepare(noise_images), s.corruption))
+        target_corruption = adapter.target_corruption(s.corruption, s.num_retain, s.diffusion_target)
+        teacher_noise = _maps(adapter.encode(teacher, adapter.prepare(noise_images), target_corruption))
     return _terms(s, student, teacher_real, teacher_noise, images.shape[0], images.device)
 
 
