@@ -2,6 +2,7 @@
 the lean step's loss on the same batch (fp32), so speed comparisons compare like with like;
 with the authors' noise it computes their formulas (randn_like noise with the statistics of
 the whole batch, clamped; Palette's pure-ε forget target), written out here by hand."""
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -107,9 +108,11 @@ def test_authors_palette_target_is_pure_noise_in_the_hole_of_forget_rows():
     per_sample = sum(_mse_rows(a, b) for a, b in zip(student, target))
     torch.testing.assert_close(retain, per_sample[:4].mean(), rtol=1e-5, atol=1e-7)
     torch.testing.assert_close(forget, per_sample[4:].mean(), rtol=1e-5, atol=1e-7)
-    # not the project's target: the forget term differs from the lean step's
+    # the lean step's default target is theirs; its "noise_image" option is not
     lean = objectives.ours(s, StepModels(model.encoder, teacher))
-    assert not torch.allclose(lean[2], forget, rtol=1e-3)
+    torch.testing.assert_close(lean[2], forget, rtol=1e-5, atol=1e-7)
+    other = objectives.ours(dataclasses.replace(s, diffusion_target="noise_image"), StepModels(model.encoder, teacher))
+    assert not torch.allclose(other[2], forget, rtol=1e-3)
 
 
 def test_noise_must_be_named():
