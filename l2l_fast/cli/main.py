@@ -82,6 +82,14 @@ def _eval(args: argparse.Namespace) -> int:
     from ..evaluation.metrics import load_classifier
     from .run import load_run_model
 
+    if args.config:
+        from .eval_command import evaluate_config
+        from .eval_config import load_eval_config
+
+        print(f"wrote {evaluate_config(load_eval_config(args.config), progress=not args.no_progress)}")
+        return 0
+    if not args.model or not args.out:
+        raise SystemExit("l2l-fast eval: give --config eval.yaml, or --model and --out")
     names = args.names or [Path(m).stem for m in args.model]
     if len(names) != len(args.model):
         raise SystemExit("--names must give one name per --model")
@@ -176,7 +184,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = commands.add_parser("eval", parents=[common],
                              help="FID / IS / CLIP-style / accuracy on Fashion-MNIST test sets")
-    ev.add_argument("--model", nargs="+", required=True, help="'demo' or checkpoints, one row each")
+    ev.add_argument("--config", default=None,
+                    help="eval file (see l2l_fast/cli/eval_config.py): any data, masks, samplers, networks")
+    ev.add_argument("--no-progress", action="store_true")
+    ev.add_argument("--model", nargs="+", help="'demo' or checkpoints, one row each")
     ev.add_argument("--names", nargs="+", help="row names (default: file names)")
     ev.add_argument("--mask", default="inpaint:3")
     ev.add_argument("--forget", type=int, nargs="+", default=[0, 1])
@@ -184,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--classifier", default=None, help="classifier checkpoint (default: the shipped one)")
     ev.add_argument("--root", default=None, help="Fashion-MNIST folder (default: Debian's)")
     ev.add_argument("--seed", type=int, default=0)
-    ev.add_argument("--out", required=True, help="results folder")
+    ev.add_argument("--out", help="results folder")
     ev.set_defaults(run=_eval)
 
     rep = commands.add_parser("report", parents=[common], help="Markdown report from a results folder")

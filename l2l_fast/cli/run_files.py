@@ -157,4 +157,6 @@ def load_config(path) -> RunConfig:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML: {error}") from error
+    if isinstance(raw, dict) and "run" in raw and set(raw) <= {"run", "eval"}:
+        raw = raw["run"]  # a protocol file: the run and its evaluation
     return parse_config(raw, str(path))

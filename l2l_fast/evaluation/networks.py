@@ -146,3 +146,19 @@ def load_network(kind: str, spec: str) -> nn.Module:
     if kind not in LOADERS:
         raise ValueError(f"unknown feature network {kind!r}; known: {list(LOADERS)}")
     return LOADERS[kind](spec)
+
+
+def resolve_sources(given, compute=METRICS, use: Optional[dict] = None) -> tuple[dict, dict]:
+    """(metric -> (network, output) or None, metric -> why it is skipped) for the metrics in
+    `compute`, given the network kinds `given`; `use` picks a metric's network by kind."""
+    use = use or {}
+    sources, skipped = {}, {}
+    for metric in compute:
+        candidates = [c for c in METRIC_SOURCES[metric] if c[0] in given and use.get(metric, c[0]) == c[0]]
+        if candidates:
+            sources[metric] = candidates[0]
+        else:
+            kinds = [use[metric]] if metric in use else [kind for kind, _ in METRIC_SOURCES[metric]]
+            sources[metric] = None
+            skipped[metric] = f"no network for {metric}: give " + " or ".join(f"metrics.{k}" for k in kinds)
+    return sources, skipped

@@ -215,7 +215,8 @@ def evaluate_row(name: str, adapter, mask: str, sampler: dict, run: Run) -> tupl
                 run.real[eval_set.fingerprint, kind] = outputs
                 save_tensors(outputs, {"fingerprint": [eval_set.fingerprint, run.network_specs.get(kind)]},
                              _real_path(run, eval_set, kind))
-                run.times[f"real_features_{eval_set.key}_{kind}"] = times["real_features"]
+            if missing:
+                run.times[f"real_features_{eval_set.key}"] = times["real_features"]
             fake = {kind: _cat(parts) for kind, parts in fake_parts.items()}
             real = {kind: run.real[eval_set.fingerprint, kind] for kind in run.networks}
             tick = time.perf_counter()
