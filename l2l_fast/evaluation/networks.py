@@ -131,9 +131,14 @@ def load_classifier_network(spec: str) -> nn.Module:
             import timm
         except ImportError as error:
             raise ImportError("metrics.classifier 'timm:...' needs timm: `pip install timm`") from error
-        model = timm.create_model(name, pretrained=False)
         state = torch.load(_existing(path, "classifier"), map_location="cpu", weights_only=True)
-        model.load_state_dict(state.get("state_dict", state) if isinstance(state, dict) else state)
+        state = state.get("state_dict", state)
+        state = {k.removeprefix("module."): v for k, v in state.items()}  # saved from DataParallel
+        model = timm.create_model(name, pretrained=False)
+        head = model.pretrained_cfg.get("classifier", "fc")
+        if f"{head}.weight" in state:  # e.g. 365 outputs for ResNet50-Places365
+            model.reset_classifier(state[f"{head}.weight"].shape[0])
+        model.load_state_dict(state)
         cfg = model.pretrained_cfg
         return ClassifierNetwork(model.eval(), size=cfg["input_size"][-1], mean=cfg["mean"], std=cfg["std"])
     return ClassifierNetwork(load_classifier(_existing(spec, "classifier")))
