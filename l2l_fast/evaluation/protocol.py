@@ -225,7 +225,7 @@ def evaluate_row(name: str, adapter, mask: str, sampler: dict, run: Run) -> tupl
                                  f"features_{eval_set.key}": times["features"],
                                  f"metrics_{eval_set.key}": time.perf_counter() - tick})
             row["times"][f"images_per_s_{eval_set.key}"] = len(eval_set) / max(times["generate"] + times["features"], 1e-9)
-            for part, name_ in enumerate(("truth", "input", "generated")):
+            for part, name_ in enumerate(("truth", "input", "generated") if generated else ()):
                 keep[f"grid_{eval_set.key}_{name_}"] = torch.cat([g[part] for g in generated])
             if embed is not None:
                 kind, output = embed
