@@ -5,19 +5,18 @@ import copy
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import yaml
 from PIL import Image
 from torch import nn
 
-from conftest import FOLDER_CLASSES, TINY, make_folders, tiny_model
+from conftest import FOLDER_CLASSES, make_folders, tiny_model
 from l2l_fast.adapters import adapter_for
 from l2l_fast.cli.main import main as cli_main
 from l2l_fast.cli.eval_command import evaluate_config
 from l2l_fast.cli.eval_config import parse_eval_config
-from l2l_fast.cli.run_files import ConfigError, load_config
+from l2l_fast.cli.run_files import ConfigError
 from l2l_fast.cli.run_files import parse_config as parse_run_config
 from l2l_fast.evaluation import networks
 from l2l_fast.evaluation.evaluate import evaluate, generate
@@ -209,6 +208,36 @@ def test_a_local_classifier_gives_accuracy_and_the_fallback_features(tiny_setup)
     assert row["CLIP_R"] == pytest.approx(clip_similarity(fake, real, Features(loaded)), rel=1e-6)
     assert row["acc_R"] == pytest.approx(accuracy(loaded, fake, labels))
     assert set(row["per_class_R"]) == {"1", "2"}
+
+
+class StandInClip(StandIn):
+    def forward(self, x):
+        return {"embedding": self.pooled(x)}
+
+
+def test_a_stand_in_clip_network_gives_clip_and_the_tsne(tiny_setup, monkeypatch):
+    raw, tmp_path = tiny_setup
+
+    def load(spec):
+        name, _, path = spec.partition(":")
+        network = StandInClip()
+        network.load_state_dict(torch.load(path, weights_only=True))
+        return network
+
+    monkeypatch.setitem(networks.LOADERS, "clip", load)
+    raw = {**raw, "models": {"B": raw["models"]["B"]},
+           "metrics": {"clip": f"Tiny:{tmp_path / 'inception.pt'}", "compute": ["CLIP"]}}
+    evaluate_config(parse_eval_config(raw), progress=False)
+    (table,) = _results(raw["out"])["tables"]
+    from l2l_fast.data import ClassFolders
+    from l2l_fast.evaluation.metrics import clip_similarity
+    from l2l_fast.models import load_model
+
+    real = torch.stack([x for x, _ in ClassFolders(raw["data"]["root"], FOLDER_CLASSES[1:3], image_size=16, channels=1)])
+    fake = generate(adapter_for(load_model(raw["models"]["B"])), real, "inpaint:2", seed=0, batch_size=3)
+    expected = clip_similarity(fake, real, _Pool(_load_stand_in(tmp_path / "inception.pt")))
+    assert table["rows"][0]["metrics"]["CLIP_R"] == pytest.approx(expected, rel=1e-6)
+    assert table["tsne_title"] == "T-SNE of CLIP embeddings" and (Path(raw["out"]) / table["tsne"]).is_file()
 
 
 def _error(raw, match):

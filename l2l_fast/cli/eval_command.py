@@ -104,7 +104,7 @@ def _device(config: EvalConfig) -> torch.device:
     return torch.device(config.device)
 
 
-def _networks(config: EvalConfig, shape, device) -> dict[str, str]:
+def _networks(config: EvalConfig, shape) -> dict[str, str]:
     specs = {kind: config.metrics[kind] for kind in ("inception", "clip", "classifier")
              if config.metrics[kind] is not None}
     if "classifier" not in specs and shape == FASHION_SHAPE:
@@ -120,7 +120,7 @@ def evaluate_config(config: EvalConfig, progress: bool = True) -> Path:
     started = time.perf_counter()
     shape = _shapes(config)
     device = _device(config)
-    specs = _networks(config, shape, device)
+    specs = _networks(config, shape)
     sources, skipped = resolve_sources(set(specs), config.metrics["compute"], config.metrics["use"])
     tick = time.perf_counter()
     try:

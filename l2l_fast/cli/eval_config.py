@@ -38,7 +38,7 @@ from typing import Any, Optional
 
 import yaml
 
-from ..evaluation.networks import METRIC_SOURCES, METRICS, NETWORKS, SHIPPED, split_clip_spec
+from ..evaluation.networks import METRIC_SOURCES, METRICS, SHIPPED, split_clip_spec
 from ..evaluation.sampling import SAMPLER_DEFAULTS, check_sampler
 from ..models.masks import parse_mask
 from .run_files import ConfigError, _check_keys, _fail, parse_data

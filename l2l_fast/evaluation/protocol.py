@@ -50,10 +50,6 @@ class EvalSet:
     def __len__(self) -> int:
         return len(self.images) if self.images is not None else len(self.dataset)
 
-    @property
-    def image_shape(self) -> tuple[int, ...]:
-        return tuple(self.images.shape[1:]) if self.images is not None else tuple(self.dataset[0][0].shape)
-
     def batches(self, batch_size: int, workers: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         if self.images is not None:
             yield from zip(self.images.split(batch_size), self.labels.split(batch_size))
@@ -116,7 +112,8 @@ def network_outputs(network: nn.Module, images: torch.Tensor, run: Run, kind: st
 
 
 def _real_path(run: Run, eval_set: EvalSet, kind: str) -> Path:
-    return run.out / "features" / f"real_{eval_set.key}_{kind}_{digest([eval_set.fingerprint, run.network_specs.get(kind)])}.safetensors"
+    key = digest([eval_set.fingerprint, run.network_specs.get(kind)])
+    return run.out / "features" / f"real_{eval_set.key}_{kind}_{key}.safetensors"
 
 
 def _load_real(run: Run, eval_set: EvalSet, kind: str) -> bool:
@@ -224,7 +221,8 @@ def evaluate_row(name: str, adapter, mask: str, sampler: dict, run: Run) -> tupl
             row["times"].update({f"generate_{eval_set.key}": times["generate"],
                                  f"features_{eval_set.key}": times["features"],
                                  f"metrics_{eval_set.key}": time.perf_counter() - tick})
-            row["times"][f"images_per_s_{eval_set.key}"] = len(eval_set) / max(times["generate"] + times["features"], 1e-9)
+            spent = max(times["generate"] + times["features"], 1e-9)
+            row["times"][f"images_per_s_{eval_set.key}"] = len(eval_set) / spent
             for part, name_ in enumerate(("truth", "input", "generated") if generated else ()):
                 keep[f"grid_{eval_set.key}_{name_}"] = torch.cat([g[part] for g in generated])
             if embed is not None:
