@@ -162,7 +162,8 @@ def evaluate_config(config: EvalConfig, progress: bool = True) -> Path:
         return [spec, stat.st_size, stat.st_mtime_ns]
 
     models = {name: (loader(spec), fingerprint(spec)) for name, spec in config.models.items()}
-    settings = [config.recorded(), specs, config.batch_size]
+    # what a finished row depends on besides its mask and model (adding a model keeps the other rows)
+    settings = [{k: v for k, v in config.recorded().items() if k not in ("models", "mask")}, specs]
     results = evaluate_models(models, config.masks, config.sampler, run, settings)
     times.update(run.times)
     notes = [f"data: {config.data['dataset']}, forget classes {config.data['forget']}, retain "
@@ -176,7 +177,7 @@ def evaluate_config(config: EvalConfig, progress: bool = True) -> Path:
                                       f"skipped ({skipped[metric]})"))
     clip = sources.get("CLIP")
     tsne_title = "CLIP embeddings" if clip and clip[0] == "clip" else "classifier features"
-    times["total"] = time.perf_counter() - started
+    times["evaluation (before plots)"] = time.perf_counter() - started
     write_results(out, results, title=config.title or f"Evaluation ({', '.join(config.masks)})", notes=notes,
                   config=config.recorded(), times=times, tsne_title=tsne_title, seed=config.seed)
     report = write_report(out)

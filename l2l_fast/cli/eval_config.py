@@ -27,7 +27,7 @@ with errors that name the file and the key.
     batch_size: 64
     workers: 0                # DataLoader workers for class folders
     device: auto              # auto | cpu | cuda | cuda:N
-    precision: fp32           # fp32 | bf16 (autocast of generation and feature networks)
+    precision: fp32           # fp32 | bf16: autocast of generation (feature networks stay fp32)
     max_bad_fraction: 0.01    # unreadable images allowed per set (skipped and counted)
 """
 from __future__ import annotations

@@ -100,8 +100,8 @@ def _autocast(run: Run):
 
 @torch.no_grad()
 def network_outputs(network: nn.Module, images: torch.Tensor, run: Run, kind: str) -> dict[str, torch.Tensor]:
-    with _autocast(run):
-        out = network(images.to(run.device))
+    """The network's outputs in fp32 (bf16 is for generation only: FID is sensitive to it)."""
+    out = network(images.to(run.device).float())
     rows = {}
     for name, value in out.items():
         value = value.detach().reshape(value.shape[0], -1).to("cpu", torch.float64)
