@@ -168,6 +168,11 @@ def test_real_features_once_across_rows_and_reruns_and_a_stand_in_inception(tiny
     row_b.unlink()
     evaluate_config(parse_eval_config(raw), progress=False)
     assert StandIn.seen["images"] == total and _metrics(raw["out"]) == table
+    # a model added to the file: only its row is computed, the others are kept
+    StandIn.seen["images"] = 0
+    more = {**raw, "models": {**raw["models"], "C": str(save_model(tiny_model(2), tmp_path / "c.safetensors"))}}
+    evaluate_config(parse_eval_config(more), progress=False)
+    assert StandIn.seen["images"] == total and {k: v for k, v in _metrics(raw["out"]).items() if k != "C"} == table
 
 
 class _Pool(nn.Module):
