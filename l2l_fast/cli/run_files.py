@@ -76,16 +76,9 @@ def _class_list(source, key, value, allow_names):
     return value
 
 
-def parse_config(raw: Any, source: str = "<config>") -> RunConfig:
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: the file must hold a mapping with keys {sorted(TOP_KEYS)}")
-    _check_keys(source, "the file", raw, TOP_KEYS)
-    model = raw.get("model")
-    if not isinstance(model, str) or not model:
-        _fail(source, "model", f"must be 'demo' or a checkpoint path, got {model!r}")
-    if model != "demo" and not Path(model).is_file():
-        _fail(source, "model", f"{model!r} is not a file (a checkpoint written by l2l-fast, or 'demo')")
-    given = raw.get("data") or {}
+def parse_data(source: str, given: Any) -> dict:
+    """The checked `data:` section with defaults filled in (shared with eval files)."""
+    given = given or {}
     if not isinstance(given, dict):
         _fail(source, "data", f"must be a mapping, got {given!r}")
     data = {**DATA_DEFAULTS, **given}
@@ -129,6 +122,19 @@ def parse_config(raw: Any, source: str = "<config>") -> RunConfig:
             check_disjoint(data["forget"], data["retain"])
         except ValueError as error:
             raise ConfigError(f"{source}: data.{error}: a class cannot be forgotten and kept") from error
+    return data
+
+
+def parse_config(raw: Any, source: str = "<config>") -> RunConfig:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: the file must hold a mapping with keys {sorted(TOP_KEYS)}")
+    _check_keys(source, "the file", raw, TOP_KEYS)
+    model = raw.get("model")
+    if not isinstance(model, str) or not model:
+        _fail(source, "model", f"must be 'demo' or a checkpoint path, got {model!r}")
+    if model != "demo" and not Path(model).is_file():
+        _fail(source, "model", f"{model!r} is not a file (a checkpoint written by l2l-fast, or 'demo')")
+    data = parse_data(source, raw.get("data"))
     options = raw.get("unlearn") or {}
     if not isinstance(options, dict):
         _fail(source, "unlearn", f"must be a mapping of UnlearnConfig fields, got {options!r}")
@@ -151,4 +157,6 @@ def load_config(path) -> RunConfig:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML: {error}") from error
+    if isinstance(raw, dict) and "run" in raw and set(raw) <= {"run", "eval"}:
+        raw = raw["run"]  # a protocol file: the run and its evaluation
     return parse_config(raw, str(path))

@@ -17,7 +17,29 @@ from .evaluate import BETTER, COLUMNS
 
 
 def _cell(value) -> str:
+    if value is None:
+        return "skipped"
     return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def times_table(results: dict) -> list[str]:
+    """Seconds per stage: the shared stages, then each row's."""
+    lines = []
+    if results.get("times"):
+        lines += ["Time per stage (s):", "", "| stage | seconds |", "|---|---|"]
+        lines += [f"| {k} | {v:.2f} |" for k, v in results["times"].items()]
+        lines.append("")
+    for table in results.get("tables", []):
+        rows = [r for r in table["rows"] if r.get("times")]
+        if not rows:
+            continue
+        stages = list(rows[0]["times"])
+        lines += [f"Time per model and stage, {table['name']} (s; images/s of generation + features):", "",
+                  "| method | " + " | ".join(stages) + " |", "|" + "---|" * (len(stages) + 1)]
+        lines += [f"| {r['method']} | " + " | ".join(f"{r['times'].get(s, 0.0):.2f}" for s in stages) + " |"
+                  for r in rows]
+        lines.append("")
+    return lines
 
 
 def markdown_table(rows: list[dict]) -> str:
@@ -46,6 +68,11 @@ def write_report(folder, out=None) -> Path:
     results = json.loads(results_path.read_text())
     lines = [f"# {results.get('title', 'Unlearning report')}", ""]
     lines += [f"- {note}" for note in results.get("notes", [])] + [""]
+    if results.get("config"):
+        import yaml
+
+        lines += ["Configuration:", "", "```yaml", yaml.safe_dump(results["config"], sort_keys=False).rstrip(),
+                  "```", ""]
     tables = list(results.get("tables", []))
     if results.get("ablation"):
         tables.append(results["ablation"])
@@ -65,9 +92,13 @@ def write_report(folder, out=None) -> Path:
                 lines.append(f"| {row['method']} | " + " | ".join(f"{acc[c]:.2f}" for c in classes) + " |")
             lines.append("")
         for key, title in (("grid", "Examples (columns: ground truth, input, then each method)"),
-                           ("curves", "Loss curves"), ("tsne", "T-SNE of classifier embeddings")):
+                           ("curves", "Loss curves"), ("tsne", table.get("tsne_title", "T-SNE of classifier embeddings"))):
             if table.get(key):
                 lines += [f"{title}:", "", f"![{title}]({table[key]})", ""]
+        skipped = {k: v for r in table["rows"] for k, v in r.get("skipped", {}).items()}
+        if skipped:
+            lines += ["Skipped metrics:", ""] + [f"- {k}: {v}" for k, v in skipped.items()] + [""]
+    lines += times_table(results)
     out = Path(out) if out else folder / "report.md"
     out.write_text("\n".join(lines))
     return out

@@ -1,0 +1,169 @@
+"""Feature networks of the evaluation, each a module mapping images [B, C, H, W] in [0, 1]
+to named outputs {name: [B, D]}, and the loaders that build them from local files only.
+
+    inception   torchmetrics / torch-fidelity InceptionV3: "pool" (FID), "logits" (IS)
+    clip        an OpenCLIP image encoder: "embedding" (CLIP similarity, t-SNE)
+    classifier  the shipped Fashion-MNIST classifier, a `save_classifier` file or a timm
+                model with local weights: "features" (FID / CLIP-style), "logits" (IS, accuracy)
+
+Which output each metric reads is METRIC_SOURCES, in order of preference.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+NETWORKS = ("inception", "clip", "classifier")
+METRICS = ("FID", "IS", "CLIP", "acc")
+# metric -> (network, output) candidates; the first whose network was given is used
+METRIC_SOURCES = {
+    "FID": (("inception", "pool"), ("classifier", "features")),
+    "IS": (("inception", "logits"), ("classifier", "logits")),
+    "CLIP": (("clip", "embedding"), ("classifier", "features")),
+    "acc": (("classifier", "logits"),),
+}
+SHIPPED = "shipped"
+
+
+class InceptionNetwork(nn.Module):
+    """InceptionV3 as FID and IS use it (torch-fidelity's 2015-12-05 graph): uint8 RGB in,
+    2048-d pool features and the unbiased logits out."""
+
+    outputs = ("pool", "logits")
+
+    def __init__(self, weights_path: str):
+        super().__init__()
+        from torchmetrics.utilities.imports import _TORCH_FIDELITY_AVAILABLE
+
+        if not _TORCH_FIDELITY_AVAILABLE:
+            raise ImportError("metrics.inception needs torch-fidelity: `pip install torch-fidelity`")
+        from torchmetrics.image.fid import NoTrainInceptionV3
+
+        self.inception = NoTrainInceptionV3(name="inception-v3-compat", features_list=["2048", "logits_unbiased"],
+                                            feature_extractor_weights_path=str(weights_path))
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        pixels = images.float().clamp(0, 1).expand(-1, 3, -1, -1).mul(255).round().to(torch.uint8)
+        pool, logits = self.inception(pixels)
+        return {"pool": pool, "logits": logits}
+
+
+class ClipNetwork(nn.Module):
+    outputs = ("embedding",)
+
+    def __init__(self, embedder: nn.Module):
+        super().__init__()
+        self.embedder = embedder
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"embedding": self.embedder(images)}
+
+
+class ClassifierNetwork(nn.Module):
+    """A classifier with a `features` method (FashionClassifier) or a timm model; for timm,
+    images are resized to its input size and normalised with its mean and std."""
+
+    outputs = ("features", "logits")
+
+    def __init__(self, classifier: nn.Module, size: Optional[int] = None, mean=None, std=None):
+        super().__init__()
+        self.classifier = classifier
+        self.size = size
+        self.normalise = mean is not None
+        if self.normalise:
+            self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+            self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        if hasattr(self.classifier, "features") and hasattr(self.classifier, "head"):
+            features = self.classifier.features(images)
+            return {"features": features, "logits": self.classifier.head(features)}
+        x = images.float()
+        if self.size is not None and tuple(x.shape[-2:]) != (self.size, self.size):
+            x = F.interpolate(x, size=(self.size, self.size), mode="bicubic", align_corners=False, antialias=True)
+        if self.normalise:
+            x = (x.expand(-1, self.mean.shape[1], -1, -1) - self.mean) / self.std
+        features = self.classifier.forward_head(self.classifier.forward_features(x), pre_logits=True)
+        return {"features": features, "logits": self.classifier.get_classifier()(features)}
+
+
+def _existing(path, key: str) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"metrics.{key}: {str(path)!r} is not a file (local weights; nothing is downloaded)")
+    return path
+
+
+def load_inception(spec: str) -> nn.Module:
+    return InceptionNetwork(str(_existing(spec, "inception")))
+
+
+def split_clip_spec(spec: str) -> tuple[str, str]:
+    """"MODEL:PATH" -> (OpenCLIP model name, local checkpoint)."""
+    name, sep, path = spec.partition(":")
+    if not sep or not name or not path:
+        raise ValueError(f"metrics.clip must be 'MODEL:PATH' (e.g. 'ViT-H-14:open_clip_vit_h14.bin'), got {spec!r}")
+    return name, path
+
+
+def load_clip(spec: str) -> nn.Module:
+    from .metrics import open_clip_embedder
+
+    name, path = split_clip_spec(spec)
+    return ClipNetwork(open_clip_embedder(_existing(path, "clip"), model_name=name))
+
+
+def load_classifier_network(spec: str) -> nn.Module:
+    """'shipped', a `save_classifier` file, or 'timm:NAME:PATH' (timm model, local weights)."""
+    from .metrics import load_classifier
+
+    if spec == SHIPPED:
+        return ClassifierNetwork(load_classifier())
+    if spec.startswith("timm:"):
+        name, sep, path = spec[len("timm:"):].partition(":")
+        if not sep or not name or not path:
+            raise ValueError(f"metrics.classifier 'timm:NAME:PATH' needs a model name and a weights file, got {spec!r}")
+        try:
+            import timm
+        except ImportError as error:
+            raise ImportError("metrics.classifier 'timm:...' needs timm: `pip install timm`") from error
+        state = torch.load(_existing(path, "classifier"), map_location="cpu", weights_only=True)
+        state = state.get("state_dict", state)
+        state = {k.removeprefix("module."): v for k, v in state.items()}  # saved from DataParallel
+        model = timm.create_model(name, pretrained=False)
+        head = model.pretrained_cfg.get("classifier", "fc")
+        if f"{head}.weight" in state:  # e.g. 365 outputs for ResNet50-Places365
+            model.reset_classifier(state[f"{head}.weight"].shape[0])
+        model.load_state_dict(state)
+        cfg = model.pretrained_cfg
+        return ClassifierNetwork(model.eval(), size=cfg["input_size"][-1], mean=cfg["mean"], std=cfg["std"])
+    return ClassifierNetwork(load_classifier(_existing(spec, "classifier")))
+
+
+LOADERS = {"inception": load_inception, "clip": load_clip, "classifier": load_classifier_network}
+
+
+def load_network(kind: str, spec: str) -> nn.Module:
+    if kind not in LOADERS:
+        raise ValueError(f"unknown feature network {kind!r}; known: {list(LOADERS)}")
+    return LOADERS[kind](spec)
+
+
+def resolve_sources(given, compute=METRICS, use: Optional[dict] = None) -> tuple[dict, dict]:
+    """(metric -> (network, output) or None, metric -> why it is skipped) for the metrics in
+    `compute`, given the network kinds `given`; `use` picks a metric's network by kind."""
+    use = use or {}
+    sources, skipped = {}, {}
+    for metric in compute:
+        candidates = [c for c in METRIC_SOURCES[metric] if c[0] in given and use.get(metric, c[0]) == c[0]]
+        if candidates:
+            sources[metric] = candidates[0]
+        else:
+            kinds = [use[metric]] if metric in use else [kind for kind, _ in METRIC_SOURCES[metric]]
+            sources[metric] = None
+            skipped[metric] = f"no network for {metric}: give " + " or ".join(f"metrics.{k}" for k in kinds)
+    return sources, skipped
