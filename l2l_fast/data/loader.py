@@ -5,7 +5,8 @@ step order from the run's seeded generator, exactly as it would without workers;
 images of file-based sets (FileImages) are decoded in `torch.utils.data.DataLoader`
 worker processes, `prefetch` steps ahead, pinned when the step runs on a GPU and copied
 without blocking. Workers only decode: the order, and so the result, does not depend
-on their number. Image tensors are indexed in the main process as before.
+on their number. Image tensors are indexed in the main process as before; other
+datasets are read there too unless `num_workers` is given (they may keep state).
 
 Files found unreadable are replaced inside the workers (FileImages.read); the feed
 counts them, logs each once, and raises BadFilesError when a set has more than
@@ -104,7 +105,8 @@ class StepFeed:
         self.bad: dict[str, dict[int, str]] = {name: {} for name in sources}
         self.decoded = 0  # images decoded so far (not taken from a decode cache), all workers
         self.plans: collections.deque[Plan] = collections.deque()
-        self.num_workers = 0 if not self.loaded else (default_workers() if num_workers is None else num_workers)
+        files = any(isinstance(sources[name].data, FileImages) for name in self.loaded)
+        self.num_workers = num_workers if num_workers is not None else (default_workers() if files else 0)
         self._iterator = None
         if self.loaded:
             pin = device.type == "cuda"

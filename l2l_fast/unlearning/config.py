@@ -144,8 +144,8 @@ class UnlearnConfig:
                                            "family, one embedding tensor)")
     compile: bool = option(False, _flag, "run the student encoder through torch.compile")
     num_workers: Optional[int] = option(None, _number(0, integer=True, optional=True),
-                                        "processes decoding image files (default min(8, cores - 1); "
-                                        "image tensors need none)")
+                                        "processes decoding image files (default min(8, cores - 1) for "
+                                        "image folders, 0 for tensors and other datasets)")
     prefetch: int = option(2, _number(1, integer=True), "steps of images decoded ahead of the step")
     decode_cache: str = option("auto", _choice(DECODE_CACHE_MODES),
                                "keep decoded images: memory, disk (under cache_dir) or off; auto: disk with "
