@@ -35,7 +35,7 @@ def decode_image(path: Path, size: int, channels: int, *, draft: bool = True) ->
         image = _to_channels(image, channels)
         side = min(image.size)
         left, top = (image.width - side) // 2, (image.height - side) // 2
-        image = image.resize((size, size), Image.BICUBIC, box=(left, top, left + side, top + side))
+        image = image.crop((left, top, left + side, top + side)).resize((size, size), Image.BICUBIC)
         array = np.asarray(image)
     if channels == 1:
         return np.array(array[None])  # a copy: np.asarray of an image is read-only
