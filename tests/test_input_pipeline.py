@@ -191,3 +191,27 @@ def test_unreadable_cache_mode_and_missing_cache_dir_are_errors(tmp_path):
         l2l_fast.UnlearnConfig(steps=1, batch_size=1, decode_cache="ram")
     shutil.rmtree(tmp_path / CLASSES[0])
     assert len(data) == 12  # the listing was made when the set was built
+
+
+def test_cache_images_fills_the_disk_cache_of_a_run_file(tmp_path, capsys):
+    import yaml
+
+    from l2l_fast.cli.main import main as cli_main
+
+    root = noisy_folders(tmp_path / "images")
+    (root / "classes.txt").write_text("\n".join(CLASSES) + "\n")
+    config = {"model": "demo", "data": {"dataset": "folders", "root": str(root), "class_list": str(root / "classes.txt"),
+                                        "forget": [0], "retain": [1, 2]},
+              "unlearn": {"steps": 1, "batch_size": 2, "cache_dir": str(tmp_path / "cache"), "num_workers": 1}}
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
+    assert cli_main(["cache-images", "--config", str(tmp_path / "run.yaml"), "--no-progress"]) == 0
+    assert "forget: 4 images in" in capsys.readouterr().out
+    from l2l_fast.cli.cache_images import cache_images
+    from l2l_fast.cli.run_files import load_config
+
+    again = cache_images(load_config(tmp_path / "run.yaml"), progress=False)
+    assert {k: (v["images"], v["decoded"]) for k, v in again.items()} == {"forget": (4, 0), "retain": (8, 0)}
+    del config["unlearn"]["cache_dir"]
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
+    assert cli_main(["cache-images", "--config", str(tmp_path / "run.yaml")]) == 2
+    assert "cache-images needs unlearn.cache_dir" in capsys.readouterr().err
