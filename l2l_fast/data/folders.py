@@ -55,8 +55,8 @@ def load_image(path: Path, size: int, channels: int, *, draft: bool = True) -> t
 
 
 def to_float(pixels: torch.Tensor) -> torch.Tensor:
-    """uint8 images to float in [0, 1] (v / 255, rounded once)."""
-    return pixels.float().div_(255.0)
+    """uint8 images to float in [0, 1] (v / 255, rounded once), in one pass."""
+    return torch.div(pixels, 255.0)
 
 
 class FileImages(torch.utils.data.Dataset):
