@@ -133,11 +133,57 @@ def test_unlearning_step_by_feed(benchmark, folder, feed):
         recipe.close()
 
 
+def delivered_rate(root: Path, *, size: int, workers: int, cached: bool, device: str, steps: int = 20,
+                   batch: int = 64) -> float:
+    """Images per second the feed delivers on `device` (decoded, pinned, copied, as float)."""
+    import time
+
+    from l2l_fast.models import MAE
+
+    model = MAE(img_size=size, patch_size=16, in_chans=3, embed_dim=64, depth=1, num_heads=2,
+                decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=2)
+    names = sorted(p.name for p in root.iterdir() if p.is_dir())
+    forget, retain = (ClassFolders(root, part, image_size=size) for part in (names[:1], names[1:]))
+    config = UnlearnConfig(steps=1 << 30, batch_size=batch, progress=False, repeat_samples=True, device=device,
+                           num_workers=workers, decode_cache="memory" if cached else "off", prefetch=max(2, 2 * workers))
+    recipe = UnlearnRecipe(model, forget, retain, config)
+    recipe.setup()
+    try:
+        warm = (2 * len(retain) // batch + 2) if cached else 2
+        for _ in range(warm):
+            recipe.feed.next()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        started = time.perf_counter()
+        for _ in range(steps):
+            _, images = recipe.feed.next()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        return 2 * batch * steps / (time.perf_counter() - started)
+    finally:
+        recipe.close()
+
+
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description="write an ImageNet-like JPEG class folder")
+    parser = argparse.ArgumentParser(description="write an ImageNet-like JPEG class folder; --rate: images/s "
+                                                 "the feed delivers from it")
     parser.add_argument("--write", required=True, help="destination folder")
     parser.add_argument("--classes", type=int, default=len(CLASSES))
     parser.add_argument("--per-class", type=int, default=PER_CLASS)
+    parser.add_argument("--rate", action="store_true", help="then measure the feed's images/s")
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--workers", type=int, nargs="+", default=[0, 2])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
     names = [f"n{index:08d}" for index in range(args.classes)]
-    print(write_imagenet_like(Path(args.write), names, args.per_class))
+    root = Path(args.write)
+    if not root.is_dir() or not any(root.iterdir()):
+        write_imagenet_like(root, names, args.per_class)
+    print(f"{root}: {len(list(root.glob('*/*.JPEG')))} JPEGs")
+    if args.rate:
+        torch.set_num_threads(1)
+        for workers in args.workers:
+            for cached in (False, True):
+                rate = delivered_rate(root, size=args.size, workers=workers, cached=cached, device=args.device)
+                print(f"size {args.size}, {workers} workers, {'cached' if cached else 'cold'}: {rate:.0f} images/s "
+                      f"on {args.device}", flush=True)
