@@ -76,6 +76,7 @@ def test_a_memory_cache_decodes_each_image_once(tmp_path):
     for mode in ("off", "memory"):
         run = recipe_run(*folder_sets(root), num_workers=1, decode_cache=mode, steps=9)
         counts[mode] = run.feed.decoded
+    assert run.retain.data.cache.filled() == 8  # the worker's decodes, seen by the main process
     # 9 steps of 4 + 4: the 4 forget images 9 times, the 8 retain images 4.5 times
     assert counts == {"off": 2 * 9 * 4, "memory": 4 + 8}
 
