@@ -176,10 +176,16 @@ def test_a_resumed_run_with_a_disk_cache_repeats_the_straight_run(tmp_path):
     assert same_weights(straight.model, resumed.model)
 
 
-def test_the_default_worker_count_leaves_a_core():
+def test_the_default_worker_count_leaves_a_core(monkeypatch):
     from l2l_fast.data.loader import default_workers
 
-    assert default_workers() == max(0, min(8, len(os.sched_getaffinity(0)) - 1))
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)))
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert default_workers() == 8
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")  # torchrun, 4 processes: 4 cores each
+    assert default_workers() == 3
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
+    assert default_workers() == 0
 
 
 def test_unreadable_cache_mode_and_missing_cache_dir_are_errors(tmp_path):

@@ -44,8 +44,9 @@ class Plan:
 
 
 def default_workers() -> int:
-    """min(8, available cores - 1)."""
+    """min(8, available cores - 1), the cores shared among torchrun's processes on this machine."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores //= max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     return max(0, min(MAX_WORKERS, cores - 1))
 
 
