@@ -8,7 +8,7 @@
 
 The folder is ImageNet-like (write_imagenet_like): sizes drawn around ImageNet's mean of
 about 400 x 350 (4:3 and 3:4 shapes), smooth content plus grain saved at quality 90,
-about 110 KB a file.
+about 110 KB a file (the mean is printed with the results).
 
     python benchmarks/bench_input.py --write /tmp/imagenet_like      # the folder alone
     pytest benchmarks/bench_input.py --benchmark-json benchmarks/results/cpu_input.json
@@ -47,10 +47,11 @@ def write_imagenet_like(root: Path, classes=CLASSES, per_class: int = PER_CLASS,
         folder.mkdir(parents=True, exist_ok=True)
         for i in range(per_class):
             long_side = int(np.clip(generator.normal(470, 60), 300, 640))
-            width, height = (long_side, long_side * 3 // 4) if generator.random() < 0.75 else (long_side * 3 // 4, long_side)
+            short_side = long_side * 3 // 4
+            width, height = (long_side, short_side) if generator.random() < 0.75 else (short_side, long_side)
             base = Image.fromarray(generator.integers(0, 256, (12, 16, 3), dtype=np.uint8)).resize(
                 (width, height), Image.BICUBIC)
-            grain = generator.normal(0, 14, (height, width, 3))
+            grain = generator.normal(0, 30, (height, width, 3))
             pixels = np.clip(np.asarray(base, np.float64) + grain, 0, 255).astype(np.uint8)
             Image.fromarray(pixels).save(folder / f"{name}_{i:05d}.JPEG", quality=90)
     return root
@@ -63,8 +64,9 @@ def folder():
         files = sorted(root.glob("*/*.JPEG"))
         sizes = [f.stat().st_size for f in files]
         shapes = [Image.open(f).size for f in files]
-        print(f"\n{len(files)} JPEGs, mean {np.mean([s[0] for s in shapes]):.0f} x {np.mean([s[1] for s in shapes]):.0f}"
-              f", mean {np.mean(sizes) / 1e3:.0f} KB; load: {os.getloadavg()}")
+        width, height = np.mean([s[0] for s in shapes]), np.mean([s[1] for s in shapes])
+        print(f"\n{len(files)} JPEGs, mean {width:.0f} x {height:.0f}, mean {np.mean(sizes) / 1e3:.0f} KB; "
+              f"load: {os.getloadavg()}")
         yield root
 
 
@@ -145,7 +147,8 @@ def delivered_rate(root: Path, *, size: int, workers: int, cached: bool, device:
     names = sorted(p.name for p in root.iterdir() if p.is_dir())
     forget, retain = (ClassFolders(root, part, image_size=size) for part in (names[:1], names[1:]))
     config = UnlearnConfig(steps=1 << 30, batch_size=batch, progress=False, repeat_samples=True, device=device,
-                           num_workers=workers, decode_cache="memory" if cached else "off", prefetch=max(2, 2 * workers))
+                           num_workers=workers, decode_cache="memory" if cached else "off",
+                           prefetch=max(2, 2 * workers))
     recipe = UnlearnRecipe(model, forget, retain, config)
     recipe.setup()
     try:

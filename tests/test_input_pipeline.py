@@ -207,8 +207,9 @@ def test_cache_images_fills_the_disk_cache_of_a_run_file(tmp_path, capsys):
 
     root = noisy_folders(tmp_path / "images")
     (root / "classes.txt").write_text("\n".join(CLASSES) + "\n")
-    config = {"model": "demo", "data": {"dataset": "folders", "root": str(root), "class_list": str(root / "classes.txt"),
-                                        "forget": [0], "retain": [1, 2]},
+    data = {"dataset": "folders", "root": str(root), "class_list": str(root / "classes.txt"), "forget": [0],
+            "retain": [1, 2]}
+    config = {"model": "demo", "data": data,
               "unlearn": {"steps": 1, "batch_size": 2, "cache_dir": str(tmp_path / "cache"), "num_workers": 1}}
     (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
     assert cli_main(["cache-images", "--config", str(tmp_path / "run.yaml"), "--no-progress"]) == 0
