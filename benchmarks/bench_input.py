@@ -11,6 +11,7 @@ about 400 x 350 (4:3 and 3:4 shapes), smooth content plus grain saved at quality
 about 110 KB a file (the mean is printed with the results).
 
     python benchmarks/bench_input.py --write /tmp/imagenet_like      # the folder alone
+    python benchmarks/bench_input.py --write /tmp/imagenet_like --interleave 15   # step ratios, in turn
     pytest benchmarks/bench_input.py --benchmark-json benchmarks/results/cpu_input.json
 """
 from __future__ import annotations
@@ -167,6 +168,32 @@ def delivered_rate(root: Path, *, size: int, workers: int, cached: bool, device:
         recipe.close()
 
 
+def interleaved_steps(root: Path, rounds: int = 15) -> dict[str, float]:
+    """Median step time (s) of the three feeds, their steps taken in turn (one round: one
+    step of each), so that a load change on a shared machine hits all three alike."""
+    import statistics
+    import time
+
+    sets = _sets(root)
+    tensors = [torch.stack([s[i][0] for i in range(len(s))]) for s in sets]
+    recipes = {"tensors": _recipe(*tensors), "folders_steady": _recipe(*_sets(root), decode_cache="memory"),
+               "folders_first_epoch": _recipe(*_sets(root), decode_cache="off")}
+    times = {name: [] for name in recipes}
+    try:
+        warm = 2 * len(recipes["folders_steady"].retain) // BATCH + 2
+        for step in range(rounds + warm):
+            for name, recipe in recipes.items():
+                started = time.perf_counter()
+                recipe.train_step(recipe.monitor, step, 1e-4, recipe.inputs(step))
+                recipe.monitor.read(lambda record: None)
+                if step >= warm:
+                    times[name].append(time.perf_counter() - started)
+    finally:
+        for recipe in recipes.values():
+            recipe.close()
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="write an ImageNet-like JPEG class folder; --rate: images/s "
                                                  "the feed delivers from it")
@@ -177,6 +204,8 @@ if __name__ == "__main__":
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 2])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--interleave", type=int, default=0, metavar="ROUNDS",
+                        help="then time the 64-px MAE step fed by tensors and folders, in turn")
     args = parser.parse_args()
     names = [f"n{index:08d}" for index in range(args.classes)]
     root = Path(args.write)
@@ -190,3 +219,8 @@ if __name__ == "__main__":
                 rate = delivered_rate(root, size=args.size, workers=workers, cached=cached, device=args.device)
                 print(f"size {args.size}, {workers} workers, {'cached' if cached else 'cold'}: {rate:.0f} images/s "
                       f"on {args.device}", flush=True)
+    if args.interleave:
+        medians = interleaved_steps(root, args.interleave)
+        for name, seconds in medians.items():
+            print(f"step fed by {name}: median {seconds * 1e3:.1f} ms, {medians['tensors'] / seconds:.2f}x the "
+                  f"tensor step's speed; load {os.getloadavg()}")
