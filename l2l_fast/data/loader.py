@@ -17,6 +17,7 @@ from __future__ import annotations
 import collections
 import logging
 import math
+import multiprocessing
 import os
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
@@ -111,9 +112,11 @@ class StepFeed:
         self._iterator = None
         if self.loaded:
             pin = device.type == "cuda"
+            # forked workers share a memory decode cache (spawned ones could not be given it)
+            forked = "fork" if self.num_workers and "fork" in multiprocessing.get_all_start_methods() else None
             loader = torch.utils.data.DataLoader(
                 _StepImages({name: sources[name].data for name in self.loaded}), batch_sampler=_Keys(self),
-                num_workers=self.num_workers, collate_fn=_collate, pin_memory=pin,
+                num_workers=self.num_workers, collate_fn=_collate, pin_memory=pin, multiprocessing_context=forked,
                 prefetch_factor=max(1, math.ceil(prefetch / self.num_workers)) if self.num_workers else None,
             )
             self._iterator = iter(loader)
