@@ -36,12 +36,16 @@ def test_class_split_by_index_and_name(tmp_path):
         class_split_folders(tmp_path, tmp_path / "classes.txt", forget=[9], retain=[1], image_size=8)
 
 
-def test_corrupt_images_are_skipped_and_counted(tmp_path):
+def test_corrupt_images_are_found_when_read_and_replaced_by_the_next(tmp_path):
     make_folders(tmp_path, per_class=3, bad=1)
-    data = ClassFolders(tmp_path, FOLDER_CLASSES[:2], image_size=8, max_bad_fraction=0.5)
-    assert len(data) == 6 and [p.name for p in data.bad_files] == ["broken_0.jpg"]
-    with pytest.raises(ValueError, match="1 of 7 images .* unreadable"):
-        ClassFolders(tmp_path, FOLDER_CLASSES[:2], image_size=8, max_bad_fraction=0.1)
+    data = ClassFolders(tmp_path, FOLDER_CLASSES[:2], image_size=8)
+    assert len(data) == 7 and data.bad_files == []  # building decodes nothing
+    assert [p.name for p in data.paths[:2]] == ["broken_0.jpg", "img_0.png"]
+    image, label = data[0]
+    torch.testing.assert_close(image, data[1][0]) and label == 0
+    assert [p.name for p in data.bad_files] == ["broken_0.jpg"]
+    found = data.read(0)
+    assert found.index == 1 and found.bad == ()  # known bad in this process: skipped without a retry
 
 
 def test_missing_folders_are_reported(tmp_path):

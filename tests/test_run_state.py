@@ -187,20 +187,20 @@ def test_cli_resume_needs_a_checkpoint_dir(tmp_path, capsys):
 
 
 def test_corrupt_images_in_a_folder_run_are_skipped_counted_or_fatal(tmp_path, caplog, capsys):
-    make_folders(tmp_path / "few_bad", per_class=50, bad=1)
-    make_folders(tmp_path / "many_bad", per_class=50, bad=3)
+    make_folders(tmp_path / "few_bad", per_class=5, bad=1)
+    make_folders(tmp_path / "many_bad", per_class=5, bad=3)
     for name in ("few_bad", "many_bad"):
         root = tmp_path / name
         config = {"model": "demo", "output": str(root / "out.safetensors"),
                   "data": {"dataset": "folders", "root": str(root), "class_list": str(root / "classes.txt"),
                            "forget": [3], "retain": [0, 1]},
-                  "unlearn": {"steps": 1, "batch_size": 2}}
+                  "unlearn": {"steps": 6, "batch_size": 2, "max_bad_fraction": 0.1, "num_workers": 0}}
         (root / "run.yaml").write_text(yaml.safe_dump(config))
-    with caplog.at_level(logging.WARNING):
+    with caplog.at_level(logging.WARNING):  # 6 steps of 2 read all 11 retain files
         assert cli.main(["unlearn", "--config", str(tmp_path / "few_bad" / "run.yaml"), "--no-progress"]) == 0
-    assert "skipped 1 unreadable images of 101" in caplog.text
+    assert "broken_0.jpg is unreadable or gone; skipped for the rest of the run (1 bad so far)" in caplog.text
     assert cli.main(["unlearn", "--config", str(tmp_path / "many_bad" / "run.yaml"), "--no-progress"]) == 2
-    assert "data: 3 of 103 images" in capsys.readouterr().err
+    assert "image files are unreadable or gone, more than max_bad_fraction=0.1; first: " in capsys.readouterr().err
 
 
 def test_fp16_run_resumes_with_its_gradient_scaler_state(tmp_path, monkeypatch):

@@ -1,4 +1,5 @@
-"""The `l2l-fast` command: demo | unlearn | eval | report | pretrain | train-classifier | make-demo-data."""
+"""The `l2l-fast` command: demo | unlearn | cache-images | eval | report | pretrain | train-classifier |
+make-demo-data."""
 from __future__ import annotations
 
 import argparse
@@ -68,6 +69,16 @@ def _unlearn(args: argparse.Namespace) -> int:
     except NonFiniteLossError as error:
         print(f"l2l-fast unlearn: {error}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _cache_images(args: argparse.Namespace) -> int:
+    from .cache_images import cache_images
+    from .run_files import load_config
+
+    for name, counts in cache_images(load_config(args.config), progress=not args.no_progress).items():
+        print(f"{name}: {counts['images']} images in {counts['file']} ({counts['decoded']} decoded now, "
+              f"{len(counts['bad'])} unreadable{': first ' + counts['bad'][0] if counts['bad'] else ''})")
     return 0
 
 
@@ -146,6 +157,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="continue from the newest intact checkpoint in unlearn.checkpoint_dir")
     run.add_argument("--no-progress", action="store_true")
     run.set_defaults(run=_unlearn)
+
+    cache = commands.add_parser("cache-images", parents=[common],
+                                help="decode a run file's image folders into unlearn.cache_dir ahead of the run")
+    cache.add_argument("--config", required=True, help="run file (see l2l_fast/cli/run_files.py)")
+    cache.add_argument("--no-progress", action="store_true")
+    cache.set_defaults(run=_cache_images)
 
     pre = commands.add_parser("pretrain", parents=[common], help="train a generator on Fashion-MNIST")
     pre.add_argument("--family", default="mae", choices=["mae", "vq", "diffusion"])

@@ -10,3 +10,7 @@ __all__ += ["ImageSource", "EpochSampler"]
 from .folders import ClassFolders, ImageFiles, class_split_folders, read_class_list, read_file_list
 
 __all__ += ["ClassFolders", "ImageFiles", "class_split_folders", "read_class_list", "read_file_list"]
+from .decode import decode_image
+from .folders import FileImages
+
+__all__ += ["decode_image", "FileImages"]

@@ -21,7 +21,8 @@ class ImageSource:
         if len(data) == 0:
             raise ValueError(f"{name} is empty: give at least one image")
         self.data = data
-        self.image_shape = tuple(self._item(0).shape)
+        # file-based sets know their shape: no file is decoded to learn it
+        self.image_shape = tuple(getattr(data, "image_shape", None) or self._item(0).shape)
         if len(self.image_shape) != 3:
             raise ValueError(f"{name} items must be images [C, H, W], got shape {list(self.image_shape)}")
 

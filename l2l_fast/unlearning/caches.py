@@ -8,16 +8,22 @@
   VQ: its token ids): the images never change during a run, so the tokenizer runs
   on each real image once, and afterwards only on the forget samples' noise.
 
+The retain-target cache is on unless turned off (`cache_targets=False`) wherever it
+is exact; it lives on the GPU while it takes at most DEVICE_FRACTION of the GPU's
+memory, else in pinned host memory (each first-epoch store then waits for its copy).
+
 Indices are dataset indices on the host; nothing here waits for the GPU.
 """
 from __future__ import annotations
 
 import torch
 
+DEVICE_FRACTION = 0.25
+
 
 class SampleCache:
-    def __init__(self, size: int):
-        self.size = size
+    def __init__(self, size: int, device_fraction: float = DEVICE_FRACTION):
+        self.size, self.device_fraction = size, device_fraction
         self.values = None
         self.filled = torch.zeros(size, dtype=torch.bool)
 
@@ -30,16 +36,40 @@ class SampleCache:
             raise TypeError("a sample cache holds one tensor per sample, not a list of maps "
                             "(cache_targets needs an encoder returning one tensor)")
         if self.values is None:
-            self.values = values.new_empty((self.size, *values.shape[1:]))
-        self.values[_on(index, self.values)] = values.detach()
+            self.values, self.home = self._allocate(values), values.device
+        self.values[_on(index, self.values)] = values.detach().to(self.values.device)
         self.filled[index] = True
 
+    def _allocate(self, values: torch.Tensor) -> torch.Tensor:
+        shape = (self.size, *values.shape[1:])
+        if values.device.type == "cuda":
+            needed = shape[0] * values[0].numel() * values.element_size()
+            if needed > self.device_fraction * torch.cuda.mem_get_info(values.device)[1]:
+                return torch.empty(shape, dtype=values.dtype, pin_memory=True)  # lookups copy it back
+        return values.new_empty(shape)
+
     def lookup(self, index: torch.Tensor) -> torch.Tensor:
-        return self.values[_on(index, self.values)]
+        """The values of `index`, on the device of the values stored."""
+        return self.values[_on(index, self.values)].to(self.home, non_blocking=True)
 
 
 def _on(index: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return index.to(like.device, non_blocking=True)
+
+
+def targets_cacheable(adapter, teacher, spec, device: torch.device, dtype: torch.dtype) -> bool:
+    """Whether the teacher's embedding is one tensor (what a SampleCache holds): so for
+    the MAE and VQ families; for other models, one image of zeros through the teacher as
+    the step runs it (autocast to `dtype`), with a corruption from a generator of its own."""
+    from ..adapters.mae import MAEAdapter
+    from ..adapters.vq import VQAdapter
+
+    if isinstance(adapter, (MAEAdapter, VQAdapter)):
+        return True
+    probe = torch.zeros(1, *adapter.image_shape, device=device)
+    corruption = adapter.draw(spec, 1, torch.Generator().manual_seed(0))
+    with torch.no_grad(), torch.autocast(device.type, dtype, enabled=dtype != torch.float32):
+        return isinstance(adapter.encode(teacher, adapter.prepare(probe), corruption), torch.Tensor)
 
 
 def cached_prepare(cache: SampleCache, adapter, images: torch.Tensor, index: torch.Tensor):

@@ -13,6 +13,7 @@ from typing import Any, Optional
 
 import torch
 
+from ..data.decode_cache import MODES as DECODE_CACHE_MODES
 from ..models.masks import parse_mask
 from ..ops import DISTANCES
 from ..training.optim import WEIGHT_DECAY
@@ -52,6 +53,10 @@ def _flag(name: str, value):
     if not isinstance(value, bool):
         raise ValueError(f"{name} must be true or false, got {value!r}")
     return value
+
+
+def _optional_flag(name: str, value):
+    return None if value is None else _flag(name, value)
 
 
 def _path(name: str, value):
@@ -143,8 +148,21 @@ class UnlearnConfig:
     resume_from: Optional[str] = option(None, _path, "a checkpoint folder to continue from")
     fsdp: bool = option(False, _flag, "shard the encoder and teacher with FSDP2 (several processes)")
     checkpoint_activations: bool = option(False, _flag, "recompute encoder block activations in the backward")
-    cache_targets: bool = option(False, _flag, "compute each retain sample's teacher embedding once")
+    cache_targets: Optional[bool] = option(None, _optional_flag,
+                                           "compute each retain sample's teacher embedding once (default: "
+                                           "wherever it is exact: method 'ours', a fixed mask, a deterministic "
+                                           "family, one embedding tensor)")
     compile: bool = option(False, _flag, "run the student encoder through torch.compile")
+    num_workers: Optional[int] = option(None, _number(0, integer=True, optional=True),
+                                        "processes decoding image files (default min(8, cores - 1) for "
+                                        "image folders, 0 for tensors and other datasets)")
+    prefetch: int = option(2, _number(1, integer=True), "steps of images decoded ahead of the step")
+    decode_cache: str = option("auto", _choice(DECODE_CACHE_MODES),
+                               "keep decoded images: memory, disk (under cache_dir) or off; auto: disk with "
+                               "a cache_dir, else memory while the set fits a quarter of RAM")
+    cache_dir: Optional[str] = option(None, _path, "folder of the disk decode cache (see cache-images)")
+    max_bad_fraction: float = option(0.01, _number(0.0),
+                                     "fraction of a set's image files that may be unreadable or gone")
 
     def __post_init__(self):
         for spec in dataclasses.fields(self):

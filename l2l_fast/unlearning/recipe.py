@@ -19,6 +19,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..adapters import Adapter, adapter_for
+from ..data.folders import FileImages
+from ..data.loader import Plan, StepFeed
 from ..data.source import ImageSource
 from ..models.masks import parse_mask
 from ..training import checkpointing, distributed
@@ -27,7 +29,7 @@ from ..training.monitor import NonFiniteLossError, StepMonitor
 from ..training.optim import adamw, set_lr, warmup_cosine
 from ..training.seeding import rank_seed, seeded_global_rng
 from ..training.step import TrainStep, checkpointed
-from .caches import SampleCache
+from .caches import SampleCache, targets_cacheable
 from .config import PRECISIONS, UnlearnConfig
 from .objectives import OBJECTIVES, StepModels
 from .step_data import StepInputs
@@ -96,13 +98,6 @@ def _default_device(model: nn.Module) -> torch.device:
     for param in model.parameters():
         return param.device
     return torch.device("cpu")
-
-
-def _to_device(images: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """A host batch on `device`; to a GPU through pinned memory, without waiting for it."""
-    if device.type != "cuda":
-        return images.to(device)
-    return images.pin_memory().to(device, non_blocking=True)
 
 
 class UnlearnRecipe:
@@ -179,7 +174,12 @@ class UnlearnRecipe:
             student = torch.compile(student)
         self.student, self.trainable_module = student, trainable_module
 
-        cache = SampleCache(len(self.retain)) if config.cache_targets else None
+        cache_targets = config.cache_targets
+        if cache_targets is None:  # exact, so on without being asked wherever it applies
+            cache_targets = (config.method == "ours" and adapter.fixed_targets(self.spec)
+                             and targets_cacheable(adapter, reference, self.spec, device,
+                                                   PRECISIONS[config.precision]))
+        cache = SampleCache(len(self.retain)) if cache_targets else None
         models = StepModels(student=student, reference=reference, cache=cache)
         self.optimizer = adamw(trainable_module.named_parameters(), config.lr, config.weight_decay)
         self.scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16")
@@ -191,6 +191,7 @@ class UnlearnRecipe:
             checkpointing.restore(state, ctx, optimizer=self.optimizer, scaler=self.scaler,
                                   generator=self.generator, samplers=self.samplers, device=device)
             self.start = state.step
+        self.feed = self._feed()
         trainable = [p for p in trainable_module.parameters() if p.requires_grad]
         self.train_step = TrainStep(lambda inputs: self.objective.loss(inputs, models), self.optimizer, self.scaler,
                                     trainable, config.grad_clip, PRECISIONS[config.precision], device.type, ctx,
@@ -212,26 +213,49 @@ class UnlearnRecipe:
             return original
         return None
 
-    def inputs(self, step: int) -> StepInputs:
-        """Step `step`'s data on this rank: the global batch's indices and corruptions
-        drawn from the shared generator, this rank's shard of them, and its images."""
+    def _feed(self) -> StepFeed:
+        """The step images: decode caches opened for the file-based sets, then the loader."""
+        config = self.config
+        for source in (self.retain, self.forget):
+            if isinstance(source.data, FileImages):
+                source.data.use_cache(config.decode_cache, config.cache_dir)
+        feed = StepFeed({"retain": self.retain, "forget": self.forget}, self._draw, start=self.start,
+                        steps=config.steps, device=self.device, num_workers=config.num_workers,
+                        prefetch=config.prefetch, max_bad_fraction=config.max_bad_fraction)
+        self._exit.callback(feed.close)
+        return feed
+
+    def _draw(self, step: int) -> Plan:
+        """Step `step`'s indices and corruptions, drawn for the global batch from the shared
+        generator (in step order, ahead of the step when workers prefetch), this rank's
+        shard of them; at checkpoint steps the generator's and samplers' states after them."""
         config, adapter, ctx = self.config, self.adapter, self.ctx
         batch, local = config.batch_size, self.local_batch
-        shard = slice(ctx.rank * local, (ctx.rank + 1) * local)
         retain_index, forget_index = self.samplers["retain"].next(), self.samplers["forget"].next()
         corruption = adapter.draw(self.spec, 2 * batch, self.generator)
+        state = None
+        done = step + 1
+        if config.checkpoint_dir is not None and (done % config.checkpoint_every == 0 or done == config.steps):
+            state = {"generator": self.generator.get_state(),
+                     "samplers": {name: s.state() for name, s in self.samplers.items()}}
         if ctx.enabled:
+            shard = slice(ctx.rank * local, (ctx.rank + 1) * local)
             retain_index, forget_index = retain_index[shard], forget_index[shard]
             corruption = adapter.select(corruption, distributed.shard_rows(ctx, batch))
+        return Plan(step, {"retain": retain_index, "forget": forget_index}, corruption, state)
+
+    def inputs(self, step: int) -> StepInputs:
+        """The next step's data on this rank (step `step`: its noise offset), from the feed."""
+        config, adapter, ctx = self.config, self.adapter, self.ctx
+        plan, images = self.feed.next()
+        self.plan = plan
         image_numel = int(torch.Size(adapter.image_shape).numel())
         return StepInputs(
-            adapter=adapter,
-            retain=_to_device(self.retain.batch(retain_index), self.device),
-            forget=_to_device(self.forget.batch(forget_index), self.device),
-            corruption=corruption, alpha=config.alpha, distance=config.distance, noise_seed=config.seed,
-            noise_offset=(step * batch + shard.start) * image_numel, noise_stats=config.noise_stats,
-            noise_clamp=config.noise_clamp, retain_index=retain_index, forget_index=forget_index,
-            prepared=self.prepared, ctx=ctx, diffusion_target=config.diffusion_target,
+            adapter=adapter, retain=images["retain"], forget=images["forget"],
+            corruption=plan.corruption, alpha=config.alpha, distance=config.distance, noise_seed=config.seed,
+            noise_offset=(step * config.batch_size + ctx.rank * self.local_batch) * image_numel,
+            noise_stats=config.noise_stats, noise_clamp=config.noise_clamp, retain_index=plan.index["retain"],
+            forget_index=plan.index["forget"], prepared=self.prepared, ctx=ctx, diffusion_target=config.diffusion_target,
         )
 
     def train(self) -> nn.Module:
@@ -242,7 +266,8 @@ class UnlearnRecipe:
                    disable=not config.progress or not ctx.is_main)
 
         def deliver(record: dict) -> None:
-            bar.set_postfix(retain=f"{record['retain']:.4f}", forget=f"{record['forget']:.4f}", refresh=False)
+            bad = {"bad_files": self.feed.bad_count} if self.feed.bad_count else {}
+            bar.set_postfix(retain=f"{record['retain']:.4f}", forget=f"{record['forget']:.4f}", **bad, refresh=False)
             if self.callback is not None:
                 self.callback(record)
 
@@ -265,10 +290,22 @@ class UnlearnRecipe:
         return self.model
 
     def save(self, done: int) -> None:
-        checkpointing.write(self.ctx, self.config.checkpoint_dir, done, module=self.trainable_module,
-                            optimizer=self.optimizer, scaler=self.scaler, generator=self.generator,
-                            samplers=self.samplers, device=self.device,
-                            meta={"arguments": self.config.recorded(), "original_sha256": self.original})
+        """The run after `done` steps; the generator and samplers as they were right after that
+        step's draws (the loader may have drawn later steps already)."""
+        ahead = self.generator.get_state(), {name: s.state() for name, s in self.samplers.items()}
+        self.generator.set_state(self.plan.state["generator"])
+        for name, sampler in self.samplers.items():
+            sampler.load_state(self.plan.state["samplers"][name])
+        try:
+            checkpointing.write(self.ctx, self.config.checkpoint_dir, done, module=self.trainable_module,
+                                optimizer=self.optimizer, scaler=self.scaler, generator=self.generator,
+                                samplers=self.samplers, device=self.device,
+                                meta={"arguments": self.config.recorded(), "original_sha256": self.original,
+                                      "bad_files": {k: sorted(v.values()) for k, v in self.feed.bad.items()}})
+        finally:
+            self.generator.set_state(ahead[0])
+            for name, sampler in self.samplers.items():
+                sampler.load_state(ahead[1][name])
 
     def close(self) -> None:
         """Unwrap checkpointed blocks, give back the caller's global RNG, end the process group."""
