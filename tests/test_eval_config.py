@@ -310,7 +310,8 @@ def test_the_protocol_files_parse(name, classes, per_class, tmp_path, monkeypatc
         assert not set(data["forget"]) & set(data["retain"])
     assert evaluation.data["per_class"] == per_class
     assert run.data["forget"] == evaluation.data["forget"]
-    from examples.seed_class_split import seeded_split
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    from seed_class_split import seeded_split
     from l2l_fast.data import read_class_list
 
     count = len(read_class_list(evaluation.data["class_list"]))

@@ -88,9 +88,13 @@ def build_sets(config: EvalConfig, shape, classifier_classes) -> list[EvalSet]:
         classes = [names[c] if isinstance(c, int) else c for c in data[name]]
         try:
             dataset = ClassFolders(data["root"], classes, image_size=shape[1], channels=shape[0],
-                                   per_class=data["per_class"], max_bad_fraction=config.max_bad_fraction)
+                                   per_class=data["per_class"], verify=True)
         except (ValueError, FileNotFoundError) as error:
             raise ConfigError(f"{config.source}: data.{name}: {error}") from error
+        bad = len(dataset.bad_files)
+        if bad > config.max_bad_fraction * (bad + len(dataset)):
+            raise ConfigError(f"{config.source}: data.{name}: {bad} of {bad + len(dataset)} images are unreadable, "
+                              f"more than max_bad_fraction={config.max_bad_fraction} (first: {dataset.bad_files[0]})")
         label_map = torch.tensor([outputs.index(c) if c in outputs else -1 for c in classes])
         files = [str(p) for p, _ in dataset.samples]
         sets.append(EvalSet(key, digest([data, key, shape, files]), dataset=dataset, label_map=label_map,

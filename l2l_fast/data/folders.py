@@ -147,9 +147,10 @@ class ClassFolders(FileImages):
     per_class: keep the first N images of each class (sorted by name).
     exclude: image files to leave out (e.g. those being forgotten).
     draft: JPEG DCT-domain downscaling before the resize (see decode.py).
-
-    Building lists the folders and decodes nothing: an unreadable file is found when it
-    is first read and replaced then (see FileImages).
+    verify: check each file while building and leave unreadable ones out (listed in
+        `bad_files`), so that `per_class` counts readable images: for evaluation sets,
+        read once. Otherwise building lists the folders and decodes nothing: an unreadable
+        file is found when it is first read and replaced then (see FileImages).
     """
 
     def __init__(
@@ -162,6 +163,7 @@ class ClassFolders(FileImages):
         per_class: Optional[int] = None,
         exclude: Sequence[PathLike] = (),
         draft: bool = True,
+        verify: bool = False,
     ):
         self.root = Path(root)
         excluded = {Path(p).resolve() for p in exclude}
@@ -177,6 +179,8 @@ class ClassFolders(FileImages):
             files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
             if excluded:
                 files = [p for p in files if p.resolve() not in excluded]
+            if verify:
+                files = self._readable_files(files, per_class)
             self.samples += [(p, index) for p in files[:per_class]]
         if not self.samples:
             raise ValueError(f"no images of classes {self.classes} under {self.root}")
@@ -185,6 +189,17 @@ class ClassFolders(FileImages):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         found = self.read(index)
         return to_float(found.pixels), self.samples[found.index][1]
+
+    def _readable_files(self, files: list[Path], wanted: Optional[int]) -> list[Path]:
+        readable = []
+        for path in files:
+            if wanted is not None and len(readable) == wanted:
+                break
+            if _readable(path):
+                readable.append(path)
+            else:
+                self.bad_files.append(path)
+        return readable
 
 
 class ImageFiles(FileImages):
