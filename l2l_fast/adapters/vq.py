@@ -12,13 +12,15 @@ class VQAdapter(PatchGridAdapter):
     frozen_prepare = True  # the tokenizer is frozen: each real image's ids are computed once
 
     def prepare(self, images):
-        return self.model.tokenize(images)
+        return self.model.tokenize(self.pixels.normalize(images))
 
     def encode(self, encoder, ids, corruption):
         return encoder(ids, corruption)  # masks stay on the host: see visible_ids
 
     def generate(self, images, corruption):
-        return self.model.generate(images, corruption.to(images.device))
+        generated = self.model.generate(self.pixels.normalize(images), corruption.to(images.device))
+        return self.paste(images, self.pixels.denormalize(generated), corruption)
 
     def task_loss(self, images, corruption, targets=None):
-        return self.model.loss(images, corruption, targets)
+        normalize = self.pixels.normalize
+        return self.model.loss(normalize(images), corruption, None if targets is None else normalize(targets))

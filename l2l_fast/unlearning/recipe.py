@@ -223,7 +223,8 @@ class UnlearnRecipe:
             forget=_to_device(self.forget.batch(forget_index), self.device),
             corruption=corruption, alpha=config.alpha, distance=config.distance, noise_seed=config.seed,
             noise_offset=(step * batch + shard.start) * image_numel, noise_stats=config.noise_stats,
-            noise_clamp=config.noise_clamp, retain_index=retain_index, forget_index=forget_index,
+            noise_clamp=adapter.noise_clamp if config.noise_clamp is None else config.noise_clamp,
+            retain_index=retain_index, forget_index=forget_index,
             prepared=self.prepared, ctx=ctx,
         )
 
