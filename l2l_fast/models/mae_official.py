@@ -16,13 +16,10 @@ from typing import Optional
 from .loading import Source, load_exact, read_state_dict
 from .mae import MAE
 from .pixels import IMAGENET
+from .presets import ARCHS
 
-OFFICIAL_MAE = {
-    "mae_vit_base_patch16": dict(patch_size=16, embed_dim=768, depth=12, num_heads=12),
-    "mae_vit_large_patch16": dict(patch_size=16, embed_dim=1024, depth=24, num_heads=16),
-    "mae_vit_huge_patch14": dict(patch_size=14, embed_dim=1280, depth=32, num_heads=16),
-}
-OFFICIAL_DECODER = dict(decoder_embed_dim=512, decoder_depth=8, decoder_num_heads=16)
+# upstream's model names -> this package's MAE configuration (224 x 224 RGB, see presets)
+OFFICIAL_MAE = {name: config for name, (family, config) in ARCHS.items() if family == "mae"}
 DECODER_KEYS = ("mask_token", "decoder_")
 
 
@@ -39,7 +36,7 @@ def load_official_mae(source: Source, arch: Optional[str] = None, model: Optiona
     if model is None:
         if arch not in OFFICIAL_MAE:
             raise ValueError(f"arch must be one of {sorted(OFFICIAL_MAE)} (or pass model=), got {arch!r}")
-        model = MAE(img_size=img_size, in_chans=in_chans, **OFFICIAL_MAE[arch], **OFFICIAL_DECODER)
+        model = MAE(**{**OFFICIAL_MAE[arch], "img_size": img_size, "in_chans": in_chans})
     state = official_to_l2l(read_state_dict(source))
     load_exact(model, state, "official MAE checkpoint")
     model.pixels = IMAGENET
