@@ -46,7 +46,9 @@ class Adapter:
         return self.pixels.noise_clamp
 
     def paste(self, images: torch.Tensor, generated: torch.Tensor, corruption) -> torch.Tensor:
-        """`generated` in the hole, `images` (exactly) outside it."""
+        """`generated` in the hole (clamped to [0, 1] for a bounded model), `images` (exactly) outside it."""
+        if self.pixels.bounded:
+            generated = generated.clamp(0.0, 1.0)
         visible = self.pixel_keep(corruption).to(images.device, non_blocking=True).bool()
         return torch.where(visible, images, generated.to(images.dtype))
 

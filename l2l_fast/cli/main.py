@@ -1,10 +1,12 @@
-"""The `l2l-fast` command: demo | unlearn | eval | report | pretrain | train-classifier | make-demo-data."""
+"""The `l2l-fast` command: demo | unlearn | eval | report | import | pretrain | train-classifier | make-demo-data."""
 from __future__ import annotations
 
 import argparse
 import sys
 import time
 from pathlib import Path
+
+from .import_model import add_command as add_import_command
 
 
 def _pretrain(args: argparse.Namespace) -> int:
@@ -160,6 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="continue from the newest intact checkpoint in unlearn.checkpoint_dir")
     run.add_argument("--no-progress", action="store_true")
     run.set_defaults(run=_unlearn)
+
+    add_import_command(commands, common)
 
     pre = commands.add_parser("pretrain", parents=[common], help="train a generator on Fashion-MNIST")
     pre.add_argument("--family", default="mae", choices=["mae", "vq", "diffusion"])

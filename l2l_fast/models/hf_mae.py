@@ -146,5 +146,5 @@ def load_hf_mae(folder):
         if settings.get("do_normalize") is False:
             model.pixels = Pixels()
         elif "image_mean" in settings and "image_std" in settings:
-            model.pixels = Pixels(settings["image_mean"], settings["image_std"], bounded=False)
+            model.pixels = Pixels(settings["image_mean"], settings["image_std"], bounded=True)
     return model

@@ -3,8 +3,9 @@ model's `pixels` says what its own input space is:
 
     model input = (image - mean) / std      (per channel; one value applies to all)
 
-and whether its images are bounded to [0, 1] (then noise images standing for them
-are clamped there too). The project's checkpoints store it as `pixel_mean`,
+and whether its images are bounded to [0, 1]: then noise images standing for them are
+clamped there (the authors' MAGE code) and its generations too (upstream's demos clip).
+The identity convention is unbounded, so that models trained here run as they always did. The project's checkpoints store it as `pixel_mean`,
 `pixel_std` and `pixel_bounded` in the model's config; a checkpoint without them
 is read with its family's default (below).
 """
@@ -73,9 +74,9 @@ class Pixels:
 
 
 IDENTITY = Pixels()
-IMAGENET = Pixels((0.485, 0.456, 0.406), (0.229, 0.224, 0.225), bounded=False)  # official MAE, HF ViTMAE
+IMAGENET = Pixels((0.485, 0.456, 0.406), (0.229, 0.224, 0.225), bounded=True)  # official MAE, HF ViTMAE
 UNIT = Pixels((0.0,), (1.0,), bounded=True)  # official MAGE: [0, 1]
-SYMMETRIC = Pixels((0.5,), (0.5,), bounded=False)  # Palette: [-1, 1]
+SYMMETRIC = Pixels((0.5,), (0.5,), bounded=False)  # Palette: [-1, 1] (its sampler clips; its authors' noise is not)
 
 # what a checkpoint without pixel keys is read as: what the project always fed each family
 # (its Palette adapter has always mapped [0, 1] to [-1, 1])
