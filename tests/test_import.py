@@ -186,3 +186,19 @@ def test_run_file_official_model_is_checked_before_loading(tmp_path, capsys, mod
     assert cli.main(["unlearn", "--config", str(run)]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and f"{run}: {key}" in err
+
+
+def test_the_architecture_is_found_from_the_file():
+    from l2l_fast.models import presets, release
+
+    meta = torch.device("meta")
+    for name in ("mae_vit_base_patch16", "mae_vit_large_patch16", "mae_vit_huge_patch14"):
+        state = {k.split(".", 1)[1]: v for k, v in presets.build(name, meta).state_dict().items()}
+        assert release._mae_config(state, None) == presets.ARCHS[name][1]
+        assert release._mae_config({}, argparse.Namespace(model=name)) == presets.ARCHS[name][1]
+    for name, width, depth in (("mage_vit_base_patch16", 768, 12), ("mage_vit_large_patch16", 1024, 24)):
+        state = {"token_emb.word_embeddings.weight": torch.empty(2025, width, device=meta),
+                 **{f"blocks.{i}.norm1.weight": torch.empty(width, device=meta) for i in range(depth)}}
+        assert release._mage_config(state) == presets.ARCHS[name][1]
+    with pytest.raises(ValueError, match="match no mae preset"):
+        release._mae_config({k.split(".", 1)[1]: v for k, v in MAE(**TINY_MAE).state_dict().items()}, None)

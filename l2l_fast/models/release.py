@@ -63,7 +63,7 @@ def _is(state: dict, family: str) -> bool:
     return any(k.removeprefix("denoise_fn.").startswith("input_blocks.") for k in keys)
 
 
-def _arch(arch, family: str, path) -> Optional[dict]:
+def _arch(arch, family: str) -> Optional[dict]:
     if arch is None:
         return None
     if Path(str(arch)).suffix in (".yaml", ".yml", ".json"):
@@ -80,30 +80,29 @@ def _count(state: dict, prefix: str) -> int:
     return len({k[len(prefix):].split(".", 1)[0] for k in state if k.startswith(prefix)})
 
 
-def _matching_preset(family: str, matches, path) -> dict:
+def _matching_preset(family: str, matches) -> dict:
     found = [config for name, (kind, config) in presets.ARCHS.items() if kind == MODEL_FAMILY[family] and matches(config)]
     if not found:
         known = sorted(name for name, (kind, _) in presets.ARCHS.items() if kind == MODEL_FAMILY[family])
-        raise ValueError(f"{path}: its shapes match no {family} preset ({known}); pass arch, a YAML file of the "
-                         "model's constructor arguments")
+        raise ValueError(f"its shapes match no {family} preset ({known}); pass arch (--arch): a preset name or a "
+                         "YAML file of the model's constructor arguments")
     return dict(found[0])
 
 
-def _mae_config(state: dict, args, path) -> dict:
+def _mae_config(state: dict, args) -> dict:
     name = getattr(args, "model", None)
     if name in presets.ARCHS and presets.ARCHS[name][0] == "mae":
         return presets.arch_config(name)
     width, patch = state["cls_token"].shape[-1], state["patch_embed.proj.weight"].shape[-1]
     depth = _count(state, "blocks.")
-    config = _matching_preset("mae", lambda c: (c["embed_dim"], c["patch_size"], c["depth"]) == (width, patch, depth),
-                              path)
+    config = _matching_preset("mae", lambda c: (c["embed_dim"], c["patch_size"], c["depth"]) == (width, patch, depth))
     grid = round((state["pos_embed"].shape[1] - 1) ** 0.5)
     return {**config, "img_size": grid * patch, "in_chans": state["patch_embed.proj.weight"].shape[1]}
 
 
-def _mage_config(state: dict, path) -> dict:
+def _mage_config(state: dict) -> dict:
     width, depth = state["token_emb.word_embeddings.weight"].shape[-1], _count(state, "blocks.")
-    return _matching_preset("mage", lambda c: (c["embed_dim"], c["depth"]) == (width, depth), path)
+    return _matching_preset("mage", lambda c: (c["embed_dim"], c["depth"]) == (width, depth))
 
 
 def load_release(family: str, checkpoint, tokenizer=None, arch=None):
@@ -124,17 +123,17 @@ def load_release(family: str, checkpoint, tokenizer=None, arch=None):
     args = raw.get("args") if isinstance(raw.get("args"), argparse.Namespace) else None
     if not _is(state, family):
         raise ValueError(f"{checkpoint}: expected {EXPECTED[family]}; this file holds {guess_family(state)}")
-    config = _arch(arch, family, checkpoint)
+    config = _arch(arch, family)
     model_type = MODEL_FAMILIES[MODEL_FAMILY[family]]
     try:
         if family == "mae":
-            model = model_type(**(config or _mae_config(state, args, checkpoint)))
+            model = model_type(**(config or _mae_config(state, args)))
             return load_official_mae(state, model=model)
         if family == "mage":
             if tokenizer is None and not any(k.startswith("vqgan.") for k in state):
                 raise ValueError("this MAGE checkpoint holds no VQGAN (no vqgan.* keys): pass its tokenizer "
                                  "file (vqgan_jax_strongaug.ckpt) as tokenizer / --tokenizer")
-            model = model_type(**(config or _mage_config(state, checkpoint)))
+            model = model_type(**(config or _mage_config(state)))
             return load_official_mage(model, state, tokenizer)
         model = model_type(**(config or presets.arch_config("palette_inpainting_places2")))
         return load_official_palette(model, state)
