@@ -33,7 +33,8 @@ def test_mae_vit_b_and_l_parameter_counts():
     def count(d, depth, patch, grid, dd=512, ddepth=8):
         block = lambda w: 2 * 2 * w + (3 * w * w + 3 * w) + (w * w + w) + (4 * w * w + 4 * w) + (4 * w * w + w)
         encoder = patch * patch * 3 * d + d + d + (grid + 1) * d + depth * block(d) + 2 * d
-        decoder = d * dd + dd + dd + (grid + 1) * dd + ddepth * block(dd) + 2 * dd + dd * patch * patch * 3 + patch * patch * 3
+        pixels = patch * patch * 3
+        decoder = d * dd + dd + dd + (grid + 1) * dd + ddepth * block(dd) + 2 * dd + dd * pixels + pixels
         return encoder + decoder
 
     for name, (d, depth, patch) in {"mae_vit_base_patch16": (768, 12, 16), "mae_vit_large_patch16": (1024, 24, 16),
@@ -47,7 +48,8 @@ def test_mae_vit_b_and_l_parameter_counts():
 def test_mage_presets_take_upstreams_shapes(name, width, depth, decoder_width):
     model = presets.build(name, META)
     vocab, positions = 1024 + 1000 + 1, 256 + 1  # models_mage.py: codebook, classes, [MASK]; 16 x 16 + class
-    shapes = {"token_emb.word_embeddings.weight": [vocab, width], "token_emb.position_embeddings.weight": [positions, width],
+    shapes = {"token_emb.word_embeddings.weight": [vocab, width],
+              "token_emb.position_embeddings.weight": [positions, width],
               "token_emb.LayerNorm.weight": [width], "token_emb.LayerNorm.bias": [width],
               "norm.weight": [width], "norm.bias": [width],
               "decoder_embed.weight": [decoder_width, width], "decoder_embed.bias": [decoder_width],

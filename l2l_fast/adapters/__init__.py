@@ -17,8 +17,8 @@ from .vq import VQAdapter
 # (model class, its adapter), checked in order.
 BUILT_IN = [(MAE, MAEAdapter), (MAGE, VQAdapter), (PaletteUNet, DiffusionAdapter)]
 
-__all__ = ["Adapter", "Embedding", "MAEAdapter", "HFMAEAdapter", "VQAdapter", "DiffusionAdapter", "CustomAdapter", "adapt",
-           "adapter_for"]
+__all__ = ["Adapter", "Embedding", "MAEAdapter", "HFMAEAdapter", "VQAdapter", "DiffusionAdapter", "CustomAdapter",
+           "adapt", "adapter_for"]
 
 
 def adapter_for(model: nn.Module, adapter: Optional[Adapter] = None) -> Adapter:

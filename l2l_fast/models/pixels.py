@@ -5,9 +5,9 @@ model's `pixels` says what its own input space is:
 
 and whether its images are bounded to [0, 1]: then noise images standing for them are
 clamped there (the authors' MAGE code) and its generations too (upstream's demos clip).
-The identity convention is unbounded, so that models trained here run as they always did. The project's checkpoints store it as `pixel_mean`,
-`pixel_std` and `pixel_bounded` in the model's config; a checkpoint without them
-is read with its family's default (below).
+The identity convention is unbounded, so that models trained here run as they always did.
+The project's checkpoints store it as `pixel_mean`, `pixel_std` and `pixel_bounded` in
+the model's config; a checkpoint without them is read with its family's default (below).
 """
 from __future__ import annotations
 

@@ -81,7 +81,8 @@ def _count(state: dict, prefix: str) -> int:
 
 
 def _matching_preset(family: str, matches) -> dict:
-    found = [config for name, (kind, config) in presets.ARCHS.items() if kind == MODEL_FAMILY[family] and matches(config)]
+    kind_wanted = MODEL_FAMILY[family]
+    found = [config for kind, config in presets.ARCHS.values() if kind == kind_wanted and matches(config)]
     if not found:
         known = sorted(name for name, (kind, _) in presets.ARCHS.items() if kind == MODEL_FAMILY[family])
         raise ValueError(f"its shapes match no {family} preset ({known}); pass arch (--arch): a preset name or a "
