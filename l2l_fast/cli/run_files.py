@@ -121,8 +121,8 @@ def parse_config(raw: Any, source: str = "<config>") -> RunConfig:
     if isinstance(model, dict):
         model = _official_model(source, model)
     elif not isinstance(model, str) or not model:
-        _fail(source, "model", f"must be 'demo', a checkpoint path or a mapping {{family, checkpoint, tokenizer, "
-                               f"arch}}, got {model!r}")
+        _fail(source, "model", f"must be 'demo' or a checkpoint path, or a mapping {{family, checkpoint, "
+                               f"tokenizer, arch}}, got {model!r}")
     elif model != "demo" and not Path(model).is_file():
         _fail(source, "model", f"{model!r} is not a file (a checkpoint written by l2l-fast, or 'demo')")
     given = raw.get("data") or {}
