@@ -17,7 +17,7 @@ import torch
 from l2l_fast import UnlearnConfig, UnlearnRecipe
 from l2l_fast.adapters import adapter_for
 from l2l_fast.models import MAE, MAGE, PaletteUNet
-from l2l_fast.models.mae_official import OFFICIAL_DECODER, OFFICIAL_MAE
+from l2l_fast.models.presets import MAE_VIT_L
 from l2l_fast.models.masks import parse_mask
 from l2l_fast.models.presets import FASHION_MNIST_MAE, FASHION_MNIST_MAGE, FASHION_MNIST_PALETTE
 from l2l_fast.unlearning.config import PRECISIONS
@@ -27,7 +27,7 @@ from authors_recipe import authors_train_step
 
 VIT_TINY_224 = dict(img_size=224, patch_size=16, in_chans=3, embed_dim=192, depth=12, num_heads=3,
                     decoder_embed_dim=128, decoder_depth=2, decoder_num_heads=4)
-VIT_L16_224 = dict(img_size=224, in_chans=3, **OFFICIAL_MAE["mae_vit_large_patch16"], **OFFICIAL_DECODER)
+VIT_L16_224 = MAE_VIT_L
 
 # name: (builder, mask)
 MODELS: dict[str, tuple[Callable[[], torch.nn.Module], str]] = {

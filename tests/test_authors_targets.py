@@ -5,7 +5,6 @@ import torch
 
 import l2l_fast
 from l2l_fast.adapters import DiffusionAdapter
-from l2l_fast.models import PaletteUNet
 from l2l_fast.models.masks import parse_mask
 from l2l_fast.ops import reference
 from l2l_fast.unlearning import objectives
@@ -14,7 +13,7 @@ from l2l_fast.unlearning.objectives import StepModels
 from l2l_fast.unlearning.recipe import frozen_teacher
 from l2l_fast.unlearning.step_data import StepInputs
 
-from test_diffusion import TINY, images, tiny_model
+from test_diffusion import images, tiny_model
 
 ALPHA = 0.25
 

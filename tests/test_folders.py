@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from l2l_fast.data import ClassFolders, ImageFiles, class_split_folders, read_class_list
+from l2l_fast.models import MAE
 
 from conftest import FOLDER_CLASSES, make_folders
 
@@ -68,10 +69,9 @@ def test_forget_individual_files_through_a_run_file(tmp_path):
                  "forget_files": str(tmp_path / "forget.txt"), "retain": [1, 2], "image_size": 8},
     })
 
-    class Model:
-        img_size, in_chans = 8, 1
-
-    forget, retain = run_data(config, Model())
+    model = MAE(img_size=8, patch_size=4, in_chans=1, embed_dim=16, depth=1, num_heads=2, decoder_embed_dim=8,
+                decoder_depth=1, decoder_num_heads=2)
+    forget, retain = run_data(config, model)
     assert [p.name for p in forget.paths] == ["img_0.png", "img_2.png"] and forget[0][0].shape == (1, 8, 8)
     assert len(retain) == 4 and all(p.name != "img_0.png" or p.parent.name != FOLDER_CLASSES[1] for p, _ in retain.samples)
     with pytest.raises(ValueError, match="missing or unreadable"):

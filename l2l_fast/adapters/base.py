@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from ..models.masks import MaskSpec, patch_keep, pixel_keep
+from ..models.pixels import Pixels, pixels_of
 
 Embedding = Union[torch.Tensor, list[torch.Tensor]]
 
@@ -33,6 +34,23 @@ class Adapter:
     # True when `prepare` is a frozen, deterministic function of the image (the VQ
     # tokenizer): unlearn then computes it once per real image of the run.
     frozen_prepare: bool = False
+
+    @property
+    def pixels(self) -> Pixels:
+        """How the model reads pixels; the adapter's API takes and returns [0, 1] images."""
+        return pixels_of(self.model)
+
+    @property
+    def noise_clamp(self) -> Optional[tuple[float, float]]:
+        """The default clamp of noise images ([0, 1] for a bounded model)."""
+        return self.pixels.noise_clamp
+
+    def paste(self, images: torch.Tensor, generated: torch.Tensor, corruption) -> torch.Tensor:
+        """`generated` in the hole (clamped to [0, 1] for a bounded model), `images` (exactly) outside it."""
+        if self.pixels.bounded:
+            generated = generated.clamp(0.0, 1.0)
+        visible = self.pixel_keep(corruption).to(images.device, non_blocking=True).bool()
+        return torch.where(visible, images, generated.to(images.dtype))
 
     def fixed_targets(self, spec: MaskSpec) -> bool:
         """Whether a sample's teacher target is the same at every step under `spec`."""
@@ -73,7 +91,8 @@ class Adapter:
         return corruption
 
     def prepare(self, images: torch.Tensor):
-        """Frozen preprocessing shared by student and teacher (VQ: tokenize)."""
+        """Frozen preprocessing shared by student and teacher (MAE: the model's pixel
+        normalisation; VQ: normalise, then tokenize)."""
         return images
 
     def concat(self, first, second):

@@ -37,7 +37,6 @@ from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from ..models.masks import patch_keep, pixel_keep
 from .base import Adapter

@@ -10,8 +10,8 @@ y_t, and inside it ε alone: their `q_sample` keeps √γ·y_0 + √(1−γ)·ε
 and turns forget rows into √(1−γ)·ε + (1 − √(1−γ))·ε = ε. "noise_image" instead
 noises the Gaussian image n in the hole: √γ·n + √(1−γ)·ε.
 
-Images come in `value_range` (default [0, 1], the project's data) and are mapped
-to the model's [-1, 1]. The mask is a patch mask (masks.py) on a grid of
+Images are [0, 1] and mapped to the model's pixel space (Palette's [-1, 1]) by
+its pixel convention. The mask is a patch mask (masks.py) on a grid of
 `patch_size` pixels: by default image_size / 7 (4 px on 28 x 28, the MAE's 7 x 7
 grid) or else image_size / 8.
 """
@@ -64,7 +64,7 @@ class DiffusionAdapter(Adapter):
     deterministic_corruption = False  # a fresh noise level and noise per sample and step
 
     def __init__(self, model: PaletteUNet, *, patch_size: Optional[int] = None,
-                 value_range: tuple[float, float] = (0.0, 1.0), sample_method: str = "ddim",
+                 sample_method: str = "ddim",
                  sample_steps: Optional[int] = 50, eta: float = 0.0, seed: int = 0):
         self.model = model
         self.encoder = model.encoder
@@ -73,17 +73,15 @@ class DiffusionAdapter(Adapter):
         if model.image_size % self.patch_size:
             raise ValueError(f"patch_size {self.patch_size} does not divide image_size {model.image_size}")
         self.grid = (model.image_size // self.patch_size,) * 2
-        low, high = value_range
-        self.scale, self.shift = 2.0 / (high - low), -1.0 - 2.0 * low / (high - low)
         if sample_method not in SAMPLERS:
             raise ValueError(f"sample_method must be one of {SAMPLERS}, got {sample_method!r}")
         self.sample_method, self.sample_steps, self.eta, self.seed = sample_method, sample_steps, eta, seed
 
     def to_model(self, images: torch.Tensor) -> torch.Tensor:
-        return images * self.scale + self.shift
+        return self.pixels.normalize(images)
 
     def from_model(self, images: torch.Tensor) -> torch.Tensor:
-        return (images - self.shift) / self.scale
+        return self.pixels.denormalize(images)
 
     def draw(self, spec, batch, generator):
         if spec.pixel_level:

@@ -81,13 +81,17 @@ class VQAdapter(PatchGridAdapter):
         return pixel_keep(corruption.keep, self.model.grid, self.model.patch_size)
 
     def prepare(self, images):
-        return self.model.tokenize(images)
+        return self.model.tokenize(self.pixels.normalize(images))
 
     def encode(self, encoder, ids, corruption):
         return encoder(ids, corruption.keep, corruption.drop)  # masks stay on the host: see visible_ids
 
     def generate(self, images, corruption):
-        return self.model.generate(images, corruption.keep.to(images.device), self.steps, self.temperature)
+        keep = corruption.keep.to(images.device)
+        generated = self.model.generate(self.pixels.normalize(images), keep, self.steps, self.temperature)
+        return self.paste(images, self.pixels.denormalize(generated), corruption)
 
     def task_loss(self, images, corruption, targets=None):
-        return self.model.loss(images, corruption.keep, targets, drop=corruption.drop)
+        normalize = self.pixels.normalize
+        return self.model.loss(normalize(images), corruption.keep, None if targets is None else normalize(targets),
+                               drop=corruption.drop)

@@ -1,11 +1,13 @@
-"""The `l2l-fast` command: demo | unlearn | cache-images | eval | report | pretrain | train-classifier |
-make-demo-data."""
+"""The `l2l-fast` command: demo | unlearn | cache-images | eval | report | import | pretrain |
+train-classifier | make-demo-data."""
 from __future__ import annotations
 
 import argparse
 import sys
 import time
 from pathlib import Path
+
+from .import_model import add_command as add_import_command
 
 
 def _pretrain(args: argparse.Namespace) -> int:
@@ -163,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     cache.add_argument("--config", required=True, help="run file (see l2l_fast/cli/run_files.py)")
     cache.add_argument("--no-progress", action="store_true")
     cache.set_defaults(run=_cache_images)
+    add_import_command(commands, common)
 
     pre = commands.add_parser("pretrain", parents=[common], help="train a generator on Fashion-MNIST")
     pre.add_argument("--family", default="mae", choices=["mae", "vq", "diffusion"])

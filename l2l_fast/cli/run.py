@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import pickle
 from pathlib import Path
 
 import torch
@@ -10,13 +11,21 @@ from safetensors import SafetensorError
 from ..data import (
     ClassFolders, ImageFiles, class_split_folders, fashion_mnist, first_per_class, read_class_list, read_file_list,
 )
+from ..adapters import adapter_for
 from ..models import load_model, save_model
+from ..models.hf_mae import is_hf_mae, to_mae
 from ..training import distributed
 from ..unlearning.recipe import unlearn
 from .run_files import ConfigError, RunConfig
 
 
-def load_run_model(spec: str):
+def load_run_model(spec):
+    """"demo", a checkpoint written by l2l-fast, or {family, checkpoint, tokenizer, arch}:
+    an official checkpoint (an HF ViTMAE stays one and is unlearned as one)."""
+    if isinstance(spec, dict):
+        from ..models.release import load_release
+
+        return load_release(**spec)
     if spec == "demo":
         from .demo import DEMO_MODEL, asset
 
@@ -41,7 +50,8 @@ def run_data(config: RunConfig, model):
     """(forget, retain) for unlearn: image tensors or datasets."""
     data = config.data
     if data["dataset"] == "folders":
-        size, channels = data["image_size"] or model.img_size, model.in_chans
+        channels, height, _ = adapter_for(model).image_shape
+        size = data["image_size"] or height
         if data["forget_files"] is not None:
             files = read_file_list(data["forget_files"], data["root"])
             forget = ImageFiles(files, image_size=size, channels=channels)
@@ -70,7 +80,7 @@ def run(config: RunConfig, progress: bool = True, resume: bool = False):
     `resume` continues from the newest intact checkpoint in unlearn.checkpoint_dir."""
     try:
         model = load_run_model(config.model)
-    except (ValueError, OSError, KeyError, SafetensorError) as error:
+    except (ValueError, OSError, KeyError, SafetensorError, ImportError, pickle.UnpicklingError) as error:
         raise ConfigError(f"{config.source}: model: {config.model!r} cannot be loaded: {error}") from error
     try:
         forget, retain = run_data(config, model)
@@ -89,6 +99,7 @@ def run(config: RunConfig, progress: bool = True, resume: bool = False):
     except (ValueError, TypeError) as error:
         raise ConfigError(f"{config.source}: unlearn: {error}") from error
     if config.output and distributed.launched().is_main:
-        path = save_model(model, Path(config.output), extra={"unlearn": config.unlearn.recorded()})
+        saved = to_mae(model) if is_hf_mae(model) else model  # an HF ViTMAE is saved as this package's MAE
+        path = save_model(saved, Path(config.output), extra={"unlearn": config.unlearn.recorded()})
         print(f"saved the unlearned model to {path}")
     return model

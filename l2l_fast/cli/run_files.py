@@ -1,7 +1,9 @@
 """Run files for `l2l-fast unlearn --config run.yaml`, validated with errors that
 name the file and the key.
 
-    model: demo                 # the shipped Fashion-MNIST MAE, or a checkpoint path
+    model: demo                 # the shipped Fashion-MNIST MAE, or a checkpoint path, or an
+                                # official one: {family: mae|mage|palette|hf-mae, checkpoint: PATH,
+                                #                tokenizer: PATH (mage), arch: NAME} (l2l-fast import)
     data:
       dataset: fashion-mnist    # fashion-mnist | demo | folders
       root: null                # IDX folder (fashion-mnist) or class-folder root (folders)
@@ -23,11 +25,13 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 import yaml
 
 from ..data.splits import check_disjoint
+from ..models import presets
+from ..models.release import FAMILIES, MODEL_FAMILY
 from ..unlearning.config import UnlearnConfig
 
 TOP_KEYS = {"model", "data", "unlearn", "output"}
@@ -39,6 +43,7 @@ SPLITS = ("train", "test")
 DATASET_KEYS = {"fashion-mnist": {"root", "split"}, "demo": {"split"},
                 "folders": {"root", "class_list", "image_size", "forget_files"}}
 UNLEARN_KEYS = [f.name for f in dataclasses.fields(UnlearnConfig)]
+MODEL_KEYS = {"family", "checkpoint", "tokenizer", "arch"}
 
 
 class ConfigError(ValueError):
@@ -47,7 +52,7 @@ class ConfigError(ValueError):
 
 @dataclass
 class RunConfig:
-    model: str
+    model: Union[str, dict]  # a path, "demo", or {family, checkpoint, tokenizer, arch}
     data: dict
     unlearn: UnlearnConfig
     output: Optional[str]
@@ -74,6 +79,38 @@ def _class_list(source, key, value, allow_names):
             kinds = "class indices or folder names" if allow_names else "class indices"
             _fail(source, key, f"must list {kinds}, got {item!r}")
     return value
+
+
+def _official_model(source: str, given: dict) -> dict:
+    """model: {family, checkpoint, tokenizer, arch}, checked without loading anything."""
+    _check_keys(source, "model", given, MODEL_KEYS)
+    spec = {key: given.get(key) for key in sorted(MODEL_KEYS)}
+    family = spec["family"]
+    if family not in FAMILIES:
+        _fail(source, "model.family", f"must be one of {FAMILIES}, got {family!r}")
+    folder = family == "hf-mae"
+    for key, kind in (("checkpoint", "folder" if folder else "file"), ("tokenizer", "file"), ("arch", "name")):
+        value = spec[key]
+        if value is None:
+            if key == "checkpoint":
+                _fail(source, "model.checkpoint", "is required: the release file (an HF folder for hf-mae)")
+            continue
+        if not isinstance(value, str) or not value:
+            _fail(source, f"model.{key}", f"must be a {kind}, got {value!r}")
+        if key == "arch":
+            if folder:
+                _fail(source, "model.arch", "does not apply to hf-mae (its folder's config.json is the architecture)")
+            if Path(value).suffix in (".yaml", ".yml", ".json"):
+                if not Path(value).is_file():
+                    _fail(source, "model.arch", f"{value!r} is not a file")
+            elif presets.ARCHS.get(value, (None,))[0] != MODEL_FAMILY[family]:
+                known = sorted(k for k, (f, _) in presets.ARCHS.items() if f == MODEL_FAMILY[family])
+                _fail(source, "model.arch", f"must be one of {known} or a YAML file, got {value!r}")
+        elif not (Path(value).is_dir() if kind == "folder" else Path(value).is_file()):
+            _fail(source, f"model.{key}", f"{value!r} is not a {kind}")
+    if spec["tokenizer"] is not None and family != "mage":
+        _fail(source, "model.tokenizer", f"applies to family 'mage' only, not {family!r}")
+    return spec
 
 
 def parse_data(source: str, given: Any) -> dict:
@@ -130,9 +167,12 @@ def parse_config(raw: Any, source: str = "<config>") -> RunConfig:
         raise ConfigError(f"{source}: the file must hold a mapping with keys {sorted(TOP_KEYS)}")
     _check_keys(source, "the file", raw, TOP_KEYS)
     model = raw.get("model")
-    if not isinstance(model, str) or not model:
-        _fail(source, "model", f"must be 'demo' or a checkpoint path, got {model!r}")
-    if model != "demo" and not Path(model).is_file():
+    if isinstance(model, dict):
+        model = _official_model(source, model)
+    elif not isinstance(model, str) or not model:
+        _fail(source, "model", f"must be 'demo' or a checkpoint path, or a mapping {{family, checkpoint, "
+                               f"tokenizer, arch}}, got {model!r}")
+    elif model != "demo" and not Path(model).is_file():
         _fail(source, "model", f"{model!r} is not a file (a checkpoint written by l2l-fast, or 'demo')")
     data = parse_data(source, raw.get("data"))
     options = raw.get("unlearn") or {}

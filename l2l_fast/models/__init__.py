@@ -8,6 +8,9 @@ from .mage_official import load_official_mage
 from .palette import PaletteUNet
 from .palette_official import load_official_palette
 from .vq import VQTokenizer
+from .hf_mae import load_hf_mae
+from .pixels import Pixels
+from .release import load_release
 
 __all__ = ["MAE", "MAGE", "VQTokenizer", "PaletteUNet", "load_official_mae", "load_official_mage",
-           "load_official_palette", "load_model", "save_model"]
+           "load_official_palette", "load_model", "save_model", "load_release", "load_hf_mae", "Pixels"]

@@ -16,6 +16,7 @@ from safetensors.torch import save_file
 from .mae import MAE
 from .mage import MAGE
 from .palette import PaletteUNet
+from .pixels import pixels_of, split_config
 
 MODEL_FAMILIES = {"mae": MAE, "vq": MAGE, "diffusion": PaletteUNet}
 
@@ -67,16 +68,20 @@ def read(path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
 
 
 def save_model(model: torch.nn.Module, path, extra: Optional[dict] = None) -> Path:
-    meta = {"family": model.family, "config": model.config, **(extra or {})}
+    """The model's weights, family and config, its pixel convention in the config."""
+    meta = {"family": model.family, "config": {**model.config, **pixels_of(model).config()}, **(extra or {})}
     return save_tensors(model.state_dict(), meta, path)
 
 
 def load_model(path, map_location: str = "cpu") -> torch.nn.Module:
-    """Build a model from a checkpoint written by `save_model`."""
+    """Build a model from a checkpoint written by `save_model`; one without a pixel
+    convention reads pixels as its family always did (see pixels.py)."""
     tensors, meta = read(path)
     family = meta.get("family")
     if family not in MODEL_FAMILIES:
         raise ValueError(f"{path}: unknown model family {family!r}; known: {sorted(MODEL_FAMILIES)}")
-    model = MODEL_FAMILIES[family](**meta["config"])
+    config, pixels = split_config(meta["config"], family)
+    model = MODEL_FAMILIES[family](**config)
+    model.pixels = pixels
     model.load_state_dict(tensors)
     return model.to(map_location)

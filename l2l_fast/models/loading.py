@@ -1,6 +1,12 @@
-"""Loading official checkpoints: read safely, then insist on an exact match."""
+"""Loading official checkpoints: read safely, then insist on an exact match.
+
+Release files are read with `torch.load(weights_only=True)`, which unpickles tensors
+and plain containers only; the one other type allowed is `argparse.Namespace`, the
+`args` entry that upstream `util/misc.save_model` (MAE, MAGE) stores beside the weights.
+"""
 from __future__ import annotations
 
+import argparse
 import os
 from typing import Mapping, Union
 
@@ -10,15 +16,32 @@ from torch import nn
 Source = Union[str, os.PathLike, Mapping[str, torch.Tensor]]
 
 
-def read_state_dict(source: Source, key: str = "model") -> dict[str, torch.Tensor]:
-    """A state dict from a path (torch.load with weights_only=True) or a mapping;
-    unwraps `{key: state_dict}` as the official checkpoints store it."""
+WRAPPERS = ("model", "state_dict")
+
+
+def load_release_file(path) -> dict:
+    """The object a release file holds, unpickled with weights_only=True (tensors, plain
+    containers and argparse.Namespace; anything else is refused)."""
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        found = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(found, Mapping):
+        raise ValueError(f"{path}: expected a checkpoint holding a dict, got {type(found).__name__}")
+    return dict(found)
+
+
+def read_state_dict(source: Source, name: str = "checkpoint") -> dict[str, torch.Tensor]:
+    """A state dict from a path or a mapping: `{"model": state_dict, ...}` (upstream's
+    `save_model`, with or without `args`), `{"state_dict": ...}` (Lightning) or a bare
+    state dict."""
     if isinstance(source, Mapping):
         state = dict(source)
+    elif isinstance(source, (str, os.PathLike)):
+        state = load_release_file(source)
     else:
-        state = torch.load(source, map_location="cpu", weights_only=True)
-    if key in state and isinstance(state[key], Mapping):
-        state = dict(state[key])
+        raise TypeError(f"{name} must be a path or a state dict, got {type(source).__name__}")
+    for wrapper in WRAPPERS:
+        if isinstance(state.get(wrapper), Mapping):
+            return dict(state[wrapper])
     return state
 
 

@@ -64,11 +64,11 @@ class Mlp(nn.Module):
 class Block(nn.Module):
     """Pre-norm transformer block (timm's ViT block)."""
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0):
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, eps: float = 1e-6):
         super().__init__()
-        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.norm1 = nn.LayerNorm(dim, eps=eps)
         self.attn = Attention(dim, num_heads)
-        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.norm2 = nn.LayerNorm(dim, eps=eps)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -96,14 +96,14 @@ def visible_ids(keep: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 
 class MAEEncoder(nn.Module):
-    def __init__(self, img_size, patch_size, in_chans, embed_dim, depth, num_heads, mlp_ratio):
+    def __init__(self, img_size, patch_size, in_chans, embed_dim, depth, num_heads, mlp_ratio, eps=1e-6):
         super().__init__()
         self.grid = (img_size // patch_size, img_size // patch_size)
         self.patch_embed = PatchEmbed(patch_size, in_chans, embed_dim)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         self.pos_embed = nn.Parameter(sincos_pos_embed(embed_dim, *self.grid), requires_grad=False)
-        self.blocks = nn.ModuleList(Block(embed_dim, num_heads, mlp_ratio) for _ in range(depth))
-        self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
+        self.blocks = nn.ModuleList(Block(embed_dim, num_heads, mlp_ratio, eps) for _ in range(depth))
+        self.norm = nn.LayerNorm(embed_dim, eps=eps)
 
     def forward(self, images: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
         """images [B, C, H, W], keep [B, L] -> latent [B, 1 + L_visible, D]."""
@@ -118,14 +118,14 @@ class MAEEncoder(nn.Module):
 
 
 class MAEDecoder(nn.Module):
-    def __init__(self, grid, patch_size, in_chans, embed_dim, dim, depth, num_heads, mlp_ratio):
+    def __init__(self, grid, patch_size, in_chans, embed_dim, dim, depth, num_heads, mlp_ratio, eps=1e-6):
         super().__init__()
         self.grid = grid
         self.decoder_embed = nn.Linear(embed_dim, dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.decoder_pos_embed = nn.Parameter(sincos_pos_embed(dim, *grid), requires_grad=False)
-        self.decoder_blocks = nn.ModuleList(Block(dim, num_heads, mlp_ratio) for _ in range(depth))
-        self.decoder_norm = nn.LayerNorm(dim, eps=1e-6)
+        self.decoder_blocks = nn.ModuleList(Block(dim, num_heads, mlp_ratio, eps) for _ in range(depth))
+        self.decoder_norm = nn.LayerNorm(dim, eps=eps)
         self.decoder_pred = nn.Linear(dim, patch_size * patch_size * in_chans)
 
     def forward(self, latent: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
@@ -172,6 +172,7 @@ class MAE(nn.Module):
         decoder_depth: int = 8,
         decoder_num_heads: int = 16,
         mlp_ratio: float = 4.0,
+        norm_eps: float = 1e-6,
     ):
         super().__init__()
         if img_size % patch_size:
@@ -180,13 +181,14 @@ class MAE(nn.Module):
             img_size=img_size, patch_size=patch_size, in_chans=in_chans, embed_dim=embed_dim,
             depth=depth, num_heads=num_heads, decoder_embed_dim=decoder_embed_dim,
             decoder_depth=decoder_depth, decoder_num_heads=decoder_num_heads, mlp_ratio=mlp_ratio,
+            norm_eps=norm_eps,  # LayerNorm epsilon: upstream's 1e-6; HF ViTMAE's default is 1e-12
         )
         self.img_size, self.patch_size, self.in_chans = img_size, patch_size, in_chans
-        self.encoder = MAEEncoder(img_size, patch_size, in_chans, embed_dim, depth, num_heads, mlp_ratio)
+        self.encoder = MAEEncoder(img_size, patch_size, in_chans, embed_dim, depth, num_heads, mlp_ratio, norm_eps)
         self.grid = self.encoder.grid
         self.decoder = MAEDecoder(
             self.grid, patch_size, in_chans, embed_dim, decoder_embed_dim, decoder_depth,
-            decoder_num_heads, mlp_ratio,
+            decoder_num_heads, mlp_ratio, norm_eps,
         )
         self.apply(init_weights)
         nn.init.normal_(self.encoder.cls_token, std=0.02)

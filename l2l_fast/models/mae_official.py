@@ -3,8 +3,11 @@ keys of `models_mae.MaskedAutoencoderViT` (cls_token, pos_embed, patch_embed.pro
 blocks.N.{norm1,attn.qkv,attn.proj,norm2,mlp.fc1,mlp.fc2}, norm, mask_token,
 decoder_embed, decoder_pos_embed, decoder_blocks.N.*, decoder_norm, decoder_pred).
 
-The decoder is needed for inpainting: the `mae_visualize_vit_*.pth` checkpoints
-hold it; the `mae_pretrain_vit_*.pth` ones hold the encoder only.
+The decoder is needed for inpainting: the release files `mae_visualize_vit_base.pth`,
+`mae_visualize_vit_large.pth` and `mae_visualize_vit_large_ganloss.pth` hold it (as
+`{"model": state_dict}`; files from upstream's `save_model` also hold an `args`
+Namespace, read too); the `mae_pretrain_vit_*.pth` ones hold the encoder only.
+The model then reads ImageNet-normalised pixels (`pixels.IMAGENET`), as upstream's demo.
 """
 from __future__ import annotations
 
@@ -12,13 +15,11 @@ from typing import Optional
 
 from .loading import Source, load_exact, read_state_dict
 from .mae import MAE
+from .pixels import IMAGENET
+from .presets import ARCHS
 
-OFFICIAL_MAE = {
-    "mae_vit_base_patch16": dict(patch_size=16, embed_dim=768, depth=12, num_heads=12),
-    "mae_vit_large_patch16": dict(patch_size=16, embed_dim=1024, depth=24, num_heads=16),
-    "mae_vit_huge_patch14": dict(patch_size=14, embed_dim=1280, depth=32, num_heads=16),
-}
-OFFICIAL_DECODER = dict(decoder_embed_dim=512, decoder_depth=8, decoder_num_heads=16)
+# upstream's model names -> this package's MAE configuration (224 x 224 RGB, see presets)
+OFFICIAL_MAE = {name: config for name, (family, config) in ARCHS.items() if family == "mae"}
 DECODER_KEYS = ("mask_token", "decoder_")
 
 
@@ -35,6 +36,8 @@ def load_official_mae(source: Source, arch: Optional[str] = None, model: Optiona
     if model is None:
         if arch not in OFFICIAL_MAE:
             raise ValueError(f"arch must be one of {sorted(OFFICIAL_MAE)} (or pass model=), got {arch!r}")
-        model = MAE(img_size=img_size, in_chans=in_chans, **OFFICIAL_MAE[arch], **OFFICIAL_DECODER)
+        model = MAE(**{**OFFICIAL_MAE[arch], "img_size": img_size, "in_chans": in_chans})
     state = official_to_l2l(read_state_dict(source))
-    return load_exact(model, state, "official MAE checkpoint")
+    load_exact(model, state, "official MAE checkpoint")
+    model.pixels = IMAGENET
+    return model

@@ -1,4 +1,7 @@
-"""Official MAGE checkpoints (github.com/LTH14/mage, `models_mage.py`) into `MAGE`.
+"""Official MAGE checkpoints (github.com/LTH14/mage, `models_mage.py`) into `MAGE`:
+the release files `mage-vitb-1600.pth` / `mage-vitl-1600.pth` (`{"model": ..., "args":
+Namespace}` from upstream's `save_model`) with the VQGAN `vqgan_jax_strongaug.ckpt`
+(`{"state_dict": ...}`). The model then reads [0, 1] pixels, bounded (`pixels.UNIT`).
 
 A MAGE checkpoint is `{"model": state_dict}` of `MaskedGenerativeEncoderViT`; its
 VQGAN is either inside it (`vqgan.*`, when the whole module was saved) or in its own
@@ -29,7 +32,9 @@ from typing import Optional, Union
 
 import torch
 
+from .loading import read_state_dict
 from .mage import MAGE
+from .pixels import UNIT
 
 Source = Union[str, os.PathLike, dict]
 
@@ -43,14 +48,7 @@ EXTRA_VOCAB = 1001
 
 
 def _state_dict(source: Source, name: str) -> dict:
-    if isinstance(source, (str, os.PathLike)):
-        source = torch.load(source, map_location="cpu", weights_only=True)
-    if not isinstance(source, dict):
-        raise TypeError(f"{name} must be a path or a state dict, got {type(source).__name__}")
-    for wrapper in ("model", "state_dict"):
-        if isinstance(source.get(wrapper), dict):
-            return source[wrapper]
-    return source
+    return read_state_dict(source, name)
 
 
 def _map_transformer(official: dict, codebook_size: int, own_copy: bool, mapped: dict, origin: dict,
@@ -125,4 +123,5 @@ def load_official_mage(
         raise ValueError("official MAGE checkpoint does not match this model's configuration:\n"
                          + "\n".join(lines))
     model.load_state_dict(mapped)
+    model.pixels = UNIT
     return model

@@ -1,7 +1,10 @@
 """Official Palette checkpoints (Janspiry/Palette-Image-to-Image-Diffusion-Models,
 `module_name: guided_diffusion`) onto a PaletteUNet built with the same `unet` config.
 
-A `*_Network.pth` (or `*_Network_ema.pth`) file holds the network's state dict:
+A release `*_Network.pth` (or `*_Network_ema.pth`) file holds the network's bare
+state dict (`{"model": ...}` and
+`{"state_dict": ...}` wrappers are read too); the model reads [-1, 1] pixels
+(`pixels.SYMMETRIC`):
 - `denoise_fn.cond_embed.*`, `denoise_fn.input_blocks.*`, `denoise_fn.middle_block.*`
   -> `encoder.*` (same names below the prefix);
 - `denoise_fn.output_blocks.*`, `denoise_fn.out.*` -> `decoder.*`;
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 from .loading import Source, load_exact, read_state_dict
 from .palette import PaletteUNet
+from .pixels import SYMMETRIC
 
 PREFIX = "denoise_fn."
 ENCODER_PARTS = ("cond_embed", "input_blocks", "middle_block")
@@ -46,4 +50,6 @@ def load_official_palette(model: PaletteUNet, source: Source) -> PaletteUNet:
     the checkpoint's `unet` config; a ValueError lists every missing and unexpected
     key and every shape mismatch."""
     state = official_to_l2l(read_state_dict(source))
-    return load_exact(model, state, "official Palette checkpoint (guided_diffusion UNet)")
+    load_exact(model, state, "official Palette checkpoint (guided_diffusion UNet)")
+    model.pixels = SYMMETRIC
+    return model
