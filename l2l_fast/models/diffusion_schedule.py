@@ -29,6 +29,10 @@ class Schedule:
     """γ and the DDPM posterior coefficients of one beta schedule (float32 tables)."""
 
     def __init__(self, **kwargs):
+        with torch.device("cpu"):  # host tables, also when the model is built under torch.device("meta")
+            self._build(**kwargs)
+
+    def _build(self, **kwargs):
         betas = make_betas(**kwargs)
         gammas = torch.cumprod(1 - betas, dim=0)
         prev = torch.cat([torch.ones(1, dtype=torch.float64), gammas[:-1]])
