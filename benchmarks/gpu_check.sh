@@ -43,7 +43,7 @@ python "$ROOT/benchmarks/copy_bandwidth.py" > "$OUT/copy_bandwidth.json" || stat
 cat "$OUT/copy_bandwidth.json"
 
 # STAGES picks what runs after the build (a second device call can take the rest).
-STAGES=" ${STAGES:-tests steps regression largest} "
+STAGES=" ${STAGES:-tests steps regression input largest} "
 if [[ $STAGES == *" tests "* ]]; then
   timeout "${TEST_TIMEOUT:-120}" python -m pytest -q -k "cuda" "$ROOT/tests/test_encoder_distance.py" \
     "$ROOT/tests/test_cuda_step_sync.py" "$ROOT/tests/test_gaussian_target.py" -p no:cacheprovider \
@@ -78,6 +78,11 @@ if [[ $STAGES == *" regression "* ]]; then
   if [ ${#compare[@]} -eq 0 ] && [ -f "$OUT/regression.json" ]; then
     python "$ROOT/benchmarks/update_baselines.py" "$OUT/regression.json" --baseline "$OUT/$kind.json" || status=1
   fi
+fi
+# Images/s the input pipeline delivers from an ImageNet-like JPEG folder (0/8/15 workers,
+# cold and cached), to set against what the steps above consume.
+if [[ $STAGES == *" input "* ]]; then
+  (cd "$ROOT" && OUT="$OUT" timeout "${INPUT_TIMEOUT:-180}" bash benchmarks/gpu_input_stage.sh 2>&1 | tail -12) || status=1
 fi
 # The operator benchmarks (measured on an H200 before).
 if [[ $STAGES == *" ops "* ]]; then
