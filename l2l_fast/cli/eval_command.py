@@ -34,14 +34,16 @@ def model_image_shape(spec: str) -> tuple[int, int, int]:
     """(C, H, W) a checkpoint's model takes, read from its metadata (the model is built on
     the meta device: no weights are loaded)."""
     from ..adapters import adapter_for
+    from ..models.pixels import split_config
 
     with safe_open(str(_model_path(spec)), framework="pt") as handle:
         meta = json.loads((handle.metadata() or {}).get("l2l_fast", "{}"))
     family = meta.get("family")
     if family not in MODEL_FAMILIES:
         raise ValueError(f"unknown model family {family!r}; known: {sorted(MODEL_FAMILIES)}")
+    config, _ = split_config(meta["config"], family)
     with torch.device("meta"):
-        model = MODEL_FAMILIES[family](**meta["config"])
+        model = MODEL_FAMILIES[family](**config)
     return tuple(adapter_for(model).image_shape)
 
 
