@@ -79,7 +79,8 @@ def _eval(args: argparse.Namespace) -> int:
     from ..adapters import adapter_for
     from ..data import fashion_mnist
     from ..evaluation.evaluate import evaluate
-    from ..evaluation.metrics import load_classifier
+    from ..evaluation.metrics import Features, load_classifier
+    from ..evaluation.neighbours import flag_lines, per_class_fid
     from .run import load_run_model
 
     names = args.names or [Path(m).stem for m in args.model]
@@ -92,14 +93,16 @@ def _eval(args: argparse.Namespace) -> int:
     rows = []
     for name, spec in zip(names, args.model):
         adapter = adapter_for(load_run_model(spec))
-        metrics, _ = evaluate(adapter, sets["R"], sets["F"], mask=args.mask, classifier=classifier, seed=args.seed)
+        metrics, fake = evaluate(adapter, sets["R"], sets["F"], mask=args.mask, classifier=classifier, seed=args.seed)
+        metrics["per_class_FID_R"] = per_class_fid(sets["R"][0], fake["R"], sets["R"][1], Features(classifier))
         rows.append({"method": name, "metrics": metrics})
         print(f"{name}: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float)))
+    print("\n".join(flag_lines(rows, baseline=names[0])))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = {"title": f"Evaluation ({args.mask})",
                "notes": [f"forget classes {args.forget}, retain {args.retain}, Fashion-MNIST test split"],
-               "tables": [{"name": args.mask, "rows": rows}]}
+               "tables": [{"name": args.mask, "rows": rows, "baseline": names[0]}]}
     (out / "results.json").write_text(json.dumps(results, indent=2))
     print(f"wrote {out / 'results.json'}")
     return 0
@@ -176,7 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = commands.add_parser("eval", parents=[common],
                              help="FID / IS / CLIP-style / accuracy on Fashion-MNIST test sets")
-    ev.add_argument("--model", nargs="+", required=True, help="'demo' or checkpoints, one row each")
+    ev.add_argument("--model", nargs="+", required=True,
+                    help="'demo' or checkpoints, one row each; the first is the neighbour flags' baseline")
     ev.add_argument("--names", nargs="+", help="row names (default: file names)")
     ev.add_argument("--mask", default="inpaint:3")
     ev.add_argument("--forget", type=int, nargs="+", default=[0, 1])
