@@ -38,8 +38,8 @@ SPLITS = {  # the class splits of benchmarks/quality_splits.py
     "s2": {"forget": [7], "retain": [5, 2, 3, 8]},
 }
 # (steps, lr, alpha), in the order they run: the shipped setting first, then its neighbours
-GRID = [(300, 5e-4, 0.25), (300, 1e-3, 0.25), (300, 5e-4, 0.5), (300, 2.5e-4, 0.25), (300, 1e-3, 0.5),
-        (300, 2.5e-4, 0.5), (150, 1e-3, 0.25), (150, 1e-3, 0.5)]
+GRID = [(300, 5e-4, 0.25), (300, 1e-3, 0.25), (300, 2.5e-4, 0.25), (300, 2.5e-4, 0.5), (300, 5e-4, 0.5),
+        (300, 1e-3, 0.5), (150, 1e-3, 0.25), (150, 1e-3, 0.5)]
 MASK = "inpaint:3"
 
 
