@@ -99,3 +99,39 @@ def test_per_class_fid_against_the_closed_form_per_class():
         assert math.isclose(got[str(c)], expected, rel_tol=1e-8)
     with pytest.raises(ValueError, match="same images"):
         per_class_fid(real, fake[:10], labels, Flatten())
+
+
+def test_eval_command_prints_the_flagged_classes(tmp_path, monkeypatch, capsys):
+    import l2l_fast.data as data
+    from l2l_fast import cli
+    from l2l_fast.cli.run import load_run_model
+    from l2l_fast.data.fashion_mnist import DEFAULT_ROOT
+    from l2l_fast.models import save_model
+
+    if not DEFAULT_ROOT.is_dir():
+        pytest.skip("dataset-fashion-mnist is not installed")
+    real = data.fashion_mnist
+
+    def few_per_class(split, root=None):  # 40 test images per class keep the command quick
+        images, labels = real(split, root)
+        keep = torch.cat([(labels == c).nonzero().squeeze(1)[:40] for c in range(10)])
+        return images[keep], labels[keep]
+
+    monkeypatch.setattr(data, "fashion_mnist", few_per_class)
+    broken = load_run_model("demo")
+    with torch.no_grad():
+        for p in broken.parameters():
+            p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(0)) * 0.05)
+    path = save_model(broken, tmp_path / "broken.safetensors")
+    assert cli.main(["eval", "--model", "demo", str(path), "--names", "Original", "Broken",
+                     "--out", str(tmp_path / "out")]) == 0
+    printed = capsys.readouterr().out
+    rows = json.loads((tmp_path / "out" / "results.json").read_text())["tables"][0]["rows"]
+    before, after = rows[0]["metrics"], rows[1]["metrics"]
+    expected = sorted(c for c in before["per_class_R"]  # the stated rule, by hand
+                      if before["per_class_R"][c] - after["per_class_R"][c] > 0.05
+                      or after["per_class_FID_R"][c] > 1.25 * before["per_class_FID_R"][c])
+    assert expected, "the perturbed encoder should move some retain class"
+    flagged = sorted(line.split("class ")[1].split(":")[0] for line in printed.splitlines()
+                     if line.startswith("- Broken: class "))
+    assert flagged == expected
