@@ -88,11 +88,11 @@ def unlearned(args, data, method, retain_set, mask, seed, log=None):
 
 
 def seed_spread(mask, args, data, classifier, first_rows):
-    """Mean and standard deviation over args.seeds of the Ours rows (seed args.seeds[0] reused from the table)."""
+    """Mean and standard deviation over args.seeds of Ours on real retain (seed args.seeds[0] reused from the table)."""
     test = {"R": data["test_retain"], "F": data["test_forget"]}
     rows = []
     for name, method, retain_set in METHODS:
-        if not name.startswith("Ours") or name not in first_rows:
+        if name != "Ours" or name not in first_rows:
             continue
         runs = [first_rows[name]]
         for seed in args.seeds[1:]:
@@ -173,7 +173,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--alpha", type=float, default=0.25)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0],
-                        help="unlearning seeds: the first for the tables, all for the Ours spread table")
+                        help="unlearning seeds: the first for the tables, all for the spread of Ours (real retain)")
     parser.add_argument("--tsne-points", type=int, default=300)
     parser.add_argument("--no-ablation", action="store_true")
     parser.add_argument("--test-per-class", type=int, default=None,
