@@ -155,7 +155,8 @@ def summarize(args) -> None:
                      + f" | {'yes' if row['admissible'] else 'no'} | {score_cell} |")
     lines += ["", "Caveats:", "",
               "- one unlearning seed per setting; the grid's FID_R ratios differ by a few hundredths (the seed spread "
-              "of Ours is in benchmarks/results/quality_mae_s*/report.md), so the choice among admitted settings is weak",
+              "of Ours is in benchmarks/results/quality_mae_s*/report.md), so the choice among admitted settings "
+              "is weak",
               "- the fallback limit was added after the 1.05 limit admitted nothing on s2 (forgetting sneakers "
               "moves sandals)",
               "- the tuning images are held out from unlearning, not from the generator's or the classifier's "
