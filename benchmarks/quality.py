@@ -7,6 +7,15 @@ alpha ablation (Table 3):
 Forget classes {0, 1}, retain {2, 3, 4, 5}, proxy {6, 7, 8, 9}; centre
 inpainting and outpainting; unlearning on the training split, evaluation on the
 test split with the project's Fashion-MNIST classifier as the feature network.
+
+Further class splits (`--split`, the classes of SPLITS), a subset of the methods
+and the spread of Ours over seeds, e.g. forgetting sneakers with sandals retained:
+
+    python benchmarks/quality.py --split s2 --masks inpaint:3 --methods Ours "Ours (proxy retain)" \
+        --no-ablation --seeds 0 1 2 --out benchmarks/results/quality_mae_s2
+
+Each table's retain classes whose accuracy or per-class FID moved past the
+thresholds of l2l_fast/evaluation/neighbours.py are listed in the report.
 """
 from __future__ import annotations
 
@@ -23,6 +32,7 @@ from l2l_fast.cli.run import load_run_model
 from l2l_fast.data import fashion_mnist
 from l2l_fast.evaluation.evaluate import evaluate, visible_pixels
 from l2l_fast.evaluation.metrics import Features, load_classifier, tsne_plot
+from l2l_fast.evaluation.neighbours import per_class_fid
 from l2l_fast.evaluation.plots import loss_curves, save_grid, with_grey_hole
 from l2l_fast.evaluation.report import write_report
 
@@ -35,6 +45,12 @@ METHODS = [
     ("Ours (proxy retain)", "ours", "proxy"),
 ]
 ALPHAS = (0.05, 0.1, 0.25, 0.5, 1.0)
+SPLITS = {  # name: (forget, retain, proxy); each proxy holds the kinds (tops, shoes, bags) its retain set holds
+    "s1": ([0, 1], [2, 3, 4, 5], [6, 7, 8, 9]),  # the paper-style split of benchmarks/results/quality_mae
+    "s2": ([7], [5, 2, 3, 8], [9, 0, 4, 6]),  # sneaker forgotten, its neighbour sandal retained
+    "s3": ([4], [2, 6, 7, 1], [0, 3, 5, 9]),  # coat forgotten, pullover and shirt retained; never tuned on
+}
+SPREAD = ("FID_R", "IS_R", "CLIP_R", "FID_F", "IS_F", "CLIP_F", "acc_R", "acc_F")
 GRID_EXAMPLES = 3
 
 
@@ -55,29 +71,63 @@ def grid_rows(test, generated_by_method, mask, adapter):
     return rows
 
 
+def evaluated(model, test, mask, classifier):
+    """evaluate() plus the per-class FID of the retain classes (for the neighbour flags)."""
+    metrics, fake = evaluate(adapter_for(model), test["R"], test["F"], mask=mask, classifier=classifier, seed=0)
+    metrics["per_class_FID_R"] = per_class_fid(test["R"][0], fake["R"], test["R"][1], Features(classifier))
+    return metrics, fake
+
+
+def unlearned(args, data, method, retain_set, mask, seed, log=None):
+    model = load_run_model(args.model)
+    retain_images = data["train_retain"] if retain_set == "retain" else data["train_proxy"]
+    unlearn(model, data["train_forget"], retain_images, method=method, alpha=args.alpha, steps=args.steps,
+            batch_size=args.batch_size, lr=args.lr, mask=mask, seed=seed, progress=False,
+            callback=None if log is None else log.append)
+    return model
+
+
+def seed_spread(mask, args, data, classifier, first_rows):
+    """Mean and standard deviation over args.seeds of Ours on real retain (seed args.seeds[0] reused from the table)."""
+    test = {"R": data["test_retain"], "F": data["test_forget"]}
+    rows = []
+    for name, method, retain_set in METHODS:
+        if name != "Ours" or name not in first_rows:
+            continue
+        runs = [first_rows[name]]
+        for seed in args.seeds[1:]:
+            metrics, _ = evaluated(unlearned(args, data, method, retain_set, mask, seed), test, mask, classifier)
+            runs.append(metrics)
+            print(f"[{mask}] {name} seed {seed}: FID_R={metrics['FID_R']:.3f} FID_F={metrics['FID_F']:.3f}", flush=True)
+        values = {k: torch.tensor([m[k] for m in runs], dtype=torch.float64) for k in SPREAD}
+        rows.append({"method": f"{name}, mean over seeds {args.seeds}",
+                     "metrics": {k: float(v.mean()) for k, v in values.items()}})
+        rows.append({"method": f"{name}, std over seeds {args.seeds}",
+                     "metrics": {k: float(v.std()) for k, v in values.items()}})
+    return {"name": f"{mask}: spread over seeds", "rows": rows}
+
+
 def run_task(mask, args, data, classifier, out):
     test = {"R": data["test_retain"], "F": data["test_forget"]}
     rows, curves, generated = [], {}, {}
     original = load_run_model(args.model)
     adapter = adapter_for(original)
-    metrics, fake = evaluate(adapter, test["R"], test["F"], mask=mask, classifier=classifier, seed=0)
+    metrics, fake = evaluated(original, test, mask, classifier)
     rows.append({"method": "Original", "metrics": metrics})
     generated["Original"] = fake
     print(f"[{mask}] Original: " + ", ".join(f"{k}={metrics[k]:.3f}" for k in ("FID_R", "FID_F", "CLIP_R", "CLIP_F")))
     for name, method, retain_set in METHODS:
-        model = load_run_model(args.model)
+        if args.methods and name not in args.methods:
+            continue
         log, started = [], time.perf_counter()
-        retain_images = data["train_retain"] if retain_set == "retain" else data["train_proxy"]
-        unlearn(model, data["train_forget"], retain_images, method=method, alpha=args.alpha, steps=args.steps,
-                batch_size=args.batch_size, lr=args.lr, mask=mask, seed=args.seed, progress=False,
-                callback=log.append)
+        model = unlearned(args, data, method, retain_set, mask, args.seeds[0], log)
         seconds = time.perf_counter() - started
-        metrics, fake = evaluate(adapter_for(model), test["R"], test["F"], mask=mask, classifier=classifier, seed=0)
+        metrics, fake = evaluated(model, test, mask, classifier)
         metrics["unlearn_seconds"] = round(seconds, 1)
         rows.append({"method": name, "metrics": metrics})
         curves[name], generated[name] = log, fake
         print(f"[{mask}] {name} ({seconds:.0f} s): "
-              + ", ".join(f"{k}={metrics[k]:.3f}" for k in ("FID_R", "FID_F", "CLIP_R", "CLIP_F")))
+              + ", ".join(f"{k}={metrics[k]:.3f}" for k in ("FID_R", "FID_F", "CLIP_R", "CLIP_F")), flush=True)
     slug = mask.replace(":", "_")
     grid = save_grid(out / f"grid_{slug}.png", grid_rows(test, generated, mask, adapter),
                      ["truth", "input", *generated])
@@ -85,9 +135,13 @@ def run_task(mask, args, data, classifier, out):
     features = Features(classifier)
     with torch.no_grad():
         groups = {f"{role} / {name}": features(generated[name][key][: args.tsne_points])
-                  for name in ("Original", "Ours") for key, role in (("F", "forget"), ("R", "retain"))}
+                  for name in ("Original", "Ours") if name in generated
+                  for key, role in (("F", "forget"), ("R", "retain"))}
     tsne = tsne_plot(groups, out / f"tsne_{slug}.png", title=f"{mask}: classifier features of generated images")
-    return {"name": mask, "rows": rows, "grid": grid.name, "curves": curve_png.name, "tsne": tsne.name}
+    table = {"name": mask, "rows": rows, "grid": grid.name, "curves": curve_png.name, "tsne": tsne.name}
+    if len(args.seeds) < 2:
+        return [table]
+    return [table, seed_spread(mask, args, data, classifier, {r["method"]: r["metrics"] for r in rows})]
 
 
 def run_ablation(mask, args, data, classifier):
@@ -96,8 +150,8 @@ def run_ablation(mask, args, data, classifier):
     for alpha in ALPHAS:
         model = load_run_model(args.model)
         unlearn(model, data["train_forget"], data["train_retain"], alpha=alpha, steps=args.steps,
-                batch_size=args.batch_size, lr=args.lr, mask=mask, seed=args.seed, progress=False)
-        metrics, _ = evaluate(adapter_for(model), test["R"], test["F"], mask=mask, classifier=classifier, seed=0)
+                batch_size=args.batch_size, lr=args.lr, mask=mask, seed=args.seeds[0], progress=False)
+        metrics, _ = evaluated(model, test, mask, classifier)
         rows.append({"method": f"Ours, alpha={alpha}", "metrics": metrics})
         print(f"[ablation {mask}] alpha={alpha}: FID_R={metrics['FID_R']:.3f} FID_F={metrics['FID_F']:.3f}")
     return {"name": f"alpha ablation ({mask})", "rows": rows}
@@ -108,23 +162,36 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/quality_mae")
     parser.add_argument("--model", default="demo", help="'demo' (the shipped MAE) or a checkpoint")
     parser.add_argument("--masks", nargs="+", default=["inpaint:3", "outpaint:3"])
+    parser.add_argument("--split", choices=sorted(SPLITS), help="a named class split (overrides the three below)")
     parser.add_argument("--forget", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--retain", type=int, nargs="+", default=[2, 3, 4, 5])
     parser.add_argument("--proxy", type=int, nargs="+", default=[6, 7, 8, 9])
+    parser.add_argument("--methods", nargs="+", choices=[m[0] for m in METHODS], help="rows to run (default all)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default torch's)")
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--alpha", type=float, default=0.25)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0],
+                        help="unlearning seeds: the first for the tables, all for the spread of Ours (real retain)")
     parser.add_argument("--tsne-points", type=int, default=300)
     parser.add_argument("--no-ablation", action="store_true")
+    parser.add_argument("--test-per-class", type=int, default=None,
+                        help="first N test images of each class (default all; small N for a quick check)")
     args = parser.parse_args()
 
+    if args.split:
+        args.forget, args.retain, args.proxy = SPLITS[args.split]
+    if args.threads:
+        torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(args.seed)
+    torch.manual_seed(args.seeds[0])
     train_x, train_y = fashion_mnist("train")
     test_x, test_y = fashion_mnist("test")
+    if args.test_per_class:
+        keep = torch.cat([(test_y == c).nonzero().squeeze(1)[: args.test_per_class] for c in range(10)]).sort().values
+        test_x, test_y = test_x[keep], test_y[keep]
     data = {
         "train_forget": subset(train_x, train_y, args.forget)[0],
         "train_retain": subset(train_x, train_y, args.retain)[0],
@@ -134,7 +201,7 @@ def main() -> None:
     }
     classifier = load_classifier()
     started = time.perf_counter()
-    tables = [run_task(mask, args, data, classifier, out) for mask in args.masks]
+    tables = [table for mask in args.masks for table in run_task(mask, args, data, classifier, out)]
     ablation = None if args.no_ablation else run_ablation(args.masks[0], args, data, classifier)
     minutes = (time.perf_counter() - started) / 60
     results = {
@@ -142,7 +209,7 @@ def main() -> None:
         "notes": [
             f"model: {args.model}; forget classes {args.forget}, retain {args.retain}, proxy {args.proxy}",
             f"unlearning: {args.steps} steps of {args.batch_size} forget + {args.batch_size} retain images, "
-            f"lr {args.lr}, alpha {args.alpha}, seed {args.seed}; every method with the same budget",
+            f"lr {args.lr}, alpha {args.alpha}, seed {args.seeds[0]}; every method with the same budget",
             "metrics on the test split: FID and CLIP-style similarity in the feature space of the project's "
             "Fashion-MNIST classifier (penultimate layer), IS from its softmax, acc = its accuracy on generated images",
             f"total wall time {minutes:.1f} min on this machine",

@@ -11,6 +11,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from ..data import ClassFolders, read_class_list
+from ..evaluation.neighbours import flag_lines
 from ..evaluation.networks import SHIPPED, load_network, resolve_sources
 from ..evaluation.protocol import EvalSet, Run, digest, evaluate_models, tensor_set
 from ..evaluation.report import write_report
@@ -192,4 +193,5 @@ def evaluate_config(config: EvalConfig, progress: bool = True) -> Path:
             shown = ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}=skipped"
                               for k, v in row["metrics"].items() if not k.startswith("per_class"))
             print(f"{mask} {row['method']}: {shown}")
+        print("\n".join(flag_lines([row for row, _ in rows], baseline=next(iter(config.models)))))
     return report

@@ -185,7 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--config", default=None,
                     help="eval file (see l2l_fast/cli/eval_config.py): any data, masks, samplers, networks")
     ev.add_argument("--no-progress", action="store_true")
-    ev.add_argument("--model", nargs="+", help="'demo' or checkpoints, one row each")
+    ev.add_argument("--model", nargs="+",
+                    help="'demo' or checkpoints, one row each; the first is the neighbour flags' baseline")
     ev.add_argument("--names", nargs="+", help="row names (default: file names)")
     ev.add_argument("--mask", default="inpaint:3")
     ev.add_argument("--forget", type=int, nargs="+", default=[0, 1])

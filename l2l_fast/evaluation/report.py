@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 from .evaluate import BETTER, COLUMNS
+from .neighbours import BASELINE, flag_lines
 
 
 def _cell(value) -> str:
@@ -91,6 +92,7 @@ def write_report(folder, out=None) -> Path:
                 acc = {**row["metrics"]["per_class_R"], **row["metrics"]["per_class_F"]}
                 lines.append(f"| {row['method']} | " + " | ".join(f"{acc[c]:.2f}" for c in classes) + " |")
             lines.append("")
+        lines += flag_lines(table["rows"], baseline=table.get("baseline", BASELINE))
         for key, title in (("grid", "Examples (columns: ground truth, input, then each method)"),
                            ("curves", "Loss curves"), ("tsne", table.get("tsne_title", "T-SNE of classifier embeddings"))):
             if table.get(key):
