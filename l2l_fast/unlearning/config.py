@@ -119,8 +119,9 @@ class UnlearnConfig:
                               "statistics of the Gaussian noise images: over the forget batch ('batch'), per "
                               "sample or channel, standard normal, or over the whole retain + forget batch "
                               "('mixed', the authors' MAGE code)", recorded=True)
-    noise_clamp: Optional[tuple[float, float]] = option(None, _clamp, "clamp the noise to [lo, hi]",
-                                                        recorded=True)
+    noise_clamp: Optional[tuple[float, float]] = option(
+        None, _clamp, "clamp the noise to [lo, hi] (default: [0, 1] for models with bounded pixels, else none)",
+        recorded=True)
     warmup_steps: Optional[int] = option(None, _number(0, integer=True, optional=True),
                                          "linear warm-up steps (default steps // 20, at least 1)", recorded=True)
     weight_decay: float = option(WEIGHT_DECAY, _number(0.0), "AdamW weight decay (not on biases and norms)",
