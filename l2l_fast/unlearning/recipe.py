@@ -250,13 +250,14 @@ class UnlearnRecipe:
         plan, images = self.feed.next()
         self.plan = plan
         image_numel = int(torch.Size(adapter.image_shape).numel())
+        noise_clamp = adapter.noise_clamp if config.noise_clamp is None else config.noise_clamp
         return StepInputs(
             adapter=adapter, retain=images["retain"], forget=images["forget"],
             corruption=plan.corruption, alpha=config.alpha, distance=config.distance, noise_seed=config.seed,
             noise_offset=(step * config.batch_size + ctx.rank * self.local_batch) * image_numel,
-            noise_stats=config.noise_stats, noise_clamp=adapter.noise_clamp if config.noise_clamp is None else config.noise_clamp,
-            retain_index=plan.index["retain"],
-            forget_index=plan.index["forget"], prepared=self.prepared, ctx=ctx, diffusion_target=config.diffusion_target,
+            noise_stats=config.noise_stats, noise_clamp=noise_clamp, retain_index=plan.index["retain"],
+            forget_index=plan.index["forget"], prepared=self.prepared, ctx=ctx,
+            diffusion_target=config.diffusion_target,
         )
 
     def train(self) -> nn.Module:
