@@ -19,10 +19,9 @@ import torch
 
 from l2l_fast import adapt_diffusers, unlearn
 from l2l_fast.adapters.diffusers_presets import palette_unet
-from l2l_fast.cli.demo import FORGET_CLASSES, format_table, load_demo_images, per_class
+from l2l_fast.cli.demo import FORGET_CLASSES, format_table, load_demo_images, per_class, save_demo_grid
 from l2l_fast.data import FASHION_MNIST_CLASSES, first_per_class
 from l2l_fast.evaluation.evaluate import generate, hole_errors, visible_pixels
-from l2l_fast.evaluation.plots import save_grid, with_grey_hole
 from l2l_fast.training.pretrain import pretrain
 
 MASK = "inpaint:3"  # the centre 12 x 12 pixels of 28 x 28 (a 7 x 7 grid of 4-pixel patches)
@@ -86,14 +85,8 @@ def main(argv=None) -> dict:
     print("\nInpainting error (mean squared error inside the hole) on held-out test images:")
     print(format_table(before, after, FORGET_CLASSES))
 
-    corrupted = with_grey_hole(test_images, visible)
-    rows = []
-    for c in (*FORGET_CLASSES, 2, 7, 9):
-        i = int((test_labels == c).nonzero()[0])
-        role = "forget" if c in FORGET_CLASSES else "retain"
-        rows.append((f"{role}\n{FASHION_MNIST_CLASSES[c]}",
-                     torch.stack([test_images[i], corrupted[i], before_images[i], after_images[i]])))
-    grid = save_grid(out / "diffusers_demo_grid.png", rows, ["original", "input", "before", "after"])
+    grid = save_demo_grid(out / "diffusers_demo_grid.png", test_images, test_labels, visible, before_images,
+                          after_images, FORGET_CLASSES)
     seconds = time.perf_counter() - started
     print(f"\nWrote {grid.resolve()}  ({seconds:.0f} s in all)")
     return {"before": before, "after": after, "grid": grid, "seconds": seconds}

@@ -100,14 +100,20 @@ def run_demo(
     print("\nInpainting error (mean squared error inside the hole) on held-out test images:")
     print(format_table(before, after, FORGET_CLASSES))
 
-    corrupted = with_grey_hole(test_images, visible)
-    rows = []
-    for c in (*FORGET_CLASSES, 2, 7, 9):
-        i = int((test_labels == c).nonzero()[0])
-        role = "forget" if c in FORGET_CLASSES else "retain"
-        rows.append((f"{role}\n{FASHION_MNIST_CLASSES[c]}",
-                     torch.stack([test_images[i], corrupted[i], before_images[i], after_images[i]])))
-    grid = save_grid(Path(out_dir) / "demo_grid.png", rows, ["original", "input", "before", "after"])
+    grid = save_demo_grid(Path(out_dir) / "demo_grid.png", test_images, test_labels, visible, before_images,
+                          after_images)
     seconds = time.perf_counter() - started
     print(f"\nWrote {grid.resolve()}  ({seconds:.0f} s in all)")
     return {"before": before, "after": after, "grid": grid, "seconds": seconds}
+
+
+def save_demo_grid(path, images, labels, visible, before, after, forget_classes=FORGET_CLASSES) -> Path:
+    """One row per forget class and three retain classes: original, input, before, after."""
+    corrupted = with_grey_hole(images, visible)
+    rows = []
+    for c in (*forget_classes, 2, 7, 9):
+        i = int((labels == c).nonzero()[0])
+        role = "forget" if c in forget_classes else "retain"
+        rows.append((f"{role}\n{FASHION_MNIST_CLASSES[c]}",
+                     torch.stack([images[i], corrupted[i], before[i], after[i]])))
+    return save_grid(path, rows, ["original", "input", "before", "after"])

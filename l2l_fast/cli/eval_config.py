@@ -36,12 +36,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-import yaml
-
 from ..evaluation.networks import METRIC_SOURCES, METRICS, SHIPPED, split_clip_spec
 from ..evaluation.sampling import SAMPLER_DEFAULTS, check_sampler
 from ..models.masks import parse_mask
-from .run_files import ConfigError, _check_keys, _fail, parse_data
+from .run_files import ConfigError, _check_keys, _fail, parse_data, read_yaml
 
 TOP_KEYS = {"models", "data", "mask", "sampler", "metrics", "seed", "out", "batch_size", "workers", "device",
             "precision", "max_bad_fraction", "title"}
@@ -239,13 +237,4 @@ def parse_eval_config(raw: Any, source: str = "<config>") -> EvalConfig:
 
 
 def load_eval_config(path) -> EvalConfig:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such config file")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML: {error}") from error
-    if isinstance(raw, dict) and "eval" in raw and set(raw) <= {"run", "eval"}:
-        raw = raw["eval"]  # a protocol file: the run and its evaluation
-    return parse_eval_config(raw, str(path))
+    return parse_eval_config(read_yaml(path, "eval"), str(path))

@@ -189,7 +189,8 @@ def parse_config(raw: Any, source: str = "<config>") -> RunConfig:
     return RunConfig(model=model, data=data, unlearn=unlearn, output=output, source=source)
 
 
-def load_config(path) -> RunConfig:
+def read_yaml(path, section: str) -> Any:
+    """A YAML file's content; from a protocol file (keys run and eval), its `section`."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such config file")
@@ -197,6 +198,10 @@ def load_config(path) -> RunConfig:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML: {error}") from error
-    if isinstance(raw, dict) and "run" in raw and set(raw) <= {"run", "eval"}:
-        raw = raw["run"]  # a protocol file: the run and its evaluation
-    return parse_config(raw, str(path))
+    if isinstance(raw, dict) and section in raw and set(raw) <= {"run", "eval"}:
+        raw = raw[section]
+    return raw
+
+
+def load_config(path) -> RunConfig:
+    return parse_config(read_yaml(path, "run"), str(path))
