@@ -1,17 +1,21 @@
 """Inpainting quality of pretrained checkpoints of each family on Fashion-MNIST test
 images: mean squared error inside the hole (pixels in [0, 1]), and generation time.
 
-    python benchmarks/family_quality.py mae.safetensors mage.safetensors palette.safetensors
+    python benchmarks/family_quality.py mae.safetensors mage.safetensors palette.safetensors --out hole_mse.json
+
+A diffusion checkpoint samples with DDIM over `--sample-steps` steps.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import time
+from pathlib import Path
 
 import torch
 
-from l2l_fast.adapters import adapter_for
+from quality import evaluation_adapter
+
 from l2l_fast.data import fashion_mnist, first_per_class
 from l2l_fast.evaluation.evaluate import generate, hole_errors, visible_pixels
 from l2l_fast.models import io as model_io
@@ -28,6 +32,8 @@ def main() -> None:
     parser.add_argument("checkpoints", nargs="+")
     parser.add_argument("--masks", nargs="+", default=["inpaint:3", "outpaint:3"])
     parser.add_argument("--images", type=int, default=500, help="test images (every class equally)")
+    parser.add_argument("--sample-steps", type=int, default=50, help="diffusion: DDIM steps")
+    parser.add_argument("--out", help="also write the results to this .json")
     args = parser.parse_args()
     images, labels = fashion_mnist("test")
     per_class = args.images // 10
@@ -36,7 +42,7 @@ def main() -> None:
     results = {}
     for path in args.checkpoints:
         model = model_io.load_model(path).eval()
-        adapter = adapter_for(model)
+        adapter = evaluation_adapter(model, args.sample_steps)
         _, meta = model_io.read(path)
         row = {"family": model.family, "pretrain": meta.get("pretrain")}
         for mask in args.masks:
@@ -45,6 +51,10 @@ def main() -> None:
             row[f"seconds {mask}"] = round(time.perf_counter() - started, 1)
         results[path] = row
         print(json.dumps({path: row}, indent=2), flush=True)
+    if args.out:
+        out = Path(args.out)
+        out.with_suffix(".tmp").write_text(json.dumps({"images": len(index), **results}, indent=2))
+        out.with_suffix(".tmp").replace(out)
 
 
 if __name__ == "__main__":

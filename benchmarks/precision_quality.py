@@ -7,6 +7,7 @@ run twice, eager noise and loss), three seeds each, against the seed-to-seed spr
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import time
@@ -27,18 +28,22 @@ from authors_recipe import authors_step
 KEYS = ("FID_R", "FID_F", "CLIP_R", "CLIP_F")
 
 
+def authors_loss(s, m):
+    return authors_step(s, m.student, m.reference)
+
+
 def run(recipe: str, seed: int, data, classifier, args) -> dict:
     model = load_run_model("demo")
-    lean = objectives.ours
-    if recipe == "authors fp32":
-        objectives.ours = lambda s, encoder, teacher, cache=None: authors_step(s, encoder, teacher)
+    lean = objectives.OBJECTIVES["ours"]
+    if recipe == "authors fp32":  # the registry is what unlearn() reads
+        objectives.OBJECTIVES["ours"] = dataclasses.replace(lean, loss=authors_loss)
     try:
         started = time.perf_counter()
         unlearn(model, data["forget"], data["retain"], steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                 mask=args.mask, seed=seed, precision="bf16" if recipe == "lean bf16" else "fp32", progress=False)
         seconds = time.perf_counter() - started
     finally:
-        objectives.ours = lean
+        objectives.OBJECTIVES["ours"] = lean
     metrics, _ = evaluate(adapter_for(model), data["test_retain"], data["test_forget"], mask=args.mask,
                           classifier=classifier, seed=0)
     return {**{k: metrics[k] for k in KEYS}, "seconds": round(seconds, 1)}

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -28,6 +29,7 @@ import torch
 
 from l2l_fast import unlearn
 from l2l_fast.adapters import adapter_for
+from l2l_fast.adapters.diffusion import DiffusionAdapter
 from l2l_fast.cli.run import load_run_model
 from l2l_fast.data import fashion_mnist
 from l2l_fast.evaluation.evaluate import evaluate, visible_pixels
@@ -35,6 +37,7 @@ from l2l_fast.evaluation.metrics import Features, load_classifier, tsne_plot
 from l2l_fast.evaluation.neighbours import per_class_fid
 from l2l_fast.evaluation.plots import loss_curves, save_grid, with_grey_hole
 from l2l_fast.evaluation.report import write_report
+from l2l_fast.models.palette import PaletteUNet
 
 METHODS = [
     ("MAX LOSS", "max_loss", "retain"),
@@ -50,6 +53,7 @@ SPLITS = {  # name: (forget, retain, proxy); each proxy holds the kinds (tops, s
     "s2": ([7], [5, 2, 3, 8], [9, 0, 4, 6]),  # sneaker forgotten, its neighbour sandal retained
     "s3": ([4], [2, 6, 7, 1], [0, 3, 5, 9]),  # coat forgotten, pullover and shirt retained; never tuned on
 }
+FAMILY_NAMES = {"mae": "MAE", "vq": "MAGE (VQ tokens)", "diffusion": "Palette (diffusion)"}
 SPREAD = ("FID_R", "IS_R", "CLIP_R", "FID_F", "IS_F", "CLIP_F", "acc_R", "acc_F")
 GRID_EXAMPLES = 3
 
@@ -71,9 +75,17 @@ def grid_rows(test, generated_by_method, mask, adapter):
     return rows
 
 
-def evaluated(model, test, mask, classifier):
+def evaluation_adapter(model, sample_steps):
+    """The model's adapter; a diffusion model's samples with DDIM over `sample_steps` steps."""
+    if isinstance(model, PaletteUNet):
+        return DiffusionAdapter(model, sample_steps=sample_steps)
+    return adapter_for(model)
+
+
+def evaluated(model, test, mask, classifier, sample_steps):
     """evaluate() plus the per-class FID of the retain classes (for the neighbour flags)."""
-    metrics, fake = evaluate(adapter_for(model), test["R"], test["F"], mask=mask, classifier=classifier, seed=0)
+    adapter = evaluation_adapter(model, sample_steps)
+    metrics, fake = evaluate(adapter, test["R"], test["F"], mask=mask, classifier=classifier, seed=0)
     metrics["per_class_FID_R"] = per_class_fid(test["R"][0], fake["R"], test["R"][1], Features(classifier))
     return metrics, fake
 
@@ -96,7 +108,7 @@ def seed_spread(mask, args, data, classifier, first_rows):
             continue
         runs = [first_rows[name]]
         for seed in args.seeds[1:]:
-            metrics, _ = evaluated(unlearned(args, data, method, retain_set, mask, seed), test, mask, classifier)
+            metrics, _ = evaluated(unlearned(args, data, method, retain_set, mask, seed), test, mask, classifier, args.sample_steps)
             runs.append(metrics)
             print(f"[{mask}] {name} seed {seed}: FID_R={metrics['FID_R']:.3f} FID_F={metrics['FID_F']:.3f}", flush=True)
         values = {k: torch.tensor([m[k] for m in runs], dtype=torch.float64) for k in SPREAD}
@@ -112,7 +124,7 @@ def run_task(mask, args, data, classifier, out):
     rows, curves, generated = [], {}, {}
     original = load_run_model(args.model)
     adapter = adapter_for(original)
-    metrics, fake = evaluated(original, test, mask, classifier)
+    metrics, fake = evaluated(original, test, mask, classifier, args.sample_steps)
     rows.append({"method": "Original", "metrics": metrics})
     generated["Original"] = fake
     print(f"[{mask}] Original: " + ", ".join(f"{k}={metrics[k]:.3f}" for k in ("FID_R", "FID_F", "CLIP_R", "CLIP_F")))
@@ -122,7 +134,7 @@ def run_task(mask, args, data, classifier, out):
         log, started = [], time.perf_counter()
         model = unlearned(args, data, method, retain_set, mask, args.seeds[0], log)
         seconds = time.perf_counter() - started
-        metrics, fake = evaluated(model, test, mask, classifier)
+        metrics, fake = evaluated(model, test, mask, classifier, args.sample_steps)
         metrics["unlearn_seconds"] = round(seconds, 1)
         rows.append({"method": name, "metrics": metrics})
         curves[name], generated[name] = log, fake
@@ -151,7 +163,7 @@ def run_ablation(mask, args, data, classifier):
         model = load_run_model(args.model)
         unlearn(model, data["train_forget"], data["train_retain"], alpha=alpha, steps=args.steps,
                 batch_size=args.batch_size, lr=args.lr, mask=mask, seed=args.seeds[0], progress=False)
-        metrics, _ = evaluated(model, test, mask, classifier)
+        metrics, _ = evaluated(model, test, mask, classifier, args.sample_steps)
         rows.append({"method": f"Ours, alpha={alpha}", "metrics": metrics})
         print(f"[ablation {mask}] alpha={alpha}: FID_R={metrics['FID_R']:.3f} FID_F={metrics['FID_F']:.3f}")
     return {"name": f"alpha ablation ({mask})", "rows": rows}
@@ -174,6 +186,7 @@ def main() -> None:
     parser.add_argument("--alpha", type=float, default=0.25)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0],
                         help="unlearning seeds: the first for the tables, all for the spread of Ours (real retain)")
+    parser.add_argument("--sample-steps", type=int, default=50, help="diffusion: DDIM steps of every generation")
     parser.add_argument("--tsne-points", type=int, default=300)
     parser.add_argument("--no-ablation", action="store_true")
     parser.add_argument("--test-per-class", type=int, default=None,
@@ -200,24 +213,37 @@ def main() -> None:
         "test_retain": subset(test_x, test_y, args.retain),
     }
     classifier = load_classifier()
-    started = time.perf_counter()
-    tables = [table for mask in args.masks for table in run_task(mask, args, data, classifier, out)]
+    started, tables, family = time.perf_counter(), [], load_run_model(args.model).family
+    for mask in args.masks:
+        tables += run_task(mask, args, data, classifier, out)
+        save(out, args, family, data, tables, None, started, finished=False)
     ablation = None if args.no_ablation else run_ablation(args.masks[0], args, data, classifier)
+    save(out, args, family, data, tables, ablation, started, finished=True)
+
+
+def save(out, args, family, data, tables, ablation, started, finished):
+    """results.json (atomically) and report.md for what has run so far."""
     minutes = (time.perf_counter() - started) / 60
     results = {
-        "title": "Unlearning the Fashion-MNIST MAE (paper's Table 1 structure)",
+        "title": f"Unlearning the Fashion-MNIST {FAMILY_NAMES[family]} (paper's Table 1 structure)",
         "notes": [
+            "rebuilt by: python benchmarks/quality.py " + " ".join(sys.argv[1:]),
             f"model: {args.model}; forget classes {args.forget}, retain {args.retain}, proxy {args.proxy}",
             f"unlearning: {args.steps} steps of {args.batch_size} forget + {args.batch_size} retain images, "
             f"lr {args.lr}, alpha {args.alpha}, seed {args.seeds[0]}; every method with the same budget",
+            f"test images: {len(data['test_retain'][0])} retain, {len(data['test_forget'][0])} forget"
+            + (f" (the first {args.test_per_class} of each class)" if args.test_per_class else " (all)"),
             "metrics on the test split: FID and CLIP-style similarity in the feature space of the project's "
             "Fashion-MNIST classifier (penultimate layer), IS from its softmax, acc = its accuracy on generated images",
-            f"total wall time {minutes:.1f} min on this machine",
+            *([f"generation: DDIM over {args.sample_steps} steps (eta 0), seed 0"] if family == "diffusion" else []),
+            f"total wall time {minutes:.1f} min on this machine" + ("" if finished else " so far (cut short)"),
         ],
         "tables": tables,
         "ablation": ablation,
     }
-    (out / "results.json").write_text(json.dumps(results, indent=2))
+    tmp = out / "results.json.tmp"
+    tmp.write_text(json.dumps(results, indent=2))
+    tmp.replace(out / "results.json")
     print(f"wrote {write_report(out)}")
 
 
