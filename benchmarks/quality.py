@@ -108,7 +108,8 @@ def seed_spread(mask, args, data, classifier, first_rows):
             continue
         runs = [first_rows[name]]
         for seed in args.seeds[1:]:
-            metrics, _ = evaluated(unlearned(args, data, method, retain_set, mask, seed), test, mask, classifier, args.sample_steps)
+            model = unlearned(args, data, method, retain_set, mask, seed)
+            metrics, _ = evaluated(model, test, mask, classifier, args.sample_steps)
             runs.append(metrics)
             print(f"[{mask}] {name} seed {seed}: FID_R={metrics['FID_R']:.3f} FID_F={metrics['FID_F']:.3f}", flush=True)
         values = {k: torch.tensor([m[k] for m in runs], dtype=torch.float64) for k in SPREAD}

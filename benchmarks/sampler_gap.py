@@ -16,7 +16,6 @@ import json
 import time
 from pathlib import Path
 
-
 from l2l_fast.adapters.diffusion import DiffusionAdapter
 from l2l_fast.data import fashion_mnist, first_per_class
 from l2l_fast.evaluation.evaluate import generate, hole_errors, visible_pixels
