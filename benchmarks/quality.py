@@ -190,6 +190,7 @@ def main() -> None:
     parser.add_argument("--sample-steps", type=int, default=50, help="diffusion: DDIM steps of every generation")
     parser.add_argument("--tsne-points", type=int, default=300)
     parser.add_argument("--no-ablation", action="store_true")
+    parser.add_argument("--ablation-only", action="store_true", help="the alpha ablation alone (on the first mask)")
     parser.add_argument("--test-per-class", type=int, default=None,
                         help="first N test images of each class (default all; small N for a quick check)")
     args = parser.parse_args()
@@ -215,7 +216,7 @@ def main() -> None:
     }
     classifier = load_classifier()
     started, tables, family = time.perf_counter(), [], load_run_model(args.model).family
-    for mask in args.masks:
+    for mask in [] if args.ablation_only else args.masks:
         tables += run_task(mask, args, data, classifier, out)
         save(out, args, family, data, tables, None, started, finished=False)
     ablation = None if args.no_ablation else run_ablation(args.masks[0], args, data, classifier)
