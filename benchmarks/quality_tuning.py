@@ -137,7 +137,8 @@ def summarize(args) -> None:
                "held_out_per_class": args.held_out, "mask": MASK, "batch_size": args.batch_size,
                "grid": rows, "chosen": None if chosen is None else dict(zip(("steps", "lr", "alpha"), chosen))}
     (out / "results.json").write_text(json.dumps(results, indent=2))
-    lines = [f"# Tuning the unlearning defaults of {args.model} on a held-out part of the training split", "",
+    model = "the shipped MAE" if args.model == "demo" else args.model
+    lines = [f"# Tuning the unlearning defaults of {model} on a held-out part of the training split", "",
              f"- tuning part: {args.held_out} seeded images per class of Fashion-MNIST *train*, never seen by "
              "unlearning; the test split is not read", f"- method: Ours, real retain, {MASK}, "
              f"batch {args.batch_size} forget + {args.batch_size} retain, seed {args.seed}",
