@@ -144,6 +144,21 @@ def test_generation_is_batched_seeded_and_changes_only_the_hole(spec):
     assert torch.equal(out, again) and not torch.equal(out, other)
 
 
+def test_adapter_generation_follows_its_seed_not_the_global_rng():
+    model = tiny_model()
+    x = images(3, 4)
+    adapter = VQAdapter(model, steps=4, seed=1)
+    corruption = adapter.draw(parse_mask("inpaint:2"), 3, torch.Generator().manual_seed(0))
+    torch.manual_seed(0)
+    first = adapter.generate(x, corruption)
+    torch.manual_seed(123)
+    assert torch.equal(adapter.generate(x, corruption), first)
+    reference = model.generate(x, corruption.keep, 4, 6.0, torch.Generator().manual_seed(1))
+    visible = pixel_keep(corruption.keep, model.grid, model.patch_size).bool().expand_as(x)
+    torch.testing.assert_close(first[~visible], reference[~visible], rtol=0, atol=1e-6)
+    assert not torch.equal(VQAdapter(model, steps=4, seed=2).generate(x, corruption), first)
+
+
 def test_generated_ids_keep_the_visible_tokens():
     model = tiny_model()
     ids = torch.randint(K, (2, L), generator=torch.Generator().manual_seed(0))

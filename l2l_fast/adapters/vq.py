@@ -54,16 +54,17 @@ def drop_split(keep: torch.Tensor, count: Optional[int], generator: Optional[tor
 
 class VQAdapter(PatchGridAdapter):
     """MAGE: T hides tokens (dropped or [MASK]), E is the token encoder, D the token decoder;
-    `generate` is MAGE's decoding with `steps` iterations at `temperature`."""
+    `generate` is MAGE's decoding with `steps` iterations at `temperature`, its sampling
+    noise drawn from `seed` (the same completions on every call)."""
 
     frozen_prepare = True  # the tokenizer is frozen: each real image's ids are computed once
 
     def __init__(self, model, *, drop_ratio: Optional[float] = MAGE_DROP_RATIO, steps: int = 20,
-                 temperature: float = 6.0):
+                 temperature: float = 6.0, seed: int = 0):
         super().__init__(model)
         if drop_ratio is not None and (isinstance(drop_ratio, bool) or not 0.0 < drop_ratio <= 1.0):
             raise ValueError(f"drop_ratio must be in (0, 1] or None (drop every hidden token), got {drop_ratio!r}")
-        self.drop_ratio, self.steps, self.temperature = drop_ratio, steps, temperature
+        self.drop_ratio, self.steps, self.temperature, self.seed = drop_ratio, steps, temperature, seed
 
     def draw(self, spec, batch, generator):
         keep = patch_keep(spec, self.model.grid, batch, generator)
@@ -88,7 +89,8 @@ class VQAdapter(PatchGridAdapter):
 
     def generate(self, images, corruption):
         keep = corruption.keep.to(images.device)
-        generated = self.model.generate(self.pixels.normalize(images), keep, self.steps, self.temperature)
+        generator = torch.Generator().manual_seed(self.seed)
+        generated = self.model.generate(self.pixels.normalize(images), keep, self.steps, self.temperature, generator)
         return self.paste(images, self.pixels.denormalize(generated), corruption)
 
     def task_loss(self, images, corruption, targets=None):
