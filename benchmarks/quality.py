@@ -53,7 +53,7 @@ SPLITS = {  # name: (forget, retain, proxy); each proxy holds the kinds (tops, s
     "s2": ([7], [5, 2, 3, 8], [9, 0, 4, 6]),  # sneaker forgotten, its neighbour sandal retained
     "s3": ([4], [2, 6, 7, 1], [0, 3, 5, 9]),  # coat forgotten, pullover and shirt retained; never tuned on
 }
-FAMILY_NAMES = {"mae": "MAE", "vq": "MAGE (VQ tokens)", "diffusion": "Palette (diffusion)"}
+FAMILY_NAMES = {"mae": "MAE", "vq": "MAGE (VQ-token model)", "diffusion": "Palette diffusion model"}
 SPREAD = ("FID_R", "IS_R", "CLIP_R", "FID_F", "IS_F", "CLIP_F", "acc_R", "acc_F")
 GRID_EXAMPLES = 3
 
