@@ -9,10 +9,13 @@ inpainting and outpainting; unlearning on the training split, evaluation on the
 test split with the project's Fashion-MNIST classifier as the feature network.
 
 Further class splits (`--split`, the classes of SPLITS), a subset of the methods
-and the spread of Ours over seeds, e.g. forgetting sneakers with sandals retained:
+and the spread of every method over seeds, e.g. forgetting sneakers with sandals retained:
 
     python benchmarks/quality.py --split s2 --masks inpaint:3 --methods Ours "Ours (proxy retain)" \
         --no-ablation --seeds 0 1 2 --out benchmarks/results/quality_mae_s2
+
+`--resume` keeps the tables (and the ablation) an earlier run left in --out and runs only the
+masks that are missing, so a cut-short run, or a table extended by a mask, need not start over.
 
 Each table's retain classes whose accuracy or per-class FID moved past the
 thresholds of l2l_fast/evaluation/neighbours.py are listed in the report.
@@ -54,6 +57,8 @@ SPLITS = {  # name: (forget, retain, proxy); each proxy holds the kinds (tops, s
     "s3": ([4], [2, 6, 7, 1], [0, 3, 5, 9]),  # coat forgotten, pullover and shirt retained; never tuned on
 }
 FAMILY_NAMES = {"mae": "MAE", "vq": "MAGE (VQ-token model)", "diffusion": "Palette diffusion model"}
+SETTINGS = ("model", "forget", "retain", "proxy", "steps", "batch_size", "lr", "alpha", "sample_steps",
+            "test_per_class")  # what a resumed run must share with the tables it keeps
 SPREAD = ("FID_R", "IS_R", "CLIP_R", "FID_F", "IS_F", "CLIP_F", "acc_R", "acc_F")
 GRID_EXAMPLES = 3
 
@@ -90,21 +95,25 @@ def evaluated(model, test, mask, classifier, sample_steps):
     return metrics, fake
 
 
-def unlearned(args, data, method, retain_set, mask, seed, log=None):
+def unlearned(args, data, method, retain_set, mask, seed, log=None, alpha=None):
+    """A fresh copy of the model unlearned with `method`; a diffusion model's RETAIN LABEL targets are
+    sampled with the evaluation's DDIM steps."""
     model = load_run_model(args.model)
     retain_images = data["train_retain"] if retain_set == "retain" else data["train_proxy"]
-    unlearn(model, data["train_forget"], retain_images, method=method, alpha=args.alpha, steps=args.steps,
+    unlearn(model, data["train_forget"], retain_images, adapter=evaluation_adapter(model, args.sample_steps),
+            method=method, alpha=args.alpha if alpha is None else alpha, steps=args.steps,
             batch_size=args.batch_size, lr=args.lr, mask=mask, seed=seed, progress=False,
             callback=None if log is None else log.append)
     return model
 
 
 def seed_spread(mask, args, data, classifier, first_rows):
-    """Mean and standard deviation over args.seeds of Ours on real retain (seed args.seeds[0] reused from the table)."""
+    """Mean and standard deviation over args.seeds of each method of args.spread_methods (default: every
+    method in the table); seed args.seeds[0] is the table's own run."""
     test = {"R": data["test_retain"], "F": data["test_forget"]}
     rows = []
     for name, method, retain_set in METHODS:
-        if name != "Ours" or name not in first_rows:
+        if name not in first_rows or (args.spread_methods and name not in args.spread_methods):
             continue
         runs = [first_rows[name]]
         for seed in args.seeds[1:]:
@@ -161,9 +170,7 @@ def run_ablation(mask, args, data, classifier):
     test = {"R": data["test_retain"], "F": data["test_forget"]}
     rows = []
     for alpha in ALPHAS:
-        model = load_run_model(args.model)
-        unlearn(model, data["train_forget"], data["train_retain"], alpha=alpha, steps=args.steps,
-                batch_size=args.batch_size, lr=args.lr, mask=mask, seed=args.seeds[0], progress=False)
+        model = unlearned(args, data, "ours", "retain", mask, args.seeds[0], alpha=alpha)
         metrics, _ = evaluated(model, test, mask, classifier, args.sample_steps)
         rows.append({"method": f"Ours, alpha={alpha}", "metrics": metrics})
         print(f"[ablation {mask}] alpha={alpha}: FID_R={metrics['FID_R']:.3f} FID_F={metrics['FID_F']:.3f}")
@@ -183,14 +190,19 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default torch's)")
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=5e-4)
-    parser.add_argument("--alpha", type=float, default=0.25)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0],
-                        help="unlearning seeds: the first for the tables, all for the spread of Ours (real retain)")
+    parser.add_argument("--lr", type=float, default=1e-3, help="default: the MAE's tuned setting "
+                        "(benchmarks/results/quality_tuning_mae)")
+    parser.add_argument("--alpha", type=float, default=0.5, help="default: the MAE's tuned setting")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
+                        help="unlearning seeds: the first for the tables, all for the spread over seeds")
+    parser.add_argument("--spread-methods", nargs="+", choices=[m[0] for m in METHODS],
+                        help="methods whose spread over --seeds is measured (default every method run)")
     parser.add_argument("--sample-steps", type=int, default=50, help="diffusion: DDIM steps of every generation")
     parser.add_argument("--tsne-points", type=int, default=300)
     parser.add_argument("--no-ablation", action="store_true")
     parser.add_argument("--ablation-only", action="store_true", help="the alpha ablation alone (on the first mask)")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the tables and ablation already in --out; run only what is missing")
     parser.add_argument("--test-per-class", type=int, default=None,
                         help="first N test images of each class (default all; small N for a quick check)")
     args = parser.parse_args()
@@ -215,15 +227,40 @@ def main() -> None:
         "test_retain": subset(test_x, test_y, args.retain),
     }
     classifier = load_classifier()
-    started, tables, family = time.perf_counter(), [], load_run_model(args.model).family
-    for mask in [] if args.ablation_only else args.masks:
+    started, family = time.perf_counter(), load_run_model(args.model).family
+    tables, ablation, earlier_notes = earlier_results(out, args) if args.resume else ([], None, [])
+    done = {table["name"] for table in tables}
+    for mask in [] if args.ablation_only else [m for m in args.masks if m not in done]:
         tables += run_task(mask, args, data, classifier, out)
-        save(out, args, family, data, tables, None, started, finished=False)
-    ablation = None if args.no_ablation else run_ablation(args.masks[0], args, data, classifier)
-    save(out, args, family, data, tables, ablation, started, finished=True)
+        save(out, args, family, data, tables, ablation, started, earlier_notes, finished=False)
+    if not args.no_ablation and not (args.resume and ablation):
+        ablation = run_ablation(args.masks[0], args, data, classifier)
+    save(out, args, family, data, tables, ablation, started, earlier_notes, finished=True)
 
 
-def save(out, args, family, data, tables, ablation, started, finished):
+def earlier_results(out, args):
+    """(tables, ablation, notes) of out/results.json, the notes prefixed with what they describe;
+    ([], None, []) when there is none. Exits when the earlier run's SETTINGS differ from args."""
+    path = out / "results.json"
+    if not path.exists():
+        return [], None, []
+    results = json.loads(path.read_text())
+    if "settings" not in results:
+        print(f"warning: {path} predates recorded settings; check its notes match this run", flush=True)
+    else:
+        differ = [f"{k} {results['settings'][k]!r} there, {getattr(args, k)!r} here" for k in SETTINGS
+                  if results["settings"].get(k) != getattr(args, k)]
+        if differ:
+            sys.exit(f"--resume: {path} was made with other settings: " + "; ".join(differ))
+    kept = [t["name"] for t in results["tables"]] + (["the ablation"] if results.get("ablation") else [])
+    print(f"resuming {path}: kept " + ", ".join(kept), flush=True)
+    own = [n for n in results["notes"] if not n.startswith("kept from an earlier run")]
+    return results["tables"], results.get("ablation"), [
+        f"kept from an earlier run ({', '.join(kept)}): {note}" for note in own] + [
+        n for n in results["notes"] if n.startswith("kept from an earlier run")]
+
+
+def save(out, args, family, data, tables, ablation, started, earlier_notes, finished):
     """results.json (atomically) and report.md for what has run so far."""
     minutes = (time.perf_counter() - started) / 60
     results = {
@@ -233,13 +270,17 @@ def save(out, args, family, data, tables, ablation, started, finished):
             f"model: {args.model}; forget classes {args.forget}, retain {args.retain}, proxy {args.proxy}",
             f"unlearning: {args.steps} steps of {args.batch_size} forget + {args.batch_size} retain images, "
             f"lr {args.lr}, alpha {args.alpha}, seed {args.seeds[0]}; every method with the same budget",
+            *(["diffusion: RETAIN LABEL's targets are the original model's DDIM samples over "
+               f"{args.sample_steps} steps"] if family == "diffusion" else []),
             f"test images: {len(data['test_retain'][0])} retain, {len(data['test_forget'][0])} forget"
             + (f" (the first {args.test_per_class} of each class)" if args.test_per_class else " (all)"),
             "metrics on the test split: FID and CLIP-style similarity in the feature space of the project's "
             "Fashion-MNIST classifier (penultimate layer), IS from its softmax, acc = its accuracy on generated images",
             *([f"generation: DDIM over {args.sample_steps} steps (eta 0), seed 0"] if family == "diffusion" else []),
             f"total wall time {minutes:.1f} min on this machine" + ("" if finished else " so far (cut short)"),
+            *earlier_notes,
         ],
+        "settings": {k: getattr(args, k) for k in SETTINGS},
         "tables": tables,
         "ablation": ablation,
     }
