@@ -25,13 +25,13 @@ def _rows(results: dict, mask: str) -> dict:
     return rows
 
 
-def _ours(rows: dict):
-    """(metrics of Ours, their std over seeds or None, the seeds' label)."""
+def _over_seeds(rows: dict, name: str):
+    """(metrics of method `name`, their std over seeds or None, the seeds' label)."""
     for method, metrics in rows.items():
-        if method.startswith("Ours, mean over seeds"):
+        if method.startswith(f"{name}, mean over seeds"):
             std = rows[method.replace("mean", "std")]
             return metrics, std, method.split("seeds ")[1]
-    return rows.get("Ours"), None, "one seed"
+    return rows.get(name), None, "one seed"
 
 
 def _mark(ok: bool) -> str:
@@ -44,7 +44,7 @@ def summary_rows(folder: Path) -> list[str]:
     lines = []
     for mask in masks:
         rows = _rows(results, mask)
-        original, (ours, std, seeds) = rows["Original"], _ours(rows)
+        original, (ours, std, seeds) = rows["Original"], _over_seeds(rows, "Ours")
         if ours is None:
             continue
         fid_r, clip_r = ours["FID_R"] / original["FID_R"], ours["CLIP_R"] / original["CLIP_R"]
@@ -52,12 +52,13 @@ def summary_rows(folder: Path) -> list[str]:
         drop_r, drop_f = original["CLIP_R"] - ours["CLIP_R"], original["CLIP_F"] - ours["CLIP_F"]
         drop_ratio = float("inf") if drop_r <= 0 else drop_f / drop_r
 
-        def spread(key, base):
+        def spread(key, base, std=std):
             return "" if std is None else f" ± {std[key] / base:.3f}"
 
-        proxy = rows.get("Ours (proxy retain)")
+        proxy, proxy_std, proxy_seeds = _over_seeds(rows, "Ours (proxy retain)")
         proxy_cell = "–" if proxy is None else (
-            f"{proxy['FID_R'] / original['FID_R']:.3f} ({_mark(proxy['FID_R'] / original['FID_R'] <= 1.15)})")
+            f"{proxy['FID_R'] / original['FID_R']:.3f}{spread('FID_R', original['FID_R'], proxy_std)} "
+            f"({_mark(proxy['FID_R'] / original['FID_R'] <= 1.15)})" + ("" if proxy_std else ", one seed"))
         lines.append(
             f"| {folder.name} | {mask} | {seeds} "
             f"| {fid_r:.3f}{spread('FID_R', original['FID_R'])} ({_mark(fid_r <= 1.1)}) "
@@ -74,7 +75,7 @@ def main() -> None:
     args = parser.parse_args()
     lines = ["# Quality targets per family, split and mask (Ours against Original, test split)", "",
              f"Targets: {TARGETS}. Ratios are Ours / Original; ± is the standard deviation over seeds of Ours "
-             "(real retain); the proxy row is one seed. Each folder's report.md has the full table and its "
+             "(real and proxy retain, where the folder has them). Each folder's report.md has the full table and its "
              "settings.",
              "", "| folder | mask | seeds | FID_R× | CLIP_R× | FID_F× | CLIP_F drop ÷ CLIP_R drop | proxy FID_R× |",
              "|---|---|---|---|---|---|---|---|"]

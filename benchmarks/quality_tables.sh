@@ -1,31 +1,44 @@
 #!/usr/bin/env bash
-# Rebuild one family's quality table on Fashion-MNIST, end to end:
+# Rebuild one family's quality tables on Fashion-MNIST, end to end:
 #
+#     bash benchmarks/quality_tables.sh mae         # -> benchmarks/results/quality_mae{,_s2,_s3}/
 #     bash benchmarks/quality_tables.sh vq          # -> benchmarks/results/quality_vq/
 #     bash benchmarks/quality_tables.sh diffusion   # -> benchmarks/results/quality_diffusion/
 #
 # Steps: pretrain the generator (skipped when its checkpoint is there), its hole MSE beside the
-# shipped MAE's, the tuning search on held-out *training* images (vq only; diffusion reuses the MAE's
-# chosen setting, see its report), then the test-split table with the chosen setting over 3 seeds.
-# The sizes below are what fitted a 2-core CPU in one session; each run's notes say which were used.
+# shipped MAE's, the tuning search on held-out *training* images (skipped when its record is there;
+# diffusion reuses the MAE's chosen setting, see its report), then the test-split tables with the
+# chosen setting over 3 seeds. Every table is resumable: a table already in its folder is kept.
+# The sizes below are what fitted a 2-core CPU; each run's notes say which were used.
 set -euo pipefail
-family=${1:?usage: quality_tables.sh vq|diffusion}
+family=${1:?usage: quality_tables.sh mae|vq|diffusion}
 out=benchmarks/results/quality_$family
 mkdir -p "$out"
 mae=l2l_fast/assets/mae_fashion_mnist.safetensors
 
+tune() {  # tune MODEL FOLDER ARGS...: the search on s1 and s2, unless FOLDER holds its record
+  local model=$1 folder=$2; shift 2
+  [ -f "$folder/results.json" ] && return
+  for split in s1 s2; do
+    python benchmarks/quality_tuning.py --model "$model" --split $split --out "$folder" "$@"
+  done
+  python benchmarks/quality_tuning.py --model "$model" --summarize --out "$folder" "$@"
+}
+
 case $family in
+  mae)
+    checkpoint=demo
+    tuning=benchmarks/results/quality_tuning_mae
+    tune demo $tuning --grid full --held-out 500
+    table_args=()
+    ;;
   vq)
     checkpoint=$out/mage_fm.safetensors
     [ -f "$checkpoint" ] || l2l-fast pretrain --family vq --out "$checkpoint" --steps 3000 \
       --tokenizer-steps 1500 --batch-size 64 --seed 0
     python benchmarks/family_quality.py "$mae" "$checkpoint" --images 200 --out "$out/hole_mse.json"
     tuning=benchmarks/results/quality_tuning_vq
-    for split in s1 s2; do
-      python benchmarks/quality_tuning.py --model "$checkpoint" --grid small --held-out 100 --split $split \
-        --out $tuning
-    done
-    python benchmarks/quality_tuning.py --model "$checkpoint" --held-out 100 --summarize --out $tuning
+    tune "$checkpoint" $tuning --grid small --held-out 100
     table_args=(--test-per-class 200)
     ;;
   diffusion)
@@ -36,12 +49,26 @@ case $family in
       --out "$out/hole_mse.json"
     python benchmarks/sampler_gap.py "$checkpoint" --ddim 20 50 --images 100 --out "$out/sampler_gap.json"
     tuning=benchmarks/results/quality_tuning_mae
-    table_args=(--test-per-class 50 --sample-steps 20 --steps 100 --batch-size 16)
+    # a third of the other families' budget, and only Ours over seeds: a Palette run costs ~4 min
+    # here, its RETAIN LABEL run ~25 min (DDIM targets at every step)
+    table_args=(--test-per-class 50 --sample-steps 20 --steps 100 --batch-size 16 --spread-methods Ours --no-ablation)
     ;;
-  *) echo "family must be vq or diffusion, got $family" >&2; exit 2 ;;
+  *) echo "family must be mae, vq or diffusion, got $family" >&2; exit 2 ;;
 esac
 
-read -r lr alpha < <(python -c "import json, sys; c = json.load(open(sys.argv[1]))['chosen']; \
-print(c['lr'], c['alpha'])" "$tuning/results.json")
-python benchmarks/quality.py --model "$checkpoint" --lr "$lr" --alpha "$alpha" --seeds 0 1 2 \
-  "${table_args[@]}" --threads 1 --out "$out"
+read -r steps lr alpha < <(python -c "import json, sys; c = json.load(open(sys.argv[1]))['chosen']; \
+print(c.get('steps', 300), c['lr'], c['alpha'])" "$tuning/results.json")
+[ "$family" = diffusion ] && steps=100
+python benchmarks/quality.py --model "$checkpoint" --steps "$steps" --lr "$lr" --alpha "$alpha" --seeds 0 1 2 \
+  "${table_args[@]}" --threads 1 --resume --out "$out"
+if [ "$family" = mae ]; then  # two further splits, inpainting only
+  for split in s2 s3; do
+    python benchmarks/quality.py --split $split --masks inpaint:3 --no-ablation --steps "$steps" --lr "$lr" \
+      --alpha "$alpha" --seeds 0 1 2 --threads 1 --resume --out "${out}_$split"
+  done
+fi
+if [ "$family" = diffusion ]; then  # the alpha ablation, in its own folder
+  python benchmarks/quality.py --model "$checkpoint" --steps "$steps" --lr "$lr" --seeds 0 \
+    --test-per-class 50 --sample-steps 20 --batch-size 16 --threads 1 --ablation-only --resume \
+    --out "${out}_ablation"
+fi

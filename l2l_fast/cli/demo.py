@@ -68,7 +68,8 @@ def run_demo(
     out_dir: Path,
     steps: int = 300,
     batch_size: int = 32,
-    lr: float = 5e-4,
+    lr: float = 1e-3,
+    alpha: float = 0.5,
     seed: int = 0,
     eval_per_class: Optional[int] = None,
     progress: bool = True,
@@ -91,7 +92,7 @@ def run_demo(
     before_errors = hole_errors(test_images, before_images, visible)
 
     unlearn(model, train_images[is_forget], train_images[~is_forget], steps=steps,
-            batch_size=batch_size, lr=lr, mask=MASK, seed=seed, progress=progress)
+            batch_size=batch_size, lr=lr, alpha=alpha, mask=MASK, seed=seed, progress=progress)
     model.eval()
 
     after_images = generate(adapter, test_images, MASK, batch_size=500)

@@ -52,7 +52,7 @@ def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
     run_demo(out_dir=Path(args.out), steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-             seed=args.seed, eval_per_class=args.eval_per_class, progress=not args.no_progress)
+             alpha=args.alpha, seed=args.seed, eval_per_class=args.eval_per_class, progress=not args.no_progress)
     return 0
 
 
@@ -146,7 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="l2l_fast_demo", help="folder for the PNG grid")
     demo.add_argument("--steps", type=int, default=300)
     demo.add_argument("--batch-size", type=int, default=32)
-    demo.add_argument("--lr", type=float, default=5e-4)
+    demo.add_argument("--lr", type=float, default=1e-3,
+                      help="default: the MAE's setting chosen in benchmarks/results/quality_tuning_mae")
+    demo.add_argument("--alpha", type=float, default=0.5, help="weight of the forget term (same source)")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--eval-per-class", type=int, default=None,
                       help="held-out images per class to evaluate (default: all 100)")
