@@ -4,7 +4,8 @@
     python benchmarks/quality_tuning.py --split s2 --out benchmarks/results/quality_tuning_mae
     python benchmarks/quality_tuning.py --summarize --out benchmarks/results/quality_tuning_mae
 
-(the shipped MAE; `--model CHECKPOINT --grid small` for the other families' generators).
+(the shipped MAE; `--model CHECKPOINT --grid small` for the VQ generator, `--grid diffusion
+--batch-size 16 --sample-steps 20` for Palette).
 
 Fashion-MNIST's *training* split is cut, per class and seeded, into a tuning part
 (`--held-out` images per class, used only for evaluation here) and the rest (the
@@ -44,6 +45,8 @@ GRIDS = {
     "full": [(300, 5e-4, 0.25), (300, 1e-3, 0.25), (300, 2.5e-4, 0.25), (300, 2.5e-4, 0.5), (300, 5e-4, 0.5),
              (300, 1e-3, 0.5), (150, 1e-3, 0.25), (150, 1e-3, 0.5)],
     "small": [(300, 5e-4, 0.25), (300, 1e-3, 0.25), (300, 5e-4, 0.5), (300, 1e-3, 0.5)],
+    # Palette at the budget its table affords on a CPU (100 steps; with --batch-size 16)
+    "diffusion": [(100, 1e-3, 0.5), (100, 1e-3, 1.0), (100, 2e-3, 0.5), (100, 2e-3, 1.0)],
 }
 MASK = "inpaint:3"
 

@@ -44,6 +44,18 @@ def test_generation_is_seeded_and_keeps_the_visible_region():
     assert torch.equal(a[:2] * keep, images[:2] * keep)
 
 
+def test_generated_images_are_clamped_to_the_unit_range_as_saved_images_are():
+    model = load_run_model("demo")
+    with torch.no_grad():
+        for parameter in model.decoder.decoder_pred.parameters():
+            parameter.mul_(20.0)  # completions far outside [0, 1]
+    adapter = adapter_for(model)
+    images = torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    raw = adapter.generate(images, adapter.draw(parse_mask("inpaint:3"), 4, torch.Generator().manual_seed(1)))
+    assert raw.max() > 1.5
+    assert torch.equal(generate(adapter, images, "inpaint:3", seed=1), raw.clamp(0, 1))
+
+
 def test_evaluate_the_original_model_on_its_own_test_images():
     from l2l_fast.cli.demo import load_demo_images
 

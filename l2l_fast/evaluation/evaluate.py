@@ -18,7 +18,8 @@ BETTER = {"FID_R": "↓", "IS_R": "↑", "CLIP_R": "↑", "FID_F": "↑", "IS_F"
 @torch.no_grad()
 def generate(adapter, images: torch.Tensor, mask: str, *, seed: int = 0, batch_size: int = 256,
              device: Optional[torch.device] = None, progress: bool = False) -> torch.Tensor:
-    """The model's completion of T(images), in batches, corruptions drawn from `seed`."""
+    """The model's completion of T(images), in batches, corruptions drawn from `seed`, clamped to
+    [0, 1]: the images as they would be saved, which is what the paper's metrics read."""
     spec = parse_mask(mask)
     generator = torch.Generator().manual_seed(seed)
     device = device or next(adapter.model.parameters()).device
@@ -27,7 +28,7 @@ def generate(adapter, images: torch.Tensor, mask: str, *, seed: int = 0, batch_s
     out = []
     for chunk in tqdm(images.split(batch_size), desc="generate", disable=not progress):
         corruption = adapter.draw(spec, chunk.shape[0], generator)
-        out.append(adapter.generate(chunk.to(device), corruption).cpu())
+        out.append(adapter.generate(chunk.to(device), corruption).clamp(0.0, 1.0).cpu())
     adapter.model.train(was_training)
     return torch.cat(out)
 
