@@ -39,7 +39,8 @@ case $family in
     python benchmarks/family_quality.py "$mae" "$checkpoint" --images 200 --out "$out/hole_mse.json"
     tuning=benchmarks/results/quality_tuning_vq
     tune "$checkpoint" $tuning --grid small --held-out 100
-    table_args=(--test-per-class 200)
+    table_args=(--test-per-class 200 --spread-methods Ours --no-ablation)
+    ablation_args=(--test-per-class 200)
     ;;
   diffusion)
     checkpoint=$out/palette_fm.safetensors
@@ -51,7 +52,8 @@ case $family in
     tuning=benchmarks/results/quality_tuning_mae
     # a third of the other families' budget, and only Ours over seeds: a Palette run costs ~4 min
     # here, its RETAIN LABEL run ~25 min (DDIM targets at every step)
-    table_args=(--test-per-class 50 --sample-steps 20 --steps 100 --batch-size 16 --spread-methods Ours --no-ablation)
+    table_args=(--test-per-class 50 --sample-steps 20 --batch-size 16 --spread-methods Ours --no-ablation)
+    ablation_args=(--test-per-class 50 --sample-steps 20 --batch-size 16)
     ;;
   *) echo "family must be mae, vq or diffusion, got $family" >&2; exit 2 ;;
 esac
@@ -67,8 +69,7 @@ if [ "$family" = mae ]; then  # two further splits, inpainting only
       --alpha "$alpha" --seeds 0 1 2 --threads 1 --resume --out "${out}_$split"
   done
 fi
-if [ "$family" = diffusion ]; then  # the alpha ablation, in its own folder
+if [ "$family" != mae ]; then  # the alpha ablation, in its own folder (the MAE's is in quality_mae)
   python benchmarks/quality.py --model "$checkpoint" --steps "$steps" --lr "$lr" --seeds 0 \
-    --test-per-class 50 --sample-steps 20 --batch-size 16 --threads 1 --ablation-only --resume \
-    --out "${out}_ablation"
+    "${ablation_args[@]}" --threads 1 --ablation-only --resume --out "${out}_ablation"
 fi
