@@ -63,10 +63,11 @@ print(c.get('steps', 300), c['lr'], c['alpha'])" "$tuning/results.json")
 [ "$family" = diffusion ] && steps=100
 python benchmarks/quality.py --model "$checkpoint" --steps "$steps" --lr "$lr" --alpha "$alpha" --seeds 0 1 2 \
   "${table_args[@]}" --threads 1 --resume --out "$out"
-if [ "$family" = mae ]; then  # two further splits, inpainting only
+if [ "$family" = mae ]; then  # two further splits, inpainting only, the spread of Ours alone
   for split in s2 s3; do
     python benchmarks/quality.py --split $split --masks inpaint:3 --no-ablation --steps "$steps" --lr "$lr" \
-      --alpha "$alpha" --seeds 0 1 2 --threads 1 --resume --out "${out}_$split"
+      --alpha "$alpha" --seeds 0 1 2 --spread-methods Ours "Ours (proxy retain)" --threads 1 --resume \
+      --out "${out}_$split"
   done
 fi
 if [ "$family" != mae ]; then  # the alpha ablation, in its own folder (the MAE's is in quality_mae)
