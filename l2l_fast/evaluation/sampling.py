@@ -39,7 +39,14 @@ def check_sampler(family: str, settings: dict, where: str = "sampler") -> dict:
 
 
 def sampler_for(adapter, settings: dict, seed: int = 0) -> Callable[[torch.Tensor, object, int], torch.Tensor]:
-    """sample(images on the model's device, corruption, batch index) -> completions.
+    """sample(images on the model's device, corruption, batch index) -> completions clamped to [0, 1],
+    as `evaluation.generate` returns them."""
+    sample = _family_sampler(adapter, settings, seed)
+    return lambda images, corruption, batch: sample(images, corruption, batch).clamp(0.0, 1.0)
+
+
+def _family_sampler(adapter, settings: dict, seed: int):
+    """The family's own sampler, unclamped.
 
     MAGE draws its Gumbel noise from a generator seeded by (seed, batch index), so a row
     is the same whether or not an evaluation was interrupted; Palette seeds every call."""
