@@ -254,10 +254,9 @@ def earlier_results(out, args):
             sys.exit(f"--resume: {path} was made with other settings: " + "; ".join(differ))
     kept = [t["name"] for t in results["tables"]] + (["the ablation"] if results.get("ablation") else [])
     print(f"resuming {path}: kept " + ", ".join(kept), flush=True)
-    own = [n for n in results["notes"] if not n.startswith("kept from an earlier run")]
-    return results["tables"], results.get("ablation"), [
-        f"kept from an earlier run ({', '.join(kept)}): {note}" for note in own] + [
-        n for n in results["notes"] if n.startswith("kept from an earlier run")]
+    prefix = f"kept from an earlier run ({', '.join(kept)}): "
+    notes = [n if n.startswith("kept from an earlier run") else prefix + n for n in results["notes"]]
+    return results["tables"], results.get("ablation"), notes
 
 
 def save(out, args, family, data, tables, ablation, started, earlier_notes, finished):
