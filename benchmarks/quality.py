@@ -14,8 +14,9 @@ and the spread of every method over seeds, e.g. forgetting sneakers with sandals
     python benchmarks/quality.py --split s2 --masks inpaint:3 --methods Ours "Ours (proxy retain)" \
         --no-ablation --seeds 0 1 2 --out benchmarks/results/quality_mae_s2
 
-`--resume` keeps the tables (and the ablation) an earlier run left in --out and runs only the
-masks that are missing, so a cut-short run, or a table extended by a mask, need not start over.
+`--resume` keeps the tables (and the ablation) an earlier run left in --out and runs only what is
+missing: the masks it lacks, and the spread over seeds of the --spread-methods a kept table lacks. So a
+cut-short run, or a table extended by a mask or by a method's spread, need not start over.
 
 Each table's retain classes whose accuracy or per-class FID moved past the
 thresholds of l2l_fast/evaluation/neighbours.py are listed in the report.
@@ -58,7 +59,7 @@ SPLITS = {  # name: (forget, retain, proxy); each proxy holds the kinds (tops, s
 }
 FAMILY_NAMES = {"mae": "MAE", "vq": "MAGE (VQ-token model)", "diffusion": "Palette diffusion model"}
 SETTINGS = ("model", "forget", "retain", "proxy", "steps", "batch_size", "lr", "alpha", "sample_steps",
-            "test_per_class")  # what a resumed run must share with the tables it keeps
+            "test_per_class", "seeds")  # what a resumed run must share with the tables it keeps
 SPREAD = ("FID_R", "IS_R", "CLIP_R", "FID_F", "IS_F", "CLIP_F", "acc_R", "acc_F")
 GRID_EXAMPLES = 3
 
@@ -127,6 +128,23 @@ def seed_spread(mask, args, data, classifier, first_rows):
         rows.append({"method": f"{name}, std over seeds {args.seeds}",
                      "metrics": {k: float(v.std()) for k, v in values.items()}})
     return {"name": f"{mask}: spread over seeds", "rows": rows}
+
+
+def extend_spread(tables, mask, args, data, classifier) -> bool:
+    """Add to the kept `mask` table's spread over seeds the methods it lacks; False when none was missing."""
+    spread_name = f"{mask}: spread over seeds"
+    kept = next((t for t in tables if t["name"] == spread_name), {"name": spread_name, "rows": []})
+    have = {row["method"].split(", ")[0] for row in kept["rows"]}
+    table = next(t for t in tables if t["name"] == mask)
+    added = seed_spread(mask, args, data, classifier,
+                        {r["method"]: r["metrics"] for r in table["rows"] if r["method"] not in have})
+    if not added["rows"]:
+        return False
+    order = [m[0] for m in METHODS]
+    kept["rows"] = sorted(kept["rows"] + added["rows"], key=lambda row: order.index(row["method"].split(", ")[0]))
+    if kept not in tables:
+        tables.insert(tables.index(table) + 1, kept)
+    return True
 
 
 def run_task(mask, args, data, classifier, out):
@@ -229,13 +247,20 @@ def main() -> None:
     classifier = load_classifier()
     started, family = time.perf_counter(), load_run_model(args.model).family
     tables, ablation, earlier_notes = earlier_results(out, args) if args.resume else ([], None, [])
-    done = {table["name"] for table in tables}
-    for mask in [] if args.ablation_only else [m for m in args.masks if m not in done]:
-        tables += run_task(mask, args, data, classifier, out)
+    done, changed = {table["name"] for table in tables}, False
+    for mask in [] if args.ablation_only else args.masks:
+        if mask not in done:
+            tables += run_task(mask, args, data, classifier, out)
+        elif len(args.seeds) < 2 or not extend_spread(tables, mask, args, data, classifier):
+            continue
+        changed = True
         save(out, args, family, data, tables, ablation, started, earlier_notes, finished=False)
     if not args.no_ablation and not (args.resume and ablation):
-        ablation = run_ablation(args.masks[0], args, data, classifier)
-    save(out, args, family, data, tables, ablation, started, earlier_notes, finished=True)
+        ablation, changed = run_ablation(args.masks[0], args, data, classifier), True
+    if changed:
+        save(out, args, family, data, tables, ablation, started, earlier_notes, finished=True)
+    else:
+        print(f"--resume: nothing is missing from {out / 'results.json'}; left as it was")
 
 
 def earlier_results(out, args):

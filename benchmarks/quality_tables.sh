@@ -5,10 +5,10 @@
 #     bash benchmarks/quality_tables.sh vq          # -> benchmarks/results/quality_vq/
 #     bash benchmarks/quality_tables.sh diffusion   # -> benchmarks/results/quality_diffusion/
 #
-# Steps: pretrain the generator (skipped when its checkpoint is there), its hole MSE beside the
-# shipped MAE's, the tuning search on held-out *training* images (skipped when its record is there;
-# diffusion reuses the MAE's chosen setting, see its report), then the test-split tables with the
-# chosen setting over 3 seeds. Every table is resumable: a table already in its folder is kept.
+# Steps: pretrain the generator (skipped when its checkpoint is there), its hole MSE, FID and accuracy
+# beside the shipped MAE's (skipped when its .json is there), the tuning search on held-out *training* images (skipped when its record is there),
+# then the test-split tables with the chosen setting over 3 seeds. Every table is resumable: what is
+# already in its folder is kept, and only the missing masks and spreads over seeds run.
 # The sizes below are what fitted a 2-core CPU; each run's notes say which were used.
 set -euo pipefail
 family=${1:?usage: quality_tables.sh mae|vq|diffusion}
@@ -36,22 +36,25 @@ case $family in
     checkpoint=$out/mage_fm.safetensors
     [ -f "$checkpoint" ] || l2l-fast pretrain --family vq --out "$checkpoint" --steps 3000 \
       --tokenizer-steps 1500 --batch-size 64 --seed 0
-    python benchmarks/family_quality.py "$mae" "$checkpoint" --images 200 --out "$out/hole_mse.json"
+    [ -f "$out/hole_mse.json" ] ||
+      python benchmarks/family_quality.py "$mae" "$checkpoint" --images 200 --out "$out/hole_mse.json"
     tuning=benchmarks/results/quality_tuning_vq
     tune "$checkpoint" $tuning --grid small --held-out 100
-    table_args=(--test-per-class 200 --spread-methods Ours --no-ablation)
+    table_args=(--test-per-class 200 --no-ablation)
     ablation_args=(--test-per-class 200)
     ;;
   diffusion)
     checkpoint=$out/palette_fm.safetensors
     [ -f "$checkpoint" ] || l2l-fast pretrain --family diffusion --out "$checkpoint" --steps 1000 \
       --batch-size 64 --seed 0
-    python benchmarks/family_quality.py "$mae" "$checkpoint" --images 100 --sample-steps 20 \
-      --out "$out/hole_mse.json"
-    python benchmarks/sampler_gap.py "$checkpoint" --ddim 20 50 --images 100 --out "$out/sampler_gap.json"
-    tuning=benchmarks/results/quality_tuning_mae
+    [ -f "$out/hole_mse.json" ] || python benchmarks/family_quality.py "$mae" "$checkpoint" --images 100 \
+      --sample-steps 20 --out "$out/hole_mse.json"
+    [ -f "$out/sampler_gap.json" ] ||  # DDPM over 1,000 steps: ~55 min here
+      python benchmarks/sampler_gap.py "$checkpoint" --ddim 20 50 --images 100 --out "$out/sampler_gap.json"
+    tuning=benchmarks/results/quality_tuning_diffusion
     # a third of the other families' budget, and only Ours over seeds: a Palette run costs ~4 min
-    # here, its RETAIN LABEL run ~25 min (DDIM targets at every step)
+    # here, its RETAIN LABEL run ~16 min (DDIM targets at every step)
+    tune "$checkpoint" $tuning --grid diffusion --batch-size 16 --sample-steps 20 --held-out 50
     table_args=(--test-per-class 50 --sample-steps 20 --batch-size 16 --spread-methods Ours --no-ablation)
     ablation_args=(--test-per-class 50 --sample-steps 20 --batch-size 16)
     ;;
@@ -59,18 +62,16 @@ case $family in
 esac
 
 read -r steps lr alpha < <(python -c "import json, sys; c = json.load(open(sys.argv[1]))['chosen']; \
-print(c.get('steps', 300), c['lr'], c['alpha'])" "$tuning/results.json")
-[ "$family" = diffusion ] && steps=100
+print(c['steps'], c['lr'], c['alpha'])" "$tuning/results.json")
 python benchmarks/quality.py --model "$checkpoint" --steps "$steps" --lr "$lr" --alpha "$alpha" --seeds 0 1 2 \
   "${table_args[@]}" --threads 1 --resume --out "$out"
-if [ "$family" = mae ]; then  # two further splits, inpainting only, the spread of Ours alone
+if [ "$family" = mae ]; then  # two further splits, inpainting only
   for split in s2 s3; do
     python benchmarks/quality.py --split $split --masks inpaint:3 --no-ablation --steps "$steps" --lr "$lr" \
-      --alpha "$alpha" --seeds 0 1 2 --spread-methods Ours "Ours (proxy retain)" --threads 1 --resume \
-      --out "${out}_$split"
+      --alpha "$alpha" --seeds 0 1 2 --threads 1 --resume --out "${out}_$split"
   done
 fi
 if [ "$family" != mae ]; then  # the alpha ablation, in its own folder (the MAE's is in quality_mae)
-  python benchmarks/quality.py --model "$checkpoint" --steps "$steps" --lr "$lr" --seeds 0 \
+  python benchmarks/quality.py --model "$checkpoint" --steps "$steps" --lr "$lr" --alpha "$alpha" --seeds 0 \
     "${ablation_args[@]}" --threads 1 --ablation-only --resume --out "${out}_ablation"
 fi
