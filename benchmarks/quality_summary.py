@@ -16,7 +16,7 @@ from pathlib import Path
 
 # folders whose metrics read the raw completions: run before l2l_fast.evaluation.generate clamped them
 # to [0, 1] (commit "generate() clamps completions"); that clamp moves the original models' FIDs 10-20%
-PRE_CLAMP = {"quality_mae_s2_shipped", "quality_mae_s3"}
+PRE_CLAMP = {"quality_mae_s2_shipped"}
 TARGETS = "FID_R× ≤ 1.1, CLIP_R× ≥ 0.97, FID_F× ≥ 2, CLIP_F drop ≥ 3 × CLIP_R drop, proxy FID_R× ≤ 1.15"
 
 
