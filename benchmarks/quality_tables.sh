@@ -5,10 +5,11 @@
 #     bash benchmarks/quality_tables.sh vq          # -> benchmarks/results/quality_vq/
 #     bash benchmarks/quality_tables.sh diffusion   # -> benchmarks/results/quality_diffusion/
 #
-# Steps: pretrain the generator (skipped when its checkpoint is there), its hole MSE, FID and accuracy
-# beside the shipped MAE's (skipped when its .json is there), the tuning search on held-out *training* images (skipped when its record is there),
-# then the test-split tables with the chosen setting over 3 seeds. Every table is resumable: what is
-# already in its folder is kept, and only the missing masks and spreads over seeds run.
+# Steps: pretrain the generator (skipped when its checkpoint is there); its hole MSE, FID and
+# accuracy beside the shipped MAE's (skipped when its .json is there); the tuning search on held-out
+# *training* images (skipped when its record is there); then the test-split tables with the chosen
+# setting over 3 seeds. Every table is resumable: what is already in its folder is kept, and only
+# the missing masks and spreads over seeds run.
 # The sizes below are what fitted a 2-core CPU; each run's notes say which were used.
 set -euo pipefail
 family=${1:?usage: quality_tables.sh mae|vq|diffusion}
@@ -53,7 +54,7 @@ case $family in
       python benchmarks/sampler_gap.py "$checkpoint" --ddim 20 50 --images 100 --out "$out/sampler_gap.json"
     tuning=benchmarks/results/quality_tuning_diffusion
     # a third of the other families' budget, and only Ours over seeds: a Palette run costs ~4 min
-    # here, its RETAIN LABEL run ~16 min (DDIM targets at every step)
+    # here, its RETAIN LABEL run ~14 min (DDIM targets at every step)
     tune "$checkpoint" $tuning --grid diffusion --batch-size 16 --sample-steps 20 --held-out 50
     table_args=(--test-per-class 50 --sample-steps 20 --batch-size 16 --spread-methods Ours --no-ablation)
     ablation_args=(--test-per-class 50 --sample-steps 20 --batch-size 16)
