@@ -15,8 +15,9 @@ and the spread of every method over seeds, e.g. forgetting sneakers with sandals
         --no-ablation --seeds 0 1 2 --out benchmarks/results/quality_mae_s2
 
 `--resume` keeps the tables (and the ablation) an earlier run left in --out and runs only what is
-missing: the masks it lacks, and the spread over seeds of the --spread-methods a kept table lacks. So a
-cut-short run, or a table extended by a mask or by a method's spread, need not start over.
+missing: the masks it lacks, the spread over --seeds of the --spread-methods a kept table lacks, and the
+ablation's spread over --seeds. So a cut-short run, or one extended by a mask, a method's spread or
+further seeds, need not start over; only the first seed must be the kept run's.
 
 Each table's retain classes whose accuracy or per-class FID moved past the
 thresholds of l2l_fast/evaluation/neighbours.py are listed in the report.
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -59,7 +61,7 @@ SPLITS = {  # name: (forget, retain, proxy); each proxy holds the kinds (tops, s
 }
 FAMILY_NAMES = {"mae": "MAE", "vq": "MAGE (VQ-token model)", "diffusion": "Palette diffusion model"}
 SETTINGS = ("model", "forget", "retain", "proxy", "steps", "batch_size", "lr", "alpha", "sample_steps",
-            "test_per_class", "seeds")  # what a resumed run must share with the tables it keeps
+            "test_per_class", "seeds")  # what a resumed run must share with the tables it keeps (see resumed_as)
 SPREAD = ("FID_R", "IS_R", "CLIP_R", "FID_F", "IS_F", "CLIP_F", "acc_R", "acc_F")
 GRID_EXAMPLES = 3
 
@@ -108,40 +110,59 @@ def unlearned(args, data, method, retain_set, mask, seed, log=None, alpha=None):
     return model
 
 
+def spread_rows(name, first, seeds, run):
+    """Mean and standard deviation rows of `name` over `seeds`: `first` holds seeds[0]'s metrics, and
+    run(seed) returns each further seed's."""
+    runs = [first] + [run(seed) for seed in seeds[1:]]
+    values = {k: torch.tensor([m[k] for m in runs], dtype=torch.float64) for k in SPREAD}
+    return [{"method": f"{name}, mean over seeds {seeds}", "metrics": {k: float(v.mean()) for k, v in values.items()}},
+            {"method": f"{name}, std over seeds {seeds}", "metrics": {k: float(v.std()) for k, v in values.items()}}]
+
+
+def spread_of(row):
+    """(the method, the seeds' label) of a spread row, e.g. ("Ours", "[0, 1, 2]"); None for a plain row."""
+    match = re.fullmatch(r"(.*), (?:mean|std) over seeds (\[.*\])", row["method"])
+    return match.groups() if match else None
+
+
+def evaluated_seed(args, data, classifier, name, method, retain_set, mask, alpha=None):
+    """run(seed) for spread_rows: the metrics on the test split of `method` unlearned with that seed."""
+    test = {"R": data["test_retain"], "F": data["test_forget"]}
+
+    def run(seed):
+        model = unlearned(args, data, method, retain_set, mask, seed, alpha=alpha)
+        metrics, _ = evaluated(model, test, mask, classifier, args.sample_steps)
+        print(f"[{mask}] {name} seed {seed}: FID_R={metrics['FID_R']:.3f} FID_F={metrics['FID_F']:.3f}", flush=True)
+        return metrics
+    return run
+
+
 def seed_spread(mask, args, data, classifier, first_rows):
     """Mean and standard deviation over args.seeds of each method of args.spread_methods (default: every
     method in the table); seed args.seeds[0] is the table's own run."""
-    test = {"R": data["test_retain"], "F": data["test_forget"]}
     rows = []
     for name, method, retain_set in METHODS:
         if name not in first_rows or (args.spread_methods and name not in args.spread_methods):
             continue
-        runs = [first_rows[name]]
-        for seed in args.seeds[1:]:
-            model = unlearned(args, data, method, retain_set, mask, seed)
-            metrics, _ = evaluated(model, test, mask, classifier, args.sample_steps)
-            runs.append(metrics)
-            print(f"[{mask}] {name} seed {seed}: FID_R={metrics['FID_R']:.3f} FID_F={metrics['FID_F']:.3f}", flush=True)
-        values = {k: torch.tensor([m[k] for m in runs], dtype=torch.float64) for k in SPREAD}
-        rows.append({"method": f"{name}, mean over seeds {args.seeds}",
-                     "metrics": {k: float(v.mean()) for k, v in values.items()}})
-        rows.append({"method": f"{name}, std over seeds {args.seeds}",
-                     "metrics": {k: float(v.std()) for k, v in values.items()}})
+        rows += spread_rows(name, first_rows[name], args.seeds,
+                            evaluated_seed(args, data, classifier, name, method, retain_set, mask))
     return {"name": f"{mask}: spread over seeds", "rows": rows}
 
 
 def extend_spread(tables, mask, args, data, classifier) -> bool:
-    """Add to the kept `mask` table's spread over seeds the methods it lacks; False when none was missing."""
+    """Give the kept `mask` table's spread over seeds the methods it lacks over args.seeds (a method's
+    spread over other seeds is replaced); False when none was missing."""
     spread_name = f"{mask}: spread over seeds"
     kept = next((t for t in tables if t["name"] == spread_name), {"name": spread_name, "rows": []})
-    have = {row["method"].split(", ")[0] for row in kept["rows"]}
+    kept["rows"] = [row for row in kept["rows"] if spread_of(row)[1] == str(args.seeds)]
+    have = {spread_of(row)[0] for row in kept["rows"]}
     table = next(t for t in tables if t["name"] == mask)
     added = seed_spread(mask, args, data, classifier,
                         {r["method"]: r["metrics"] for r in table["rows"] if r["method"] not in have})
     if not added["rows"]:
         return False
     order = [m[0] for m in METHODS]
-    kept["rows"] = sorted(kept["rows"] + added["rows"], key=lambda row: order.index(row["method"].split(", ")[0]))
+    kept["rows"] = sorted(kept["rows"] + added["rows"], key=lambda row: order.index(spread_of(row)[0]))
     if kept not in tables:
         tables.insert(tables.index(table) + 1, kept)
     return True
@@ -184,15 +205,31 @@ def run_task(mask, args, data, classifier, out):
     return [table, seed_spread(mask, args, data, classifier, {r["method"]: r["metrics"] for r in rows})]
 
 
-def run_ablation(mask, args, data, classifier):
+def run_ablation(mask, args, data, classifier, kept=None):
+    """Ours at each of ALPHAS with seed args.seeds[0], then (for two seeds or more) each alpha's spread over
+    args.seeds; what the `kept` ablation already holds is not run again."""
+    title = f"alpha ablation ({mask})"
+    if kept and kept["name"] != title:
+        sys.exit(f"--resume: the kept ablation is {kept['name']!r}; this run's first mask would give {title!r}")
     test = {"R": data["test_retain"], "F": data["test_forget"]}
-    rows = []
+    kept_rows = {row["method"]: row for row in (kept or {}).get("rows", [])}
+    rows, spread = [], []
     for alpha in ALPHAS:
-        model = unlearned(args, data, "ours", "retain", mask, args.seeds[0], alpha=alpha)
-        metrics, _ = evaluated(model, test, mask, classifier, args.sample_steps)
-        rows.append({"method": f"Ours, alpha={alpha}", "metrics": metrics})
-        print(f"[ablation {mask}] alpha={alpha}: FID_R={metrics['FID_R']:.3f} FID_F={metrics['FID_F']:.3f}")
-    return {"name": f"alpha ablation ({mask})", "rows": rows}
+        name = f"Ours, alpha={alpha}"
+        if name not in kept_rows:
+            model = unlearned(args, data, "ours", "retain", mask, args.seeds[0], alpha=alpha)
+            kept_rows[name] = {"method": name, "metrics": evaluated(model, test, mask, classifier, args.sample_steps)[0]}
+            print(f"[ablation {mask}] alpha={alpha}: FID_R={kept_rows[name]['metrics']['FID_R']:.3f} "
+                  f"FID_F={kept_rows[name]['metrics']['FID_F']:.3f}", flush=True)
+        rows.append(kept_rows[name])
+        if len(args.seeds) < 2:  # a kept spread stays as it is
+            spread += [row for row in kept_rows.values() if (spread_of(row) or [None])[0] == name]
+            continue
+        mean, std = (f"{name}, {stat} over seeds {args.seeds}" for stat in ("mean", "std"))
+        spread += [kept_rows[mean], kept_rows[std]] if mean in kept_rows else spread_rows(
+            name, kept_rows[name]["metrics"], args.seeds,
+            evaluated_seed(args, data, classifier, f"ablation {name}", "ours", "retain", mask, alpha))
+    return {"name": title, "rows": rows + spread}
 
 
 def main() -> None:
@@ -255,12 +292,19 @@ def main() -> None:
             continue
         changed = True
         save(out, args, family, data, tables, ablation, started, earlier_notes, finished=False)
-    if not args.no_ablation and not (args.resume and ablation):
-        ablation, changed = run_ablation(args.masks[0], args, data, classifier), True
+    if not args.no_ablation:
+        extended = run_ablation(args.masks[0], args, data, classifier, kept=ablation)
+        changed, ablation = changed or extended != ablation, extended
     if changed:
         save(out, args, family, data, tables, ablation, started, earlier_notes, finished=True)
     else:
         print(f"--resume: nothing is missing from {out / 'results.json'}; left as it was")
+
+
+def resumed_as(key, value):
+    """What of a SETTINGS value a resumed run must share: of the seeds only the first, the one the tables'
+    rows ran with (the spreads name the seeds they are over)."""
+    return value[:1] if key == "seeds" and value else value
 
 
 def earlier_results(out, args):
@@ -274,7 +318,7 @@ def earlier_results(out, args):
         print(f"warning: {path} predates recorded settings; check its notes match this run", flush=True)
     else:
         differ = [f"{k} {results['settings'][k]!r} there, {getattr(args, k)!r} here" for k in SETTINGS
-                  if results["settings"].get(k) != getattr(args, k)]
+                  if resumed_as(k, results["settings"].get(k)) != resumed_as(k, getattr(args, k))]
         if differ:
             sys.exit(f"--resume: {path} was made with other settings: " + "; ".join(differ))
     kept = [t["name"] for t in results["tables"]] + (["the ablation"] if results.get("ablation") else [])

@@ -53,10 +53,10 @@ case $family in
     [ -f "$out/sampler_gap.json" ] ||  # DDPM over 1,000 steps: ~55 min here
       python benchmarks/sampler_gap.py "$checkpoint" --ddim 20 50 --images 100 --out "$out/sampler_gap.json"
     tuning=benchmarks/results/quality_tuning_diffusion
-    # a third of the other families' budget, and only Ours over seeds: a Palette run costs ~4 min
-    # here, its RETAIN LABEL run ~14 min (DDIM targets at every step)
+    # a third of the other families' budget: a Palette run costs ~4 min here, its RETAIN LABEL run
+    # ~14 min (DDIM targets at every step)
     tune "$checkpoint" $tuning --grid diffusion --batch-size 16 --sample-steps 20 --held-out 50
-    table_args=(--test-per-class 50 --sample-steps 20 --batch-size 16 --spread-methods Ours --no-ablation)
+    table_args=(--test-per-class 50 --sample-steps 20 --batch-size 16 --no-ablation)
     ablation_args=(--test-per-class 50 --sample-steps 20 --batch-size 16)
     ;;
   *) echo "family must be mae, vq or diffusion, got $family" >&2; exit 2 ;;
@@ -72,7 +72,7 @@ if [ "$family" = mae ]; then  # two further splits, inpainting only
       --alpha "$alpha" --seeds 0 1 2 --threads 1 --resume --out "${out}_$split"
   done
 fi
-if [ "$family" != mae ]; then  # the alpha ablation, in its own folder (the MAE's is in quality_mae)
-  python benchmarks/quality.py --model "$checkpoint" --steps "$steps" --lr "$lr" --alpha "$alpha" --seeds 0 \
+if [ "$family" != mae ]; then  # the alpha ablation over 3 seeds, in its own folder (the MAE's is in quality_mae)
+  python benchmarks/quality.py --model "$checkpoint" --steps "$steps" --lr "$lr" --alpha "$alpha" --seeds 0 1 2 \
     "${ablation_args[@]}" --threads 1 --ablation-only --resume --out "${out}_ablation"
 fi
