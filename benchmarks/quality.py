@@ -211,24 +211,20 @@ def run_ablation(mask, args, data, classifier, kept=None):
     title = f"alpha ablation ({mask})"
     if kept and kept["name"] != title:
         sys.exit(f"--resume: the kept ablation is {kept['name']!r}; this run's first mask would give {title!r}")
-    test = {"R": data["test_retain"], "F": data["test_forget"]}
     kept_rows = {row["method"]: row for row in (kept or {}).get("rows", [])}
     rows, spread = [], []
     for alpha in ALPHAS:
         name = f"Ours, alpha={alpha}"
+        run = evaluated_seed(args, data, classifier, f"ablation {name}", "ours", "retain", mask, alpha)
         if name not in kept_rows:
-            model = unlearned(args, data, "ours", "retain", mask, args.seeds[0], alpha=alpha)
-            kept_rows[name] = {"method": name, "metrics": evaluated(model, test, mask, classifier, args.sample_steps)[0]}
-            print(f"[ablation {mask}] alpha={alpha}: FID_R={kept_rows[name]['metrics']['FID_R']:.3f} "
-                  f"FID_F={kept_rows[name]['metrics']['FID_F']:.3f}", flush=True)
+            kept_rows[name] = {"method": name, "metrics": run(args.seeds[0])}
         rows.append(kept_rows[name])
         if len(args.seeds) < 2:  # a kept spread stays as it is
             spread += [row for row in kept_rows.values() if (spread_of(row) or [None])[0] == name]
             continue
         mean, std = (f"{name}, {stat} over seeds {args.seeds}" for stat in ("mean", "std"))
         spread += [kept_rows[mean], kept_rows[std]] if mean in kept_rows else spread_rows(
-            name, kept_rows[name]["metrics"], args.seeds,
-            evaluated_seed(args, data, classifier, f"ablation {name}", "ours", "retain", mask, alpha))
+            name, kept_rows[name]["metrics"], args.seeds, run)
     return {"name": title, "rows": rows + spread}
 
 
