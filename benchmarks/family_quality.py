@@ -31,7 +31,7 @@ def completion_quality(adapter, images: torch.Tensor, labels: torch.Tensor, mask
     """Hole MSE (mean over images of the squared error on the hidden pixels), FID against the true
     images and the classifier's accuracy, of the completions of `images` under `mask`."""
     generated = generate(adapter, images, mask, seed=seed, batch_size=100)
-    visible = visible_pixels(adapter, images.shape[0], mask, seed)
+    visible = visible_pixels(adapter, images.shape[0], mask, seed, batch_size=100)
     return {"hole_mse": float(hole_errors(images, generated, visible).mean()),
             "FID": frechet_distance(images, generated, Features(classifier)),
             "accuracy": accuracy(classifier, generated, labels)}

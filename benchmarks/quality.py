@@ -76,7 +76,8 @@ def grid_rows(test, generated_by_method, mask, adapter):
     rows = []
     for key, role in (("F", "forget"), ("R", "retain")):
         images = test[key][0][:GRID_EXAMPLES]
-        corrupted = with_grey_hole(images, visible_pixels(adapter, images.shape[0], mask))
+        visible = visible_pixels(adapter, test[key][0].shape[0], mask)[:GRID_EXAMPLES]  # as evaluate() drew
+        corrupted = with_grey_hole(images, visible)
         for i in range(GRID_EXAMPLES):
             cells = [images[i], corrupted[i]] + [g[key][i] for g in generated_by_method.values()]
             rows.append((f"{role} {i}", torch.stack(cells)))

@@ -70,7 +70,7 @@ def main(argv=None) -> dict:
     test_images, test_labels = load_demo_images("test")
     index = first_per_class(test_labels, range(10), args.eval_per_class)
     test_images, test_labels = test_images[index], test_labels[index]
-    visible = visible_pixels(adapter, test_images.shape[0], MASK)
+    visible = visible_pixels(adapter, test_images.shape[0], MASK, batch_size=500)
     before_images = generate(adapter, test_images, MASK, batch_size=500)
     before = per_class(hole_errors(test_images, before_images, visible), test_labels)
 

@@ -7,6 +7,7 @@ import torch
 
 import l2l_fast
 from l2l_fast.adapters import DiffusionAdapter
+from l2l_fast.evaluation.evaluate import generate, visible_pixels
 from l2l_fast.models import PaletteUNet
 from l2l_fast.models import io as model_io
 from l2l_fast.models.masks import parse_mask
@@ -40,6 +41,19 @@ def images(n: int, seed: int, shift: float = 0.0) -> torch.Tensor:
 def corruption(adapter, spec: str, batch: int, seed: int = 0):
     return adapter.draw(parse_mask(spec), batch, torch.Generator().manual_seed(seed))
 
+
+def test_a_generation_split_into_batches_completes_each_image_as_the_whole_run_does():
+    adapter = DiffusionAdapter(tiny_model(), sample_method="ddim", sample_steps=3)
+    x = images(7, seed=1)
+    whole = generate(adapter, x, "random:0.5", seed=3, batch_size=2)
+    assert torch.equal(generate(adapter, x, "random:0.5", seed=3, batch_size=2, batches=[3, 1]),
+                       torch.cat([whole[2:4], whole[6:]]))
+    # each batch's draw also takes γ and noise, so the masks must be drawn batch by batch as generate does
+    visible = visible_pixels(adapter, 7, "random:0.5", seed=3, batch_size=2)
+    assert not torch.equal(visible, visible_pixels(adapter, 7, "random:0.5", seed=3, batch_size=7))
+    assert torch.equal(whole * visible, x * visible) and not torch.equal(whole, x)
+    with pytest.raises(ValueError, match="batches must name at least one of the 4 batches"):
+        generate(adapter, x, "random:0.5", batch_size=2, batches=[4])
 
 def test_encoder_returns_every_input_block_and_the_middle_block():
     model = tiny_model()

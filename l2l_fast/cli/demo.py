@@ -87,7 +87,7 @@ def run_demo(
           f"keeping {int((~is_forget).sum())} images of the other 8 classes; mask {MASK}.")
 
     adapter = adapter_for(model)
-    visible = visible_pixels(adapter, test_images.shape[0], MASK)
+    visible = visible_pixels(adapter, test_images.shape[0], MASK, batch_size=500)
     before_images = generate(adapter, test_images, MASK, batch_size=500)
     before_errors = hole_errors(test_images, before_images, visible)
 

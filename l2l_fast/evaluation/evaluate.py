@@ -3,7 +3,7 @@ forget and retain test sets, then FID, IS and CLIP-style similarity against the
 ground truth, and classifier accuracy on the generated images."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import Iterable, Iterator, Optional
 
 import torch
 from tqdm.auto import tqdm
@@ -15,20 +15,37 @@ COLUMNS = ("FID_R", "IS_R", "CLIP_R", "FID_F", "IS_F", "CLIP_F", "acc_R", "acc_F
 BETTER = {"FID_R": "↓", "IS_R": "↑", "CLIP_R": "↑", "FID_F": "↑", "IS_F": "↓", "CLIP_F": "↓", "acc_R": "↑", "acc_F": "↓"}
 
 
-@torch.no_grad()
-def generate(adapter, images: torch.Tensor, mask: str, *, seed: int = 0, batch_size: int = 256,
-             device: Optional[torch.device] = None, progress: bool = False) -> torch.Tensor:
-    """The model's completion of T(images), in batches, corruptions drawn from `seed`, clamped to
-    [0, 1]: the images as they would be saved, which is what the paper's metrics read."""
+def corruptions(adapter, count: int, mask: str, seed: int, batch_size: int) -> Iterator:
+    """The corruptions of `count` images in batches of `batch_size`, drawn from `seed` in order."""
     spec = parse_mask(mask)
     generator = torch.Generator().manual_seed(seed)
+    for start in range(0, count, batch_size):
+        yield adapter.draw(spec, min(batch_size, count - start), generator)
+
+
+@torch.no_grad()
+def generate(adapter, images: torch.Tensor, mask: str, *, seed: int = 0, batch_size: int = 256,
+             device: Optional[torch.device] = None, progress: bool = False,
+             batches: Optional[Iterable[int]] = None) -> torch.Tensor:
+    """The model's completion of T(images), in batches, corruptions drawn from `seed`, clamped to
+    [0, 1]: the images as they would be saved, which is what the paper's metrics read.
+
+    `batches` (indices into `images.split(batch_size)`) completes only those batches. The
+    others' corruptions are still drawn, so a run split into parts completes every image
+    exactly as the whole run does."""
     device = device or next(adapter.model.parameters()).device
+    chunks = images.split(batch_size)
+    chosen = range(len(chunks)) if batches is None else sorted(set(batches))
+    if not chosen or any(not 0 <= b < len(chunks) for b in chosen):
+        raise ValueError(f"batches must name at least one of the {len(chunks)} batches of {batch_size} "
+                         f"({images.shape[0]} images), got {list(chosen)}")
     was_training = adapter.model.training
     adapter.model.eval()
     out = []
-    for chunk in tqdm(images.split(batch_size), desc="generate", disable=not progress):
-        corruption = adapter.draw(spec, chunk.shape[0], generator)
-        out.append(adapter.generate(chunk.to(device), corruption).clamp(0.0, 1.0).cpu())
+    drawn = corruptions(adapter, images.shape[0], mask, seed, batch_size)
+    for index, corruption in zip(tqdm(range(chosen[-1] + 1), desc="generate", disable=not progress), drawn):
+        if index in chosen:
+            out.append(adapter.generate(chunks[index].to(device), corruption).clamp(0.0, 1.0).cpu())
     adapter.model.train(was_training)
     return torch.cat(out)
 
@@ -39,9 +56,9 @@ def hole_errors(images: torch.Tensor, generated: torch.Tensor, visible: torch.Te
     return ((generated - images).square() * hole).sum(dim=(1, 2, 3)) / hole.sum(dim=(1, 2, 3)).clamp_min(1.0)
 
 
-def visible_pixels(adapter, count: int, mask: str, seed: int = 0) -> torch.Tensor:
+def visible_pixels(adapter, count: int, mask: str, seed: int = 0, batch_size: int = 256) -> torch.Tensor:
     """The visible pixels of the corruptions `generate` draws for `count` images with `seed`."""
-    return adapter.pixel_keep(adapter.draw(parse_mask(mask), count, torch.Generator().manual_seed(seed)))
+    return torch.cat([adapter.pixel_keep(c) for c in corruptions(adapter, count, mask, seed, batch_size)])
 
 
 def evaluate(adapter, retain: tuple[torch.Tensor, torch.Tensor], forget: tuple[torch.Tensor, torch.Tensor], *,
