@@ -43,9 +43,11 @@ def generate(adapter, images: torch.Tensor, mask: str, *, seed: int = 0, batch_s
     adapter.model.eval()
     out = []
     drawn = corruptions(adapter, images.shape[0], mask, seed, batch_size)
-    for index, corruption in zip(tqdm(range(chosen[-1] + 1), desc="generate", disable=not progress), drawn):
-        if index in chosen:
-            out.append(adapter.generate(chunks[index].to(device), corruption).clamp(0.0, 1.0).cpu())
+    with tqdm(total=len(chosen), desc="generate", disable=not progress) as bar:
+        for index, corruption in zip(range(chosen[-1] + 1), drawn):
+            if index in chosen:
+                out.append(adapter.generate(chunks[index].to(device), corruption).clamp(0.0, 1.0).cpu())
+                bar.update()
     adapter.model.train(was_training)
     return torch.cat(out)
 
