@@ -30,6 +30,7 @@ from l2l_fast.evaluation.evaluate import generate, hole_errors, visible_pixels
 from l2l_fast.evaluation.metrics import Features, accuracy, frechet_distance, load_classifier
 from l2l_fast.models import io as model_io
 
+
 def parse_part(text: str) -> tuple[int, int]:
     try:
         part, parts = (int(x) for x in text.split("/"))
