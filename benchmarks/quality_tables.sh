@@ -50,7 +50,7 @@ case $family in
       --batch-size 64 --seed 0
     [ -f "$out/hole_mse.json" ] || python benchmarks/family_quality.py "$mae" "$checkpoint" --images 100 \
       --sample-steps 20 --out "$out/hole_mse.json"
-    if [ ! -f "$out/sampler_gap.json" ]; then  # DDPM over 1,000 steps: ~85 min here, a part per core
+    if [ ! -f "$out/sampler_gap.json" ]; then  # DDPM over 1,000 steps: ~40 min here, a part per core
       pids=()
       for part in 1/2 2/2; do
         OMP_NUM_THREADS=1 python benchmarks/sampler_gap.py "$checkpoint" --ddim 20 50 --images 300 \

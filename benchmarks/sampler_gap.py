@@ -96,8 +96,8 @@ def write_results(out, saved, settings, images, labels, model, parts) -> None:
     for piece in saved:
         if piece["settings"] != settings:
             raise ValueError(f"the saved parts were run with other settings: {piece['settings']} != {settings}")
-    order = torch.cat([torch.arange(b * settings["batch_size"], min((b + 1) * settings["batch_size"], len(images)))
-                       for piece in saved for b in piece["batches"]])
+    batch_indices = torch.arange(len(images)).split(settings["batch_size"])
+    order = torch.cat([batch_indices[b] for piece in saved for b in piece["batches"]])
     images, labels = images[order], labels[order]
     visible = visible_pixels(DiffusionAdapter(model), len(labels), settings["mask"],
                              batch_size=settings["batch_size"])[order]

@@ -55,6 +55,7 @@ def test_a_generation_split_into_batches_completes_each_image_as_the_whole_run_d
     with pytest.raises(ValueError, match="batches must name at least one of the 4 batches"):
         generate(adapter, x, "random:0.5", batch_size=2, batches=[4])
 
+
 def test_encoder_returns_every_input_block_and_the_middle_block():
     model = tiny_model()
     x, gammas = torch.randn(3, 2, 16, 16), torch.rand(3)
