@@ -19,6 +19,11 @@ missing: the masks it lacks, the spread over --seeds of the --spread-methods a k
 ablation's spread over --seeds. So a cut-short run, or one extended by a mask, a method's spread or
 further seeds, need not start over; only the first seed must be the kept run's.
 
+`--merge` joins the tables of runs made with the same settings and other --masks (one per core, say)
+into --out, as one run over all their masks would have made them:
+
+    python benchmarks/quality.py --merge parts/inpaint_3 parts/outpaint_3 --out benchmarks/results/quality_vq
+
 Each table's retain classes whose accuracy or per-class FID moved past the
 thresholds of l2l_fast/evaluation/neighbours.py are listed in the report.
 """
@@ -27,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -255,10 +261,14 @@ def main() -> None:
     parser.add_argument("--ablation-only", action="store_true", help="the alpha ablation alone (on the first mask)")
     parser.add_argument("--resume", action="store_true",
                         help="keep the tables and ablation already in --out; run only what is missing")
+    parser.add_argument("--merge", nargs="+", metavar="FOLDER",
+                        help="join these folders' tables (same settings, other --masks) into --out; runs nothing")
     parser.add_argument("--test-per-class", type=int, default=None,
                         help="first N test images of each class (default all; small N for a quick check)")
     args = parser.parse_args()
 
+    if args.merge:
+        return merge(Path(args.out), [Path(folder) for folder in args.merge])
     if args.split:
         args.forget, args.retain, args.proxy = SPLITS[args.split]
     if args.threads:
@@ -349,6 +359,33 @@ def save(out, args, family, data, tables, ablation, started, earlier_notes, fini
         "tables": tables,
         "ablation": ablation,
     }
+    write_results(out, results)
+
+
+def merge(out, parts):
+    """Join the tables of the `parts` folders, runs with the same settings and other masks, into `out`."""
+    runs = [(part, json.loads((part / "results.json").read_text())) for part in parts]
+    tables, notes = [], ["merged by: python benchmarks/quality.py " + " ".join(sys.argv[1:])]
+    for part, results in runs:
+        if results.get("settings") != runs[0][1].get("settings"):
+            sys.exit(f"--merge: {part} and {parts[0]} were made with other settings")
+        if results.get("ablation"):
+            sys.exit(f"--merge: {part} holds an ablation; merge runs made with --no-ablation")
+        twice = {t["name"] for t in results["tables"]} & {t["name"] for t in tables}
+        if twice:
+            sys.exit(f"--merge: {sorted(twice)} in more than one of the folders")
+        tables += results["tables"]
+        notes += [f"{part}: {note}" for note in results["notes"]]
+    out.mkdir(parents=True, exist_ok=True)
+    for part, results in runs:
+        for table in results["tables"]:
+            for figure in (table[key] for key in ("grid", "curves", "tsne") if key in table):
+                shutil.copy2(part / figure, out / figure)
+    write_results(out, {**runs[0][1], "notes": notes, "tables": tables, "ablation": None})
+
+
+def write_results(out, results):
+    """out/results.json (atomically), then the report.md made from it."""
     tmp = out / "results.json.tmp"
     tmp.write_text(json.dumps(results, indent=2))
     tmp.replace(out / "results.json")

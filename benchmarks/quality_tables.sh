@@ -17,12 +17,19 @@ out=benchmarks/results/quality_$family
 mkdir -p "$out"
 mae=l2l_fast/assets/mae_fashion_mnist.safetensors
 
-tune() {  # tune MODEL FOLDER ARGS...: the search on s1 and s2, unless FOLDER holds its record
-  local model=$1 folder=$2; shift 2
+wait_all() {  # wait_all PID...: fails when any of them failed
+  local pid
+  for pid; do wait "$pid"; done
+}
+
+tune() {  # tune MODEL FOLDER ARGS...: the search on s1 and s2 (a core each), unless FOLDER holds its record
+  local model=$1 folder=$2 pids=(); shift 2
   [ -f "$folder/results.json" ] && return
   for split in s1 s2; do
-    python benchmarks/quality_tuning.py --model "$model" --split $split --out "$folder" "$@"
+    OMP_NUM_THREADS=1 python benchmarks/quality_tuning.py --model "$model" --split $split --out "$folder" "$@" &
+    pids+=($!)
   done
+  wait_all "${pids[@]}"
   python benchmarks/quality_tuning.py --model "$model" --summarize --out "$folder" "$@"
 }
 
@@ -46,8 +53,8 @@ case $family in
     ;;
   diffusion)
     checkpoint=$out/palette_fm.safetensors
-    [ -f "$checkpoint" ] || l2l-fast pretrain --family diffusion --out "$checkpoint" --steps 1000 \
-      --batch-size 64 --seed 0
+    [ -f "$checkpoint" ] || l2l-fast pretrain --family diffusion --out "$checkpoint" --steps 3000 \
+      --batch-size 64 --seed 0  # ~90 min here
     [ -f "$out/hole_mse.json" ] || python benchmarks/family_quality.py "$mae" "$checkpoint" --images 100 \
       --sample-steps 20 --out "$out/hole_mse.json"
     if [ ! -f "$out/sampler_gap.json" ]; then  # DDPM over 1,000 steps: ~40 min here, a part per core
@@ -57,7 +64,7 @@ case $family in
           --batch-size 50 --part $part --out "$out/sampler_gap.json" &
         pids+=($!)
       done
-      for pid in "${pids[@]}"; do wait "$pid"; done
+      wait_all "${pids[@]}"
     fi
     tuning=benchmarks/results/quality_tuning_diffusion
     # a third of the other families' budget: a Palette run costs ~4 min here, its RETAIN LABEL run
@@ -71,6 +78,16 @@ esac
 
 read -r steps lr alpha < <(python -c "import json, sys; c = json.load(open(sys.argv[1]))['chosen']; \
 print(c['steps'], c['lr'], c['alpha'])" "$tuning/results.json")
+if [ "$family" = diffusion ] && [ ! -f "$out/results.json" ]; then  # a mask per core, then merged
+  pids=()
+  for mask in inpaint:3 outpaint:3; do
+    OMP_NUM_THREADS=1 python benchmarks/quality.py --model "$checkpoint" --steps "$steps" --lr "$lr" --alpha "$alpha" \
+      --seeds 0 1 2 --masks $mask "${table_args[@]}" --threads 1 --resume --out "$out/parts/${mask/:/_}" &
+    pids+=($!)
+  done
+  wait_all "${pids[@]}"
+  python benchmarks/quality.py --merge "$out/parts/inpaint_3" "$out/parts/outpaint_3" --out "$out"
+fi
 python benchmarks/quality.py --model "$checkpoint" --steps "$steps" --lr "$lr" --alpha "$alpha" --seeds 0 1 2 \
   "${table_args[@]}" --threads 1 --resume --out "$out"
 if [ "$family" = mae ]; then  # two further splits, inpainting only
