@@ -364,6 +364,9 @@ def save(out, args, family, data, tables, ablation, started, earlier_notes, fini
 
 def merge(out, parts):
     """Join the tables of the `parts` folders, runs with the same settings and other masks, into `out`."""
+    missing = [str(part) for part in parts if not (part / "results.json").is_file()]
+    if missing:
+        sys.exit(f"--merge: no results.json in {', '.join(missing)}")
     runs = [(part, json.loads((part / "results.json").read_text())) for part in parts]
     tables, notes = [], ["merged by: python benchmarks/quality.py " + " ".join(sys.argv[1:])]
     for part, results in runs:

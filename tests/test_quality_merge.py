@@ -1,5 +1,6 @@
 """benchmarks/quality.py --merge: tables run as one process per mask, then merged, equal the tables of
-one run over both masks; folders made with other settings, or holding the same table, are refused."""
+one run over both masks; folders without results, made with other settings, or holding the same table are
+refused."""
 import json
 import sys
 from pathlib import Path
@@ -41,6 +42,8 @@ def test_tables_run_a_mask_per_process_and_merged_equal_one_run(tmp_path, monkey
             assert (tmp_path / "merged" / table[key]).is_file()
     assert "outpaint:3" in (tmp_path / "merged" / "report.md").read_text()
 
+    with pytest.raises(SystemExit, match="no results.json in"):
+        run_quality(monkeypatch, "--merge", parts[0], str(tmp_path / "nowhere"), "--out", str(tmp_path / "lost"))
     with pytest.raises(SystemExit, match="in more than one"):
         run_quality(monkeypatch, "--merge", parts[0], parts[0], "--out", str(tmp_path / "twice"))
     other = json.loads((tmp_path / "outpaint_3" / "results.json").read_text())
