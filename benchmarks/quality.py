@@ -368,7 +368,8 @@ def merge(out, parts):
     if missing:
         sys.exit(f"--merge: no results.json in {', '.join(missing)}")
     runs = [(part, json.loads((part / "results.json").read_text())) for part in parts]
-    tables, notes = [], ["merged by: python benchmarks/quality.py " + " ".join(sys.argv[1:])]
+    shared = [note for note in runs[0][1]["notes"] if all(note in results["notes"] for _, results in runs)]
+    tables, notes = [], ["merged by: python benchmarks/quality.py " + " ".join(sys.argv[1:]), *shared]
     for part, results in runs:
         if results.get("settings") != runs[0][1].get("settings"):
             sys.exit(f"--merge: {part} and {parts[0]} were made with other settings")
@@ -378,7 +379,7 @@ def merge(out, parts):
         if twice:
             sys.exit(f"--merge: {sorted(twice)} in more than one of the folders")
         tables += results["tables"]
-        notes += [f"{part}: {note}" for note in results["notes"]]
+        notes += [f"{part}: {note}" for note in results["notes"] if note not in shared]
     out.mkdir(parents=True, exist_ok=True)
     for part, results in runs:
         for table in results["tables"]:

@@ -37,6 +37,8 @@ def test_tables_run_a_mask_per_process_and_merged_equal_one_run(tmp_path, monkey
     assert list(rows(merged)) == ["inpaint:3", "outpaint:3"]
     assert rows(merged) == rows(whole)
     assert merged["settings"] == whole["settings"]
+    assert sum(note.startswith("model:") for note in merged["notes"]) == 1  # notes the parts share, once
+    assert sum("rebuilt by" in note for note in merged["notes"]) == 2
     for table in merged["tables"]:
         for key in ("grid", "curves", "tsne"):
             assert (tmp_path / "merged" / table[key]).is_file()
