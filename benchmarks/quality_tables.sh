@@ -67,8 +67,8 @@ case $family in
       wait_all "${pids[@]}"
     fi
     tuning=benchmarks/results/quality_tuning_diffusion
-    # a third of the other families' budget: a Palette run costs ~4 min here, its RETAIN LABEL run
-    # ~14 min (DDIM targets at every step)
+    # a third of the other families' budget: on a core of its own a Palette run costs ~2 min here, its
+    # RETAIN LABEL run ~6 min (DDIM targets at every step); the tables ~40 min, a mask per core
     tune "$checkpoint" $tuning --grid diffusion --batch-size 16 --sample-steps 20 --held-out 50
     table_args=(--test-per-class 50 --sample-steps 20 --batch-size 16 --no-ablation)
     ablation_args=(--test-per-class 50 --sample-steps 20 --batch-size 16)
