@@ -1,7 +1,8 @@
 """benchmarks/quality.py --merge: tables run as one process per mask, then merged, equal the tables of
-one run over both masks; folders without results, made with other settings, or holding the same table are
-refused."""
+one run over both masks; folders without results, made with other settings, holding an ablation or holding
+the same table are refused."""
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -48,6 +49,11 @@ def test_tables_run_a_mask_per_process_and_merged_equal_one_run(tmp_path, monkey
         run_quality(monkeypatch, "--merge", parts[0], str(tmp_path / "nowhere"), "--out", str(tmp_path / "lost"))
     with pytest.raises(SystemExit, match="in more than one"):
         run_quality(monkeypatch, "--merge", parts[0], parts[0], "--out", str(tmp_path / "twice"))
+    ablated = shutil.copytree(tmp_path / "outpaint_3", tmp_path / "ablated")
+    results = json.loads((ablated / "results.json").read_text())
+    (ablated / "results.json").write_text(json.dumps({**results, "ablation": {"name": "alpha ablation", "rows": []}}))
+    with pytest.raises(SystemExit, match="holds an ablation"):
+        run_quality(monkeypatch, "--merge", parts[0], str(ablated), "--out", str(tmp_path / "with_ablation"))
     other = json.loads((tmp_path / "outpaint_3" / "results.json").read_text())
     other["settings"]["lr"] = 2 * other["settings"]["lr"]
     (tmp_path / "outpaint_3" / "results.json").write_text(json.dumps(other))
