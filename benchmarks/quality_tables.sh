@@ -78,18 +78,19 @@ esac
 
 read -r steps lr alpha < <(python -c "import json, sys; c = json.load(open(sys.argv[1]))['chosen']; \
 print(c['steps'], c['lr'], c['alpha'])" "$tuning/results.json")
+tables=(--model "$checkpoint" --steps "$steps" --lr "$lr" --alpha "$alpha" --seeds 0 1 2 "${table_args[@]}"
+  --threads 1 --resume)
 if [ "$family" = diffusion ] && [ ! -f "$out/results.json" ]; then  # a mask per core, then merged
-  pids=()
+  pids=() parts=()
   for mask in inpaint:3 outpaint:3; do
-    OMP_NUM_THREADS=1 python benchmarks/quality.py --model "$checkpoint" --steps "$steps" --lr "$lr" --alpha "$alpha" \
-      --seeds 0 1 2 --masks $mask "${table_args[@]}" --threads 1 --resume --out "$out/parts/${mask/:/_}" &
+    parts+=("$out/parts/${mask/:/_}")
+    OMP_NUM_THREADS=1 python benchmarks/quality.py "${tables[@]}" --masks $mask --out "${parts[-1]}" &
     pids+=($!)
   done
   wait_all "${pids[@]}"
-  python benchmarks/quality.py --merge "$out/parts/inpaint_3" "$out/parts/outpaint_3" --out "$out"
+  python benchmarks/quality.py --merge "${parts[@]}" --out "$out"
 fi
-python benchmarks/quality.py --model "$checkpoint" --steps "$steps" --lr "$lr" --alpha "$alpha" --seeds 0 1 2 \
-  "${table_args[@]}" --threads 1 --resume --out "$out"
+python benchmarks/quality.py "${tables[@]}" --out "$out"
 if [ "$family" = mae ]; then  # two further splits, inpainting only
   for split in s2 s3; do
     python benchmarks/quality.py --split $split --masks inpaint:3 --no-ablation --steps "$steps" --lr "$lr" \

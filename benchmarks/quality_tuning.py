@@ -165,11 +165,11 @@ def summarize(args) -> None:
         score_cell = "–" if row["score"] is None else f"{row['score']:.2f}"
         lines.append(f"| {row['steps']} | {row['lr']:g} | {row['alpha']} | " + " | ".join(cells)
                      + f" | {'yes' if row['admissible'] else 'no'} | {score_cell} |")
-    fid_r = [s["FID_R_ratio"] for splits in complete.values() for s in splits.values()]
+    fid_r = [s["FID_R_ratio"] for splits in ratios.values() for s in splits.values()]
+    spread = f", and the grid's FID_R ratios span {min(fid_r):.2f}–{max(fid_r):.2f}×" if fid_r else ""
     lines += ["", "Caveats:", "",
-              f"- one unlearning seed per setting, and the grid's FID_R ratios span {min(fid_r):.2f}–{max(fid_r):.2f}× "
-              "(the seed spread of Ours is in the quality folders' report.md), so the choice among admitted "
-              "settings is weak",
+              f"- one unlearning seed per setting{spread} (the seed spread of Ours is in the quality folders' "
+              "report.md), so the choice among admitted settings is weak",
               *(["- the fallback limit was added (in the MAE's search, the first one run) after the first limit "
                  "admitted nothing on s2 (forgetting sneakers moves sandals)"] if limit != args.fid_r_limit else []),
               "- the tuning images are held out from unlearning, not from the generator's or the classifier's "
