@@ -8,15 +8,29 @@
   VQ: its token ids): the images never change during a run, so the tokenizer runs
   on each real image once, and afterwards only on the forget samples' noise.
 
-The retain-target cache is on unless turned off (`cache_targets=False`) wherever it
-is exact; it lives on the GPU while it takes at most DEVICE_FRACTION of the GPU's
-memory, else in pinned host memory (each first-epoch store then waits for its copy).
+The retain-target cache is on unless turned off (`cache_targets=False`) wherever a
+sample's target cannot change; it lives on the GPU while it takes at most
+DEVICE_FRACTION of the GPU's memory, else in pinned host memory (each first-epoch store
+then waits for its copy).
+
+A cached row equals the uncached one up to the teacher's rounding, not bit for bit:
+it was computed in another batch, and CPU kernels (ATen's flash attention for small
+head dims, GEMMs of a few rows) round differently with the batch's size and with which
+thread takes a row. So that a resumed run repeats the straight one bit for bit, run
+checkpoints keep every cached row (`save_rows`/`load_rows`): a checkpoint's folder
+holds, per rank, the rows filled since the previous checkpoint, and a resume loads
+those of the steps up to its own.
 
 Indices are dataset indices on the host; nothing here waits for the GPU.
 """
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import torch
+
+from ..models.io import read, save_tensors
 
 DEVICE_FRACTION = 0.25
 
@@ -26,6 +40,7 @@ class SampleCache:
         self.size, self.device_fraction = size, device_fraction
         self.values = None
         self.filled = torch.zeros(size, dtype=torch.bool)
+        self.unsaved: list[torch.Tensor] = []  # indices stored since the last save_rows
 
     def missing(self, index: torch.Tensor) -> torch.Tensor:
         """Positions in `index` (on the host) whose value is not cached yet."""
@@ -39,6 +54,7 @@ class SampleCache:
             self.values, self.home = self._allocate(values), values.device
         self.values[_on(index, self.values)] = values.detach().to(self.values.device)
         self.filled[index] = True
+        self.unsaved.append(index.cpu())
 
     def _allocate(self, values: torch.Tensor) -> torch.Tensor:
         shape = (self.size, *values.shape[1:])
@@ -51,6 +67,48 @@ class SampleCache:
     def lookup(self, index: torch.Tensor) -> torch.Tensor:
         """The values of `index`, on the device of the values stored."""
         return self.values[_on(index, self.values)].to(self.home, non_blocking=True)
+
+
+ROWS_FILE = "cached-rows-step-{step:08d}-rank-{rank:05d}.safetensors"
+_ROWS_NAME = re.compile(r"^cached-rows-step-(\d{8})-rank-(\d{5})\.safetensors$")
+
+
+def _rows_files(directory: Path, rank: int) -> dict[int, Path]:
+    found = (_ROWS_NAME.match(p.name) for p in directory.iterdir()) if directory.is_dir() else ()
+    return {int(m.group(1)): directory / m.group(0) for m in found if m and int(m.group(2)) == rank}
+
+
+def save_rows(directory, step: int, rank: int, caches: dict[str, SampleCache]) -> None:
+    """This rank's rows cached since the last save, as the file of checkpoint `step`
+    (none when nothing new was cached). Written before the checkpoint that needs it."""
+    tensors = {}
+    for name, cache in caches.items():
+        if cache.unsaved:
+            index = torch.cat(cache.unsaved)
+            tensors[f"{name}.index"], tensors[f"{name}.values"] = index, cache.values[_on(index, cache.values)]
+    if tensors:
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        save_tensors(tensors, {"step": step}, Path(directory) / ROWS_FILE.format(step=step, rank=rank))
+    for cache in caches.values():
+        cache.unsaved.clear()
+
+
+def load_rows(directory, step: int, rank: int, caches: dict[str, SampleCache], device: torch.device) -> int:
+    """Fill `caches` with this rank's rows of the checkpoints up to `step`, as the run had
+    them then; files of later steps (a run killed after writing them, or another run) are
+    deleted. The rows loaded count as unsaved (a resume may checkpoint into another folder).
+    Returns their number."""
+    loaded = 0
+    for file_step, path in sorted(_rows_files(Path(directory), rank).items()):
+        if file_step > step:
+            path.unlink(missing_ok=True)
+            continue
+        tensors, _ = read(path)
+        for name, cache in caches.items():
+            if f"{name}.index" in tensors:
+                cache.store(tensors[f"{name}.index"], tensors[f"{name}.values"].to(device))
+                loaded += tensors[f"{name}.index"].numel()
+    return loaded
 
 
 def _on(index: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

@@ -150,9 +150,10 @@ class UnlearnConfig:
     fsdp: bool = option(False, _flag, "shard the encoder and teacher with FSDP2 (several processes)")
     checkpoint_activations: bool = option(False, _flag, "recompute encoder block activations in the backward")
     cache_targets: Optional[bool] = option(None, _optional_flag,
-                                           "compute each retain sample's teacher embedding once (default: "
-                                           "wherever it is exact: method 'ours', a fixed mask, a deterministic "
-                                           "family, one embedding tensor)")
+                                           "compute each retain sample's teacher embedding once, equal to "
+                                           "the uncached one up to rounding (default: wherever it cannot change: "
+                                           "method 'ours', a fixed mask, a deterministic family, one embedding "
+                                           "tensor)")
     compile: bool = option(False, _flag, "run the student encoder through torch.compile")
     num_workers: Optional[int] = option(None, _number(0, integer=True, optional=True),
                                         "processes decoding image files (default min(8, cores - 1) for "

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+from pathlib import Path
 from typing import Callable, Optional
 
 import torch
@@ -29,7 +30,7 @@ from ..training.monitor import NonFiniteLossError, StepMonitor
 from ..training.optim import adamw, set_lr, warmup_cosine
 from ..training.seeding import rank_seed, seeded_global_rng
 from ..training.step import TrainStep, checkpointed
-from .caches import SampleCache, targets_cacheable
+from .caches import SampleCache, load_rows, save_rows, targets_cacheable
 from .config import PRECISIONS, UnlearnConfig
 from .objectives import OBJECTIVES, StepModels
 from .step_data import StepInputs
@@ -175,7 +176,7 @@ class UnlearnRecipe:
         self.student, self.trainable_module = student, trainable_module
 
         cache_targets = config.cache_targets
-        if cache_targets is None:  # exact, so on without being asked wherever it applies
+        if cache_targets is None:  # on without being asked wherever a target cannot change
             cache_targets = (config.method == "ours" and adapter.fixed_targets(self.spec)
                              and targets_cacheable(adapter, reference, self.spec, device,
                                                    PRECISIONS[config.precision]))
@@ -200,6 +201,22 @@ class UnlearnRecipe:
         self.prepared = None
         if adapter.frozen_prepare and encoder_only:
             self.prepared = {"retain": SampleCache(len(self.retain)), "forget": SampleCache(len(self.forget))}
+        self.caches = {**({"targets": cache} if cache is not None else {}),
+                       **{f"prepared.{name}": c for name, c in (self.prepared or {}).items()}}
+        if config.checkpoint_dir is not None:
+            self._restore_cached_rows(state)
+
+    def _restore_cached_rows(self, state) -> None:
+        """The cached rows the run had at the checkpoint resumed from (none on a fresh start):
+        recomputing them would round differently (caches.py)."""
+        folder = Path(self.config.checkpoint_dir)
+        if state is None:
+            load_rows(folder, 0, self.ctx.rank, {}, self.device)  # deletes another run's files
+            return
+        load_rows(state.path.parent, state.step, self.ctx.rank, self.caches, self.device)
+        if folder.resolve() == state.path.parent.resolve():
+            for cache in self.caches.values():
+                cache.unsaved.clear()
 
     def _frozen_reference(self):
         """What the loss compares against, copied before any weight changes: the teacher
@@ -299,6 +316,7 @@ class UnlearnRecipe:
         for name, sampler in self.samplers.items():
             sampler.load_state(self.plan.state["samplers"][name])
         try:
+            save_rows(self.config.checkpoint_dir, done, self.ctx.rank, self.caches)
             checkpointing.write(self.ctx, self.config.checkpoint_dir, done, module=self.trainable_module,
                                 optimizer=self.optimizer, scaler=self.scaler, generator=self.generator,
                                 samplers=self.samplers, device=self.device,
