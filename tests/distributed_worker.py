@@ -9,6 +9,7 @@ import json
 import os
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import torch.distributed as dist
@@ -17,6 +18,7 @@ from safetensors.torch import save_file
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import l2l_fast  # noqa: E402
+from l2l_fast.training import distributed  # noqa: E402
 from conftest import CASES, FORGET, RETAIN, RUN, run_case, tiny_model, unlearn_kind  # noqa: E402
 
 def save_result(out: Path, name: str, model, log) -> None:
@@ -47,7 +49,7 @@ def equivalence(out: Path) -> None:
                                  checkpoint_every=3, **kwargs)
         if rank == 0:
             save_result(out, f"{name}_resumed", model, log)
-    dist.destroy_process_group()
+    distributed.finish()
 
 
 def non_finite(out: Path) -> None:
@@ -70,7 +72,7 @@ def non_finite(out: Path) -> None:
     except l2l_fast.NonFiniteLossError as error:
         messages["non_finite"] = str(error)
     (out / f"rank{rank}.json").write_text(json.dumps(messages))
-    dist.destroy_process_group()
+    distributed.finish()
 
 
 def slow_checkpointed(out: Path, kind: str = "mae") -> None:
@@ -79,7 +81,28 @@ def slow_checkpointed(out: Path, kind: str = "mae") -> None:
     unlearn_kind(kind, callback=lambda record: time.sleep(0.25), **kwargs)
 
 
-SCENARIOS = {"equivalence": equivalence, "non_finite": non_finite, "slow_checkpointed": slow_checkpointed}
+def short_run(out: Path) -> None:
+    """Two steps of a two-process run, then the library's end of a process group."""
+    dist.init_process_group("gloo")
+    l2l_fast.unlearn(tiny_model(), FORGET, RETAIN, **dict(CASES["ddp"][1], steps=2))
+    distributed.finish()
+
+
+def peer_gone(out: Path, how: str) -> None:
+    """Rank 1 leaves without a word ("exit") or hangs ("hang", 20 s); rank 0 must still end,
+    within the teardown timeout."""
+    dist.init_process_group("gloo")
+    dist.barrier()
+    if dist.get_rank() == 1:
+        time.sleep(20 if how == "hang" else 0)
+        os._exit(0)
+    start = time.monotonic()
+    distributed.finish(timeout=timedelta(seconds=5))
+    (out / "rank0.json").write_text(json.dumps({"seconds": time.monotonic() - start}))
+
+
+SCENARIOS = {"equivalence": equivalence, "non_finite": non_finite, "slow_checkpointed": slow_checkpointed,
+             "short_run": short_run, "peer_gone": peer_gone}
 
 if __name__ == "__main__":
     SCENARIOS[sys.argv[1]](Path(sys.argv[2]), *sys.argv[3:])

@@ -36,9 +36,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def launch(scenario: str, out: Path, world_size: int = 2, timeout: float = 120) -> None:
+def launch(scenario: str, out: Path, *args: str, world_size: int = 2, timeout: float = 120) -> list[str]:
     env = child_env(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()), WORLD_SIZE=str(world_size))
-    procs = [subprocess.Popen([sys.executable, str(WORKER), scenario, str(out)],
+    procs = [subprocess.Popen([sys.executable, str(WORKER), scenario, str(out), *args],
                               env={**env, "RANK": str(r), "LOCAL_RANK": str(r)},
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for r in range(world_size)]
@@ -48,6 +48,7 @@ def launch(scenario: str, out: Path, world_size: int = 2, timeout: float = 120) 
         for p in procs:
             p.kill()
     assert all(p.returncode == 0 for p in procs), "\n".join(logs)
+    return logs
 
 
 @pytest.fixture(scope="module")
@@ -102,6 +103,31 @@ def test_non_finite_loss_on_one_rank_stops_every_rank(tmp_path):
         messages = json.loads((tmp_path / f"rank{rank}.json").read_text())
         assert "batch_size (3) must be divisible by the number of processes (2)" in messages["batch_size"]
         assert "at step 2 on rank 1;" in messages["non_finite"]
+
+
+def test_two_process_runs_end_cleanly_beside_a_busy_core(tmp_path):
+    """The ranks meet before ending their process group (so that none closes its connections
+    while the other still uses them); 4 short runs while another process keeps a core busy."""
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        for attempt in range(4):
+            logs = launch("short_run", tmp_path / str(attempt))
+            assert not any("terminate called" in log for log in logs), "\n".join(logs)
+    finally:
+        busy.kill()
+        busy.wait()
+
+
+@pytest.mark.parametrize("how", ["exit", "hang"])
+def test_a_rank_whose_peer_left_or_hangs_still_ends(tmp_path, how):
+    """The meeting at the end is bounded: a peer that exited fails it at once, one that hangs
+    after the 5 s timeout; rank 0 exits 0 in both cases."""
+    logs = launch("peer_gone", tmp_path, how, timeout=60)
+    seconds = json.loads((tmp_path / "rank0.json").read_text())["seconds"]
+    if how == "exit":
+        assert seconds < 4 and "ending the process group" in logs[0], logs[0]
+    else:
+        assert 5 <= seconds < 10 and "within 5 s; leaving the process group" in logs[0], logs[0]
 
 
 def test_torchrun_cli_saves_once_and_matches_one_process(tmp_path):

@@ -8,12 +8,18 @@ and gradients are averaged across ranks, which sums to the global gradient.
 """
 from __future__ import annotations
 
+import logging
 import os
+import time
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
 from torch import nn
+
+log = logging.getLogger(__name__)
+TEARDOWN_TIMEOUT = timedelta(seconds=60)
 
 
 @dataclass(frozen=True)
@@ -59,9 +65,30 @@ def setup(device: torch.device) -> tuple[Context, torch.device]:
     return Context(rank, world, created), device
 
 
-def teardown(ctx: Context) -> None:
+def teardown(ctx: Context, timeout: timedelta = TEARDOWN_TIMEOUT) -> None:
+    """End the process group `setup` started: the ranks meet first, so that none closes its
+    connections while another still uses them (gloo aborts a process whose peer is gone
+    mid-operation: 'terminate called without an active exception'); the meeting waits at
+    most `timeout`, so a rank whose peer failed ends too."""
     if ctx.created and dist.is_initialized():
-        dist.destroy_process_group()
+        finish(timeout)
+
+
+def finish(timeout: timedelta = TEARDOWN_TIMEOUT) -> None:
+    """Meet the other ranks, then destroy the default process group. A rank that has exited
+    fails the meeting at once; one that is alive but elsewhere for `timeout` leaves the
+    group as it is (destroying it would wait for that rank's answer)."""
+    start = time.monotonic()
+    try:
+        dist.barrier(async_op=True).wait(timeout=timeout)
+    except RuntimeError as error:
+        waited = time.monotonic() - start
+        if waited >= timeout.total_seconds():
+            log.warning("the other ranks did not meet at the end of the run within %.0f s; leaving the process "
+                        "group without ending it", waited)
+            return
+        log.warning("the other ranks did not meet at the end of the run (%s); ending the process group", error)
+    dist.destroy_process_group()
 
 
 def local_batch(ctx: Context, batch_size: int) -> int:
