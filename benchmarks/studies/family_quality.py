@@ -2,7 +2,7 @@
 images: mean squared error inside the hole (pixels in [0, 1]), FID and accuracy of the
 completions in the project's classifier feature space, and generation time.
 
-    python benchmarks/family_quality.py mae.safetensors mage.safetensors palette.safetensors --out hole_mse.json
+    python benchmarks/studies/family_quality.py mae.safetensors mage.safetensors palette.safetensors --out hole_mse.json
 
 A diffusion checkpoint samples with DDIM over `--sample-steps` steps. A sampler that drew exactly
 from the posterior of the hole given the visible pixels would have twice the hole MSE of that

@@ -2,7 +2,7 @@
 row for the lean step in fp32 and bf16 and for the authors' recipe (fp32 teacher
 run twice, eager noise and loss), three seeds each, against the seed-to-seed spread.
 
-    python benchmarks/precision_quality.py --out benchmarks/results/precision_quality.json
+    python benchmarks/studies/precision_quality.py --out benchmarks/results/precision_quality/precision_quality.json
 """
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -23,7 +24,8 @@ from l2l_fast.evaluation.evaluate import evaluate
 from l2l_fast.evaluation.metrics import load_classifier
 from l2l_fast.unlearning import objectives
 
-from authors_recipe import authors_step
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the suites' support, at the top of benchmarks/
+from authors_recipe import authors_step  # noqa: E402
 
 KEYS = ("FID_R", "FID_F", "CLIP_R", "CLIP_F")
 
@@ -51,7 +53,7 @@ def run(recipe: str, seed: int, data, classifier, args) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default="benchmarks/results/precision_quality.json")
+    parser.add_argument("--out", default="benchmarks/results/precision_quality/precision_quality.json")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--batch-size", type=int, default=32)

@@ -1,7 +1,7 @@
 """The paper's Table 1 structure on Fashion-MNIST with the shipped MAE, plus an
 alpha ablation (Table 3):
 
-    python benchmarks/quality.py --out benchmarks/results/quality_mae
+    python benchmarks/studies/quality.py --out benchmarks/results/quality_mae
     l2l-fast report benchmarks/results/quality_mae
 
 Forget classes {0, 1}, retain {2, 3, 4, 5}, proxy {6, 7, 8, 9}; centre
@@ -11,7 +11,7 @@ test split with the project's Fashion-MNIST classifier as the feature network.
 Further class splits (`--split`, the classes of SPLITS), a subset of the methods
 and the spread of every method over seeds, e.g. forgetting sneakers with sandals retained:
 
-    python benchmarks/quality.py --split s2 --masks inpaint:3 --methods Ours "Ours (proxy retain)" \
+    python benchmarks/studies/quality.py --split s2 --masks inpaint:3 --methods Ours "Ours (proxy retain)" \
         --no-ablation --seeds 0 1 2 --out benchmarks/results/quality_mae_s2
 
 `--resume` keeps the tables (and the ablation) an earlier run left in --out and runs only what is
@@ -22,7 +22,7 @@ further seeds, need not start over; only the first seed must be the kept run's.
 `--merge` joins the tables of runs made with the same settings and other --masks (one per core, say)
 into --out, as one run over all their masks would have made them:
 
-    python benchmarks/quality.py --merge parts/inpaint_3 parts/outpaint_3 --out benchmarks/results/quality_vq
+    python benchmarks/studies/quality.py --merge parts/inpaint_3 parts/outpaint_3 --out benchmarks/results/quality_vq
 
 Each table's retain classes whose accuracy or per-class FID moved past the
 thresholds of l2l_fast/evaluation/neighbours.py are listed in the report.
@@ -341,7 +341,7 @@ def save(out, args, family, data, tables, ablation, started, earlier_notes, fini
     results = {
         "title": f"Unlearning the Fashion-MNIST {FAMILY_NAMES[family]} (paper's Table 1 structure)",
         "notes": [
-            "rebuilt by: python benchmarks/quality.py " + " ".join(sys.argv[1:]),
+            "rebuilt by: python benchmarks/studies/quality.py " + " ".join(sys.argv[1:]),
             f"model: {args.model}; forget classes {args.forget}, retain {args.retain}, proxy {args.proxy}",
             f"unlearning: {args.steps} steps of {args.batch_size} forget + {args.batch_size} retain images, "
             f"lr {args.lr}, alpha {args.alpha}, seed {args.seeds[0]}; every method with the same budget",
@@ -369,7 +369,7 @@ def merge(out, parts):
         sys.exit(f"--merge: no results.json in {', '.join(missing)}")
     runs = [(part, json.loads((part / "results.json").read_text())) for part in parts]
     shared = [note for note in runs[0][1]["notes"] if all(note in results["notes"] for _, results in runs)]
-    tables, notes = [], ["merged by: python benchmarks/quality.py " + " ".join(sys.argv[1:]), *shared]
+    tables, notes = [], ["merged by: python benchmarks/studies/quality.py " + " ".join(sys.argv[1:]), *shared]
     for part, results in runs:
         if results.get("settings") != runs[0][1].get("settings"):
             sys.exit(f"--merge: {part} and {parts[0]} were made with other settings")

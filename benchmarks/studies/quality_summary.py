@@ -1,6 +1,6 @@
-"""The issue's quality targets, checked on the results folders benchmarks/quality.py wrote:
+"""The issue's quality targets, checked on the results folders benchmarks/studies/quality.py wrote:
 
-    python benchmarks/quality_summary.py benchmarks/results/quality_{mae,vq,diffusion}* \
+    python benchmarks/studies/quality_summary.py benchmarks/results/quality_{mae,vq,diffusion}* \
         --out benchmarks/results/quality_summary.md
 
 Per folder and mask, Ours against Original on the test split (the mean over seeds
@@ -14,9 +14,6 @@ import argparse
 import json
 from pathlib import Path
 
-# folders whose metrics read the raw completions: run before l2l_fast.evaluation.generate clamped them
-# to [0, 1] (commit "generate() clamps completions"); that clamp moves the original models' FIDs 10-20%
-PRE_CLAMP = {"quality_mae_s2_shipped"}
 TARGETS = "FID_R× ≤ 1.1, CLIP_R× ≥ 0.97, FID_F× ≥ 2, CLIP_F drop ≥ 3 × CLIP_R drop, proxy FID_R× ≤ 1.15"
 
 
@@ -63,7 +60,7 @@ def summary_rows(folder: Path) -> list[str]:
             f"{proxy['FID_R'] / original['FID_R']:.3f}{spread('FID_R', original['FID_R'], proxy_std)} "
             f"({_mark(proxy['FID_R'] / original['FID_R'] <= 1.15)})" + ("" if proxy_std else ", one seed"))
         lines.append(
-            f"| {folder.name}{' †' if folder.name in PRE_CLAMP else ''} | {mask} | {seeds} "
+            f"| {folder.name} | {mask} | {seeds} "
             f"| {fid_r:.3f}{spread('FID_R', original['FID_R'])} ({_mark(fid_r <= 1.1)}) "
             f"| {clip_r:.3f}{spread('CLIP_R', original['CLIP_R'])} ({_mark(clip_r >= 0.97)}) "
             f"| {fid_f:.2f}{spread('FID_F', original['FID_F'])} ({_mark(fid_f >= 2)}) "
@@ -80,7 +77,6 @@ def main() -> None:
              f"Targets: {TARGETS}. Ratios are Ours / Original; ± is the standard deviation over seeds of Ours "
              "(real and proxy retain, where the folder has them). Each folder's report.md has the full table and its "
              "settings.",
-             "† metrics of raw, unclamped completions (run before evaluation clamped them to [0, 1]).",
              "", "| folder | mask | seeds | FID_R× | CLIP_R× | FID_F× | CLIP_F drop ÷ CLIP_R drop | proxy FID_R× |",
              "|---|---|---|---|---|---|---|---|"]
     for folder in args.folders:

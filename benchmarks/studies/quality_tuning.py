@@ -1,8 +1,8 @@
 """Choose a model's unlearning defaults without looking at the test split:
 
-    python benchmarks/quality_tuning.py --split s1 --out benchmarks/results/quality_tuning_mae
-    python benchmarks/quality_tuning.py --split s2 --out benchmarks/results/quality_tuning_mae
-    python benchmarks/quality_tuning.py --summarize --out benchmarks/results/quality_tuning_mae
+    python benchmarks/studies/quality_tuning.py --split s1 --out benchmarks/results/quality_tuning_mae
+    python benchmarks/studies/quality_tuning.py --split s2 --out benchmarks/results/quality_tuning_mae
+    python benchmarks/studies/quality_tuning.py --summarize --out benchmarks/results/quality_tuning_mae
 
 (the shipped MAE; `--model CHECKPOINT --grid small` for the VQ generator, `--grid diffusion
 --batch-size 16 --sample-steps 20` for Palette).

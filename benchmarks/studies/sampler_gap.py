@@ -1,7 +1,7 @@
 """How far a Palette checkpoint's DDIM samples (the quality tables' sampler) are from
 its DDPM samples over all 1,000 steps, on the same Fashion-MNIST test images:
 
-    python benchmarks/sampler_gap.py CHECKPOINT --ddim 20 50 --images 300 \
+    python benchmarks/studies/sampler_gap.py CHECKPOINT --ddim 20 50 --images 300 \
         --out benchmarks/results/quality_diffusion/sampler_gap.json
 
 Per sampler: mean squared error in the hole against the true image (with its
