@@ -5,8 +5,8 @@ the same step written naively (VAE in every pass, the teacher run twice, on the 
 batch and on a full forget-target batch, in fp32, the loss read on the host).
 
     cd benchmarks
-    OMP_NUM_THREADS=1 pytest bench_diffusers.py --benchmark-json results/cpu_diffusers_1thread.json
-    L2L_FAST_BENCH_PAPER_SIZES=1 pytest bench_diffusers.py -k sd15 --benchmark-json results/sd15_flops_meta.json
+    OMP_NUM_THREADS=1 pytest bench_diffusers.py --benchmark-json results/diffusers/cpu_diffusers_1thread.json
+    L2L_FAST_BENCH_PAPER_SIZES=1 pytest bench_diffusers.py -k sd15 --benchmark-json results/diffusers/sd15_flops_meta.json
 
 CPU: a small Stable Diffusion inpainting pipeline (32 x 32 images, 16 x 16 latents) and a
 small Palette-style UNet2DModel (3 x 32 x 32), batch 4 + 4, fp32. With

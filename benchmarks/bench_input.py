@@ -12,7 +12,7 @@ about 110 KB a file (the mean is printed with the results).
 
     python benchmarks/bench_input.py --write /tmp/imagenet_like      # the folder alone
     python benchmarks/bench_input.py --write /tmp/imagenet_like --interleave 15   # step ratios, in turn
-    pytest benchmarks/bench_input.py --benchmark-json benchmarks/results/cpu_input.json
+    pytest benchmarks/bench_input.py --benchmark-json benchmarks/results/input/cpu_input.json
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Benchmarks (pytest-benchmark), never part of the test run:
 
-    pytest benchmarks --ignore benchmarks/bench_unlearning_step.py --benchmark-json benchmarks/results/cpu_ops.json
-    python benchmarks/measure_steps.py --repeats 3 --out benchmarks/results/cpu_steps.json
+    pytest benchmarks --ignore benchmarks/bench_unlearning_step.py --benchmark-json benchmarks/results/ops/cpu_ops.json
+    python benchmarks/measure_steps.py --repeats 3 --out benchmarks/results/steps/cpu_steps.json
     pytest benchmarks -m regression --ratio-baseline benchmarks/baselines/cpu-2core.json
 """
 import os

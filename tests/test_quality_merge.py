@@ -1,4 +1,4 @@
-"""benchmarks/quality.py --merge: tables run as one process per mask, then merged, equal the tables of
+"""benchmarks/studies/quality.py --merge: tables run as one process per mask, then merged, equal the tables of
 one run over both masks; folders without results, made with other settings, holding an ablation or holding
 the same table are refused."""
 import json
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks" / "studies"))
 import quality  # noqa: E402
 
 TINY = ["--steps", "2", "--batch-size", "4", "--seeds", "0", "--methods", "Ours", "--test-per-class", "10",

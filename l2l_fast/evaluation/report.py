@@ -1,5 +1,5 @@
 """`l2l-fast report`: one self-contained Markdown report (with its PNGs and CSVs)
-from a results folder written by `l2l-fast eval` or benchmarks/quality.py.
+from a results folder written by `l2l-fast eval` or benchmarks/studies/quality.py.
 
 results.json:
     {"title": str, "notes": [str],
@@ -65,7 +65,7 @@ def write_report(folder, out=None) -> Path:
     folder = Path(folder)
     results_path = folder / "results.json"
     if not results_path.is_file():
-        raise FileNotFoundError(f"{results_path} not found: run `l2l-fast eval` or benchmarks/quality.py first")
+        raise FileNotFoundError(f"{results_path} not found: run `l2l-fast eval` or benchmarks/studies/quality.py first")
     results = json.loads(results_path.read_text())
     lines = [f"# {results.get('title', 'Unlearning report')}", ""]
     lines += [f"- {note}" for note in results.get("notes", [])] + [""]

@@ -1,0 +1,90 @@
+"""The issue's quality targets, checked on the results folders benchmarks/studies/quality.py wrote:
+
+    python benchmarks/studies/quality_summary.py benchmarks/results/quality_{mae,vq,diffusion}* \
+        --out benchmarks/results/quality_summary.md
+
+Per folder and mask, Ours against Original on the test split (the mean over seeds
+when the folder has a spread table, with the standard deviation over seeds of the
+ratio): FID_R ratio <= 1.1, CLIP_R ratio >= 0.97, FID_F ratio >= 2, the CLIP_F drop
+at least 3x the CLIP_R drop, and the proxy-retain FID_R ratio <= 1.15.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+TARGETS = "FID_R× ≤ 1.1, CLIP_R× ≥ 0.97, FID_F× ≥ 2, CLIP_F drop ≥ 3 × CLIP_R drop, proxy FID_R× ≤ 1.15"
+
+
+def _rows(results: dict, mask: str) -> dict:
+    rows = {}
+    for table in results["tables"]:
+        if table["name"] in (mask, f"{mask}: spread over seeds"):
+            rows.update({row["method"]: row["metrics"] for row in table["rows"]})
+    return rows
+
+
+def _over_seeds(rows: dict, name: str):
+    """(metrics of method `name`, their std over seeds or None, the seeds' label)."""
+    for method, metrics in rows.items():
+        if method.startswith(f"{name}, mean over seeds"):
+            std = rows[method.replace("mean", "std")]
+            return metrics, std, method.split("seeds ")[1]
+    return rows.get(name), None, "one seed"
+
+
+def _mark(ok: bool) -> str:
+    return "met" if ok else "**missed**"
+
+
+def summary_rows(folder: Path) -> list[str]:
+    results = json.loads((folder / "results.json").read_text())
+    masks = [t["name"] for t in results["tables"] if "spread" not in t["name"]]
+    lines = []
+    for mask in masks:
+        rows = _rows(results, mask)
+        original, (ours, std, seeds) = rows["Original"], _over_seeds(rows, "Ours")
+        if ours is None:
+            continue
+        fid_r, clip_r = ours["FID_R"] / original["FID_R"], ours["CLIP_R"] / original["CLIP_R"]
+        fid_f = ours["FID_F"] / original["FID_F"]
+        drop_r, drop_f = original["CLIP_R"] - ours["CLIP_R"], original["CLIP_F"] - ours["CLIP_F"]
+        drop_ratio = float("inf") if drop_r <= 0 else drop_f / drop_r
+
+        def spread(key, base, std=std):
+            return "" if std is None else f" ± {std[key] / base:.3f}"
+
+        proxy, proxy_std, proxy_seeds = _over_seeds(rows, "Ours (proxy retain)")
+        proxy_cell = "–" if proxy is None else (
+            f"{proxy['FID_R'] / original['FID_R']:.3f}{spread('FID_R', original['FID_R'], proxy_std)} "
+            f"({_mark(proxy['FID_R'] / original['FID_R'] <= 1.15)})" + ("" if proxy_std else ", one seed"))
+        lines.append(
+            f"| {folder.name} | {mask} | {seeds} "
+            f"| {fid_r:.3f}{spread('FID_R', original['FID_R'])} ({_mark(fid_r <= 1.1)}) "
+            f"| {clip_r:.3f}{spread('CLIP_R', original['CLIP_R'])} ({_mark(clip_r >= 0.97)}) "
+            f"| {fid_f:.2f}{spread('FID_F', original['FID_F'])} ({_mark(fid_f >= 2)}) "
+            f"| {drop_ratio:.1f} ({_mark(drop_ratio >= 3)}) | {proxy_cell} |")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("folders", nargs="+", type=Path)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    lines = ["# Quality targets per family, split and mask (Ours against Original, test split)", "",
+             f"Targets: {TARGETS}. Ratios are Ours / Original; ± is the standard deviation over seeds of Ours "
+             "(real and proxy retain, where the folder has them). Each folder's report.md has the full table and its "
+             "settings.",
+             "", "| folder | mask | seeds | FID_R× | CLIP_R× | FID_F× | CLIP_F drop ÷ CLIP_R drop | proxy FID_R× |",
+             "|---|---|---|---|---|---|---|---|"]
+    for folder in args.folders:
+        if (folder / "results.json").is_file():
+            lines += summary_rows(folder)
+    args.out.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
