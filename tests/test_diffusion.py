@@ -16,26 +16,7 @@ from l2l_fast.models.palette_official import load_official_palette
 from l2l_fast.models.presets import FASHION_MNIST_PALETTE
 from l2l_fast.training.pretrain import pretrain
 
-from conftest import assert_low_precision_close_to_fp32
-
-SCHEDULE = {"train": {"schedule": "linear", "n_timestep": 20, "linear_start": 1e-4, "linear_end": 0.2},
-            "test": {"schedule": "linear", "n_timestep": 10, "linear_start": 1e-3, "linear_end": 0.3}}
-TINY = dict(image_size=16, in_channel=2, out_channel=1, inner_channel=8, channel_mults=(1, 2), res_blocks=1,
-            attn_res=(2,), num_head_channels=4, norm_groups=4, beta_schedule=SCHEDULE)
-
-
-def tiny_model(seed: int = 0) -> PaletteUNet:
-    """A tiny model whose zero-initialised layers are made non-zero, so every path matters."""
-    torch.manual_seed(seed)
-    model = PaletteUNet(**TINY).eval()
-    with torch.no_grad():
-        for param in model.parameters():
-            param.add_(0.05 * torch.randn_like(param))
-    return model
-
-
-def images(n: int, seed: int, shift: float = 0.0) -> torch.Tensor:
-    return (torch.rand(n, 1, 16, 16, generator=torch.Generator().manual_seed(seed)) + shift).clamp(0, 1)
+from conftest import PALETTE_TINY as TINY, assert_low_precision_close_to_fp32, images, palette_model as tiny_model
 
 
 def corruption(adapter, spec: str, batch: int, seed: int = 0):

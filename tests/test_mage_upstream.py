@@ -12,7 +12,8 @@ from l2l_fast.adapters import VQAdapter
 from l2l_fast.models import MAGE, load_official_mage
 from l2l_fast.models.masks import parse_mask, patch_keep
 
-from test_vq import TINY, K, L, official_mage_shapes, official_vqgan_shapes, random_state
+from conftest import MAGE_K as K, MAGE_L as L, MAGE_TINY as TINY
+from conftest import official_mage_shapes, official_vqgan_shapes, random_state
 
 HEADS = {"blocks": TINY["num_heads"], "decoder_blocks": TINY["decoder_num_heads"]}
 MASK_LABEL = K + 1000  # upstream: vocab_size - 1
