@@ -11,7 +11,7 @@ from PIL import Image  # noqa: E402
 from torch import nn  # noqa: E402
 
 import l2l_fast  # noqa: E402
-from l2l_fast.models import MAE, PaletteUNet  # noqa: E402
+from l2l_fast.models import MAE, MAGE, PaletteUNet  # noqa: E402
 from l2l_fast.ops import _backend  # noqa: E402
 
 
@@ -152,12 +152,35 @@ def palette_model(seed: int = 0) -> PaletteUNet:
     return model
 
 
-# A tiny MAGE (test_vq, test_mage_upstream) and the official checkpoints' keys and shapes for it.
+# A tiny MAGE (test_vq, test_mage_upstream), its images, and the official checkpoints' keys and shapes for it.
 
 MAGE_TOKENIZER = dict(in_chans=1, ch=8, ch_mult=[1, 2], num_res_blocks=1, z_channels=8, n_embed=16, norm_groups=4)
 MAGE_TINY = dict(img_size=8, tokenizer=MAGE_TOKENIZER, embed_dim=16, depth=2, num_heads=2,
                  decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=2)
 MAGE_K, MAGE_L, MAGE_D = 16, 16, 16  # codebook, tokens (4x4 grid), width
+
+
+def mage_model(seed: int = 0):
+    torch.manual_seed(seed)
+    model = MAGE(**MAGE_TINY).eval()
+    with torch.no_grad():
+        model.tokenizer.quantize.embedding.weight.normal_()  # varied ids from an untrained encoder
+    return model
+
+
+def mage_images(n: int, seed: int, shift: float = 0.0) -> torch.Tensor:
+    return (torch.rand(n, 1, 8, 8, generator=torch.Generator().manual_seed(seed)) + shift).clamp(0, 1)
+
+
+MAGE_FORGET, MAGE_RETAIN = mage_images(6, 10, 0.3), mage_images(8, 11)
+
+
+def state(module: nn.Module) -> dict:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def same(a: dict, module: nn.Module) -> bool:
+    return all(torch.equal(a[k], v) for k, v in module.state_dict().items())
 
 
 def _resnet(prefix: str, cin: int, cout: int) -> dict:

@@ -12,28 +12,9 @@ from l2l_fast.models.vq import VectorQuantizer
 from l2l_fast.training.pretrain import pretrain
 from l2l_fast.training.pretrain_vq import pretrain_tokenizer
 
-from conftest import MAGE_D as D, MAGE_K as K, MAGE_L as L, MAGE_TINY as TINY, MAGE_TOKENIZER as TOK
-from conftest import assert_low_precision_close_to_fp32, official_mage_shapes, official_vqgan_shapes, random_state
-
-
-def tiny_model(seed: int = 0) -> MAGE:
-    torch.manual_seed(seed)
-    model = MAGE(**TINY).eval()
-    with torch.no_grad():
-        model.tokenizer.quantize.embedding.weight.normal_()  # varied ids from an untrained encoder
-    return model
-
-
-def images(n: int, seed: int, shift: float = 0.0) -> torch.Tensor:
-    return (torch.rand(n, 1, 8, 8, generator=torch.Generator().manual_seed(seed)) + shift).clamp(0, 1)
-
-
-def state(module: torch.nn.Module) -> dict:
-    return {k: v.detach().clone() for k, v in module.state_dict().items()}
-
-
-def same(a: dict, module: torch.nn.Module) -> bool:
-    return all(torch.equal(a[k], v) for k, v in module.state_dict().items())
+from conftest import MAGE_D as D, MAGE_K as K, MAGE_L as L, MAGE_TOKENIZER as TOK
+from conftest import MAGE_FORGET as FORGET, MAGE_RETAIN as RETAIN, mage_images as images, mage_model as tiny_model
+from conftest import assert_low_precision_close_to_fp32, official_mage_shapes, official_vqgan_shapes, random_state, same, state
 
 
 def keep_for(spec: str, batch: int) -> torch.Tensor:
@@ -166,7 +147,6 @@ def test_generated_ids_keep_the_visible_tokens():
 
 # unlearning through the adapter
 
-FORGET, RETAIN = images(6, 10, 0.3), images(8, 11)
 RUN = dict(steps=3, batch_size=2, mask="inpaint:1", progress=False)
 
 
