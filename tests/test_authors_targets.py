@@ -13,7 +13,7 @@ from l2l_fast.unlearning.objectives import StepModels
 from l2l_fast.unlearning.recipe import frozen_teacher
 from l2l_fast.unlearning.step_data import StepInputs
 
-from test_diffusion import images, tiny_model
+from conftest import images, palette_model as tiny_model
 
 ALPHA = 0.25
 

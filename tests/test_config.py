@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 import torch
 import yaml
@@ -6,6 +8,7 @@ import l2l_fast
 from l2l_fast import cli
 from l2l_fast.cli.run_files import ConfigError, load_config, parse_config
 from l2l_fast.models import io as model_io
+from l2l_fast.unlearning import recipe as recipe_module
 
 BASE = {
     "model": "demo",
@@ -52,12 +55,45 @@ def test_validation_errors_name_the_key(raw, message):
         parse_config(raw, "run.yaml")
 
 
-def test_every_unlearn_argument_is_accepted():
-    options = {"steps": 1, "batch_size": 2, "alpha": 0.1, "lr": 1e-3, "mask": "outpaint:3", "seed": 4,
-               "device": "cpu", "distance": "l2", "noise_stats": "sample", "noise_clamp": [0, 1],
-               "warmup_steps": 1, "weight_decay": 0.0, "grad_clip": 1.0, "method": "max_loss", "progress": False}
-    config = parse_config(with_changes(unlearn=options))
-    assert config.unlearn.noise_clamp == (0.0, 1.0)
+# Every UnlearnConfig field at a valid value other than its default (fsdp needs an
+# encoder-only method, cache_targets=False applies to any method), as a run file writes it,
+# and as the config holds it.
+NON_DEFAULT = {
+    "steps": 3, "batch_size": 2, "alpha": 0.1, "lr": 2e-3, "mask": "outpaint:2", "seed": 4, "device": "cpu",
+    "distance": "l2", "noise_stats": "channel", "noise_clamp": [0.25, 0.75], "warmup_steps": 1,
+    "weight_decay": 0.0, "grad_clip": 1.5, "diffusion_target": "noise_image", "method": "random_encoder",
+    "precision": "bf16", "repeat_samples": True, "progress": False, "log_every": 2,
+    "checkpoint_dir": "CKPT", "checkpoint_every": 2, "resume_from": "OLD", "fsdp": True,
+    "checkpoint_activations": True, "cache_targets": False, "compile": True, "num_workers": 1, "prefetch": 3,
+    "decode_cache": "off", "cache_dir": "CACHE", "max_bad_fraction": 0.05,
+}
+
+
+def test_every_unlearn_option_in_a_run_file_reaches_the_recipe(tmp_path, monkeypatch):
+    """Each field set in the file arrives, with its value, in the UnlearnConfig the run's
+    recipe is built with (the recipe is stopped there)."""
+    fields = {f.name: f for f in dataclasses.fields(l2l_fast.UnlearnConfig)}
+    assert set(NON_DEFAULT) == set(fields)
+    options = {k: str(tmp_path / v) if k.endswith("_dir") or k == "resume_from" else v
+               for k, v in NON_DEFAULT.items()}
+    assert [k for k, v in options.items() if v == fields[k].default] == []
+    expected = {**options, "noise_clamp": (0.25, 0.75)}
+
+    class Reached(Exception):
+        pass
+
+    class StopRecipe:
+        def __init__(self, model, forget, retain, config, **kwargs):
+            self.config = config
+            raise Reached(self)
+
+    monkeypatch.setattr(recipe_module, "UnlearnRecipe", StopRecipe)
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(with_changes(unlearn=options)))
+    assert dataclasses.asdict(load_config(path).unlearn) == expected
+    with pytest.raises(Reached) as reached:
+        cli.main(["unlearn", "--config", str(path)])
+    assert dataclasses.asdict(reached.value.args[0].config) == expected
 
 
 def test_a_mask_that_does_not_fit_the_grid_fails_before_any_step(tmp_path, capsys):

@@ -1,5 +1,6 @@
 """The Palette-style diffusion family: UNet split, Palette's noising and loss,
 DDPM/DDIM sampling, the adapter's unlearning inputs, official checkpoints."""
+import copy
 import math
 
 import pytest
@@ -14,28 +15,14 @@ from l2l_fast.models.masks import parse_mask
 from l2l_fast.models.palette_blocks import AttentionBlock
 from l2l_fast.models.palette_official import load_official_palette
 from l2l_fast.models.presets import FASHION_MNIST_PALETTE
+from l2l_fast.ops import reference
 from l2l_fast.training.pretrain import pretrain
+from l2l_fast.unlearning import objectives
+from l2l_fast.unlearning.objectives import StepModels
+from l2l_fast.unlearning.recipe import frozen_teacher
+from l2l_fast.unlearning.step_data import StepInputs
 
-from conftest import assert_low_precision_close_to_fp32
-
-SCHEDULE = {"train": {"schedule": "linear", "n_timestep": 20, "linear_start": 1e-4, "linear_end": 0.2},
-            "test": {"schedule": "linear", "n_timestep": 10, "linear_start": 1e-3, "linear_end": 0.3}}
-TINY = dict(image_size=16, in_channel=2, out_channel=1, inner_channel=8, channel_mults=(1, 2), res_blocks=1,
-            attn_res=(2,), num_head_channels=4, norm_groups=4, beta_schedule=SCHEDULE)
-
-
-def tiny_model(seed: int = 0) -> PaletteUNet:
-    """A tiny model whose zero-initialised layers are made non-zero, so every path matters."""
-    torch.manual_seed(seed)
-    model = PaletteUNet(**TINY).eval()
-    with torch.no_grad():
-        for param in model.parameters():
-            param.add_(0.05 * torch.randn_like(param))
-    return model
-
-
-def images(n: int, seed: int, shift: float = 0.0) -> torch.Tensor:
-    return (torch.rand(n, 1, 16, 16, generator=torch.Generator().manual_seed(seed)) + shift).clamp(0, 1)
+from conftest import PALETTE_TINY as TINY, assert_low_precision_close_to_fp32, images, palette_model as tiny_model
 
 
 def corruption(adapter, spec: str, batch: int, seed: int = 0):
@@ -213,6 +200,101 @@ def test_baselines_train_what_they_should(method):
     assert decoder_same == (method == "random_encoder")
 
 
+# The objectives on one fixed batch, against DESIGN §1 written out in plain PyTorch:
+# Palette's input and loss by hand, the noise from the reference stream z alone.
+
+ALPHA = 0.25
+
+
+def palette_input(x: torch.Tensor, c, pure_noise: torch.Tensor | None = None) -> torch.Tensor:
+    """cat(y_cond, y_t) for [0, 1] images: y_0 = 2x − 1 where known; in the hole ε_cond, and
+    √γ·y_0 + √(1−γ)·ε (rows in `pure_noise`: ε alone)."""
+    keep, y_0, g = c.pixel.bool(), 2 * x - 1, c.gamma.view(-1, 1, 1, 1)
+    noisy = g.sqrt() * y_0 + (1 - g).sqrt() * c.noise
+    if pure_noise is not None:
+        noisy = torch.where(pure_noise.view(-1, 1, 1, 1), c.noise, noisy)
+    return torch.cat([torch.where(keep, y_0, c.cond_noise), torch.where(keep, y_0, noisy)], dim=1)
+
+
+def hole_mse(predicted: torch.Tensor, c) -> torch.Tensor:
+    hole = (c.pixel == 0).expand_as(predicted)
+    return (predicted - c.noise)[hole].square().mean()
+
+
+def task_loss(model, x, c) -> torch.Tensor:
+    return hole_mse(model(palette_input(x, c), c.gamma), c)
+
+
+def noise_like(x: torch.Tensor, clamp=None) -> torch.Tensor:
+    """μ + σ·z, μ and unbiased σ over the whole batch, z the seeded stream (seed 9, offset 0)."""
+    z = reference.gaussian_target(x, seed=9, offset=0, stats="standard")
+    n = x.mean() + x.std() * z
+    return n if clamp is None else n.clamp(*clamp)
+
+
+def distance(a: torch.Tensor, b: torch.Tensor, kind: str) -> torch.Tensor:
+    diff = (a - b).flatten(1)
+    return diff.square().mean(1) if kind == "mse" else diff.norm(dim=1)
+
+
+def mapped_terms(student_maps, target_maps, num_retain: int, kind: str):
+    per_sample = sum(distance(a, b, kind) for a, b in zip(student_maps, target_maps))
+    retain, forget = per_sample[:num_retain].mean(), per_sample[num_retain:].mean()
+    return retain + ALPHA * forget, retain, forget
+
+
+def by_hand(method: str, model, teacher, original, s):
+    """(loss, retain term, forget term) of `method` from the definitions."""
+    c, x, R = s.corruption, torch.cat([s.retain, s.forget]), s.num_retain
+    c_retain, c_forget = c[:R], c[R:]
+    if method in ("ours", "random_encoder"):
+        student, _ = model.encoder(palette_input(x, c), c.gamma)
+        with torch.no_grad():
+            if method == "ours":  # forget rows: the teacher on y_t whose hole is ε alone
+                target, _ = teacher(palette_input(x, c, torch.arange(len(x)) >= R), c.gamma)
+            else:  # forget rows: Gaussian maps with the batch statistics of the teacher's
+                target, _ = teacher(palette_input(x, c), c.gamma)
+                target = [torch.cat([t[:R], noise_like(t[R:])]) for t in target]
+        return mapped_terms(student, target, R, s.distance)
+    retain = task_loss(model, s.retain, c_retain)
+    if method == "max_loss":
+        forget = task_loss(model, s.forget, c_forget)
+        return retain - ALPHA * forget, retain, forget
+    if method == "noisy_label":
+        targets = noise_like(s.forget, s.noise_clamp)
+    else:  # retain_label: the original model's generations for the first retain rows, their corruption
+        targets = DiffusionAdapter(original).generate(s.retain[:s.forget.shape[0]], c[:s.forget.shape[0]])
+    forget = task_loss(model, torch.where(c_forget.pixel.bool(), s.forget, targets), c_forget)
+    return retain + ALPHA * forget, retain, forget
+
+
+@pytest.mark.parametrize("method, kind", [("ours", "l2"), ("random_encoder", "mse"), ("max_loss", "mse"),
+                                          ("noisy_label", "mse"), ("retain_label", "mse")])
+def test_each_objective_is_its_definition_on_a_fixed_batch(method, kind):
+    model = tiny_model()
+    original = copy.deepcopy(model).eval().requires_grad_(False)
+    teacher = frozen_teacher(model.encoder)
+    with torch.no_grad():  # a student away from its teacher
+        for p in model.encoder.parameters():
+            p.add_(0.02 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    adapter = DiffusionAdapter(model)
+    s = StepInputs(adapter=adapter, retain=images(3, 1), forget=images(2, 2, 0.3),
+                   corruption=adapter.draw(parse_mask("inpaint:2"), 5, torch.Generator().manual_seed(3)),
+                   alpha=ALPHA, distance=kind, noise_seed=9, noise_offset=0, noise_stats="batch",
+                   noise_clamp=(0.0, 1.0))
+    objective = objectives.OBJECTIVES[method]
+    reference_of = {"teacher": teacher, "original": DiffusionAdapter(original), None: None}
+    ours = objective.loss(s, StepModels(model.encoder if objective.encoder_only else model,
+                                        reference_of[objective.reference]))
+    theirs = by_hand(method, model, teacher, original, s)
+    # measured: the terms (0.27 to 43) agree to 1.1e-7 relative; 100x margin
+    for a, b in zip(ours, theirs):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=0)
+    params = [p for p in (model.encoder if objective.encoder_only else model).parameters()]
+    for a, b in zip(torch.autograd.grad(ours[0], params), torch.autograd.grad(theirs[0], params)):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-7)
+
+
 def test_checkpoint_roundtrip(tmp_path):
     model = tiny_model()
     loaded = model_io.load_model(model_io.save_model(model, tmp_path / "p.safetensors")).eval()
@@ -220,10 +302,26 @@ def test_checkpoint_roundtrip(tmp_path):
     assert loaded.config == model.config and torch.equal(loaded(x, gammas), model(x, gammas))
 
 
-def test_pretrain_runs_on_the_task_loss():
+def test_pretrain_minimises_palettes_noise_mse_on_its_batches():
+    """Each step: 4 images drawn with the run's generator, then a corruption of the step's
+    mask; the loss is the ε-prediction MSE over the hole of the UNet's prediction."""
     model = tiny_model()
-    losses = pretrain(DiffusionAdapter(model), images(8, 3), steps=2, batch_size=4, progress=False)
-    assert len(losses) == 2 and all(loss > 0 for loss in losses)
+    initial = copy.deepcopy(model)
+    x = images(8, 3)
+    seen = []
+    model.register_forward_hook(lambda module, args, out: seen.append((args[0].detach(), args[1], out.detach())))
+    losses = pretrain(DiffusionAdapter(model), x, steps=2, batch_size=4, progress=False,
+                      masks=("random:0.75", "inpaint:3"))
+    g = torch.Generator().manual_seed(0)
+    for step, spec in enumerate(["random:0.75", "inpaint:3"]):
+        index = torch.randint(8, (4,), generator=g)
+        c = DiffusionAdapter(initial).draw(parse_mask(spec), 4, g)
+        unet_input, gammas, predicted = seen[step]
+        torch.testing.assert_close(unet_input, palette_input(x[index], c), rtol=0, atol=0)
+        assert torch.equal(gammas, c.gamma)
+        # measured: equal to the last bit (the same float32 ops on the captured prediction)
+        assert losses[step] == pytest.approx(hole_mse(predicted, c).item(), rel=1e-6)
+    torch.testing.assert_close(seen[0][2], initial(seen[0][0], seen[0][1]))
 
 
 def test_attention_uses_the_legacy_head_layout():

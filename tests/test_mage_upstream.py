@@ -12,7 +12,8 @@ from l2l_fast.adapters import VQAdapter
 from l2l_fast.models import MAGE, load_official_mage
 from l2l_fast.models.masks import parse_mask, patch_keep
 
-from test_vq import TINY, K, L, official_mage_shapes, official_vqgan_shapes, random_state
+from conftest import MAGE_K as K, MAGE_L as L, MAGE_TINY as TINY
+from conftest import official_mage_shapes, official_vqgan_shapes, random_state
 
 HEADS = {"blocks": TINY["num_heads"], "decoder_blocks": TINY["decoder_num_heads"]}
 MASK_LABEL = K + 1000  # upstream: vocab_size - 1
@@ -216,8 +217,9 @@ def test_output_projection_copy_is_frozen_and_encoder_follows_the_encoder():
 
 
 def test_unlearn_with_mages_masks_and_with_cached_targets():
-    from test_vq import FORGET, RETAIN, same, state, tiny_model
     import l2l_fast
+
+    from conftest import MAGE_FORGET as FORGET, MAGE_RETAIN as RETAIN, mage_model as tiny_model, same, state
     run = dict(steps=2, batch_size=2, progress=False, seed=3)
     model = l2l_fast.unlearn(tiny_model(), FORGET, RETAIN, mask="mage", **run)
     twin = l2l_fast.unlearn(tiny_model(), FORGET, RETAIN, mask="mage", **run)

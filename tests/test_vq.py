@@ -12,32 +12,9 @@ from l2l_fast.models.vq import VectorQuantizer
 from l2l_fast.training.pretrain import pretrain
 from l2l_fast.training.pretrain_vq import pretrain_tokenizer
 
-from conftest import assert_low_precision_close_to_fp32
-
-TOK = dict(in_chans=1, ch=8, ch_mult=[1, 2], num_res_blocks=1, z_channels=8, n_embed=16, norm_groups=4)
-TINY = dict(img_size=8, tokenizer=TOK, embed_dim=16, depth=2, num_heads=2,
-            decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=2)
-K, L, D = 16, 16, 16  # codebook, tokens (4x4 grid), width
-
-
-def tiny_model(seed: int = 0) -> MAGE:
-    torch.manual_seed(seed)
-    model = MAGE(**TINY).eval()
-    with torch.no_grad():
-        model.tokenizer.quantize.embedding.weight.normal_()  # varied ids from an untrained encoder
-    return model
-
-
-def images(n: int, seed: int, shift: float = 0.0) -> torch.Tensor:
-    return (torch.rand(n, 1, 8, 8, generator=torch.Generator().manual_seed(seed)) + shift).clamp(0, 1)
-
-
-def state(module: torch.nn.Module) -> dict:
-    return {k: v.detach().clone() for k, v in module.state_dict().items()}
-
-
-def same(a: dict, module: torch.nn.Module) -> bool:
-    return all(torch.equal(a[k], v) for k, v in module.state_dict().items())
+from conftest import MAGE_D as D, MAGE_K as K, MAGE_L as L, MAGE_TOKENIZER as TOK
+from conftest import MAGE_FORGET as FORGET, MAGE_RETAIN as RETAIN, mage_images as images, mage_model as tiny_model
+from conftest import assert_low_precision_close_to_fp32, official_mage_shapes, official_vqgan_shapes, random_state, same, state
 
 
 def keep_for(spec: str, batch: int) -> torch.Tensor:
@@ -170,7 +147,6 @@ def test_generated_ids_keep_the_visible_tokens():
 
 # unlearning through the adapter
 
-FORGET, RETAIN = images(6, 10, 0.3), images(8, 11)
 RUN = dict(steps=3, batch_size=2, mask="inpaint:1", progress=False)
 
 
@@ -229,63 +205,6 @@ def test_checkpoint_roundtrip(tmp_path):
 
 
 # official checkpoints
-
-def _resnet(prefix: str, cin: int, cout: int) -> dict:
-    spec = {f"{prefix}.norm1.weight": [cin], f"{prefix}.norm1.bias": [cin],
-            f"{prefix}.conv1.weight": [cout, cin, 3, 3], f"{prefix}.norm2.weight": [cout],
-            f"{prefix}.norm2.bias": [cout], f"{prefix}.conv2.weight": [cout, cout, 3, 3]}
-    if cin != cout:
-        spec[f"{prefix}.nin_shortcut.weight"] = [cout, cout, 1, 1]
-    return spec
-
-
-def official_vqgan_shapes() -> dict:
-    """taming's VQModel keys (MAGE's converted VQGAN) for TOK: ch 8, ch_mult (1, 2)."""
-    spec = {"encoder.conv_in.weight": [8, 1, 3, 3]}
-    spec |= _resnet("encoder.down.0.block.0", 8, 8) | _resnet("encoder.down.1.block.0", 8, 16)
-    spec |= _resnet("encoder.mid.block_1", 16, 16) | _resnet("encoder.mid.block_2", 16, 16)
-    spec |= {"encoder.norm_out.weight": [16], "encoder.norm_out.bias": [16],
-             "encoder.conv_out.weight": [8, 16, 1, 1], "encoder.conv_out.bias": [8],
-             "decoder.conv_in.weight": [16, 8, 3, 3], "decoder.conv_in.bias": [16]}
-    spec |= _resnet("decoder.mid.block_1", 16, 16) | _resnet("decoder.mid.block_2", 16, 16)
-    spec |= _resnet("decoder.up.1.block.0", 16, 16) | _resnet("decoder.up.0.block.0", 16, 8)
-    spec |= {"decoder.up.1.upsample.conv.weight": [16, 16, 3, 3], "decoder.up.1.upsample.conv.bias": [16],
-             "decoder.norm_out.weight": [8], "decoder.norm_out.bias": [8],
-             "decoder.conv_out.weight": [1, 8, 3, 3], "decoder.conv_out.bias": [1],
-             "quantize.embedding.weight": [K, 8]}
-    return spec
-
-
-def _block(prefix: str, dim: int) -> dict:
-    return {f"{prefix}.norm1.weight": [dim], f"{prefix}.norm1.bias": [dim],
-            f"{prefix}.attn.qkv.weight": [3 * dim, dim], f"{prefix}.attn.qkv.bias": [3 * dim],
-            f"{prefix}.attn.proj.weight": [dim, dim], f"{prefix}.attn.proj.bias": [dim],
-            f"{prefix}.norm2.weight": [dim], f"{prefix}.norm2.bias": [dim],
-            f"{prefix}.mlp.fc1.weight": [4 * dim, dim], f"{prefix}.mlp.fc1.bias": [4 * dim],
-            f"{prefix}.mlp.fc2.weight": [dim, 4 * dim], f"{prefix}.mlp.fc2.bias": [dim]}
-
-
-def official_mage_shapes() -> dict:
-    """models_mage.MaskedGenerativeEncoderViT keys for TINY (vocabulary K + 1001)."""
-    vocab = K + 1001
-    spec = {"token_emb.word_embeddings.weight": [vocab, D],
-            "token_emb.position_embeddings.weight": [L + 1, D],
-            "token_emb.LayerNorm.weight": [D], "token_emb.LayerNorm.bias": [D],
-            "cls_token": [1, 1, D], "pos_embed": [1, L + 1, D], "patch_embed.proj.weight": [D, 1, 2, 2],
-            "patch_embed.proj.bias": [D], "norm.weight": [D], "norm.bias": [D],
-            "decoder_embed.weight": [D, D], "decoder_embed.bias": [D], "mask_token": [1, 1, D],
-            "decoder_pos_embed": [1, L + 1, D], "decoder_pos_embed_learned": [1, L + 1, D],
-            "decoder_norm.weight": [D], "decoder_norm.bias": [D], "decoder_pred.weight": [4, D],
-            "decoder_pred.bias": [4], "mlm_layer.fc.weight": [D, D], "mlm_layer.fc.bias": [D],
-            "mlm_layer.ln.weight": [D], "mlm_layer.ln.bias": [D], "mlm_layer.bias": [1, 1, vocab]}
-    spec |= _block("blocks.0", D) | _block("blocks.1", D) | _block("decoder_blocks.0", D)
-    return spec
-
-
-def random_state(shapes: dict, seed: int) -> dict:
-    generator = torch.Generator().manual_seed(seed)
-    return {k: torch.randn(shape, generator=generator) for k, shape in shapes.items()}
-
 
 def test_official_checkpoint_maps_key_for_key(tmp_path):
     mage = random_state(official_mage_shapes(), 0)
