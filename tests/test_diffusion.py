@@ -6,10 +6,10 @@ import pytest
 import torch
 
 import l2l_fast
+from l2l_fast import load_model
 from l2l_fast.adapters import DiffusionAdapter
 from l2l_fast.evaluation.evaluate import generate, visible_pixels
-from l2l_fast.models import PaletteUNet
-from l2l_fast.models import io as model_io
+from l2l_fast.models import PaletteUNet, save_model
 from l2l_fast.models.masks import parse_mask
 from l2l_fast.models.palette_blocks import AttentionBlock
 from l2l_fast.models.palette_official import load_official_palette
@@ -215,7 +215,7 @@ def test_baselines_train_what_they_should(method):
 
 def test_checkpoint_roundtrip(tmp_path):
     model = tiny_model()
-    loaded = model_io.load_model(model_io.save_model(model, tmp_path / "p.safetensors")).eval()
+    loaded = load_model(save_model(model, tmp_path / "p.safetensors")).eval()
     x, gammas = torch.randn(2, 2, 16, 16), torch.rand(2)
     assert loaded.config == model.config and torch.equal(loaded(x, gammas), model(x, gammas))
 

@@ -1,0 +1,28 @@
+"""The files shipped in l2l_fast/assets: the demo MAE, the demo's Fashion-MNIST subset
+and the Fashion-MNIST evaluation classifier."""
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def asset(name: str) -> Path:
+    return Path(str(resources.files("l2l_fast") / "assets" / name))
+
+
+DEMO_MODEL = asset("mae_fashion_mnist.safetensors")  # l2l_fast.load_model("demo")
+DEMO_IMAGES = asset("fashion_mnist_demo.npz")  # the first 300 train / 100 test images of each class
+FASHION_CLASSIFIER = asset("fashion_classifier.safetensors")
+
+
+def load_demo_images(split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images [N, 1, 28, 28] in [0, 1], labels [N]) of the demo's "train" or "test" split."""
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    with np.load(DEMO_IMAGES, allow_pickle=False) as data:
+        images = torch.from_numpy(data[f"{split}_images"]).float().div_(255.0).unsqueeze(1)
+        labels = torch.from_numpy(data[f"{split}_labels"]).long()
+    return images, labels
