@@ -284,3 +284,15 @@ def test_stable_diffusion_low_precision_step_close_to_fp32(tmp_path, precision, 
         losses[chosen] = records[0]["loss"]
         assert all(torch.equal(vae[k], v) for k, v in pipe.vae.state_dict().items())
     assert losses[precision] == pytest.approx(losses["fp32"], rel=0.1, abs=1e-4)
+
+
+def test_a_56_pixel_image_takes_the_7_by_7_grid_as_in_the_diffusion_adapter(tmp_path, palette_unet,
+                                                                            tiny_inpaint_pipeline):
+    """masks.default_patch_size, shared with DiffusionAdapter (test_diffusion.py): 56 px is
+    7 patches of 8 for a Palette-style UNet2DModel and for Stable Diffusion (whole latent cells)."""
+    pixel = l2l_fast.adapt_diffusers(palette_unet(image_size=56))
+    assert pixel.patch_size == 8 and pixel.grid == (7, 7)
+    keep = pixel.pixel_keep(pixel.draw(parse_mask("inpaint:3"), 1, torch.Generator().manual_seed(0)))
+    assert keep.shape == (1, 1, 56, 56) and (keep == 0).sum() == 24 * 24
+    sd = sd_adapter(tiny_inpaint_pipeline(tmp_path / "tok", latent_size=28))
+    assert sd.image_shape == (3, 56, 56) and sd.patch_size == 8 and sd.grid == (7, 7)
