@@ -18,9 +18,9 @@ from pathlib import Path
 import torch
 
 from l2l_fast import adapt_diffusers, unlearn
-from l2l_fast.assets import load_demo_images
+from l2l_fast.assets import DEMO, load_demo_images
 from l2l_fast.data import FASHION_MNIST_CLASSES, first_per_class
-from l2l_fast.demo import DEMO, format_table, per_class, save_demo_grid
+from l2l_fast.demo import format_table, per_class, save_demo_grid
 from l2l_fast.evaluation.evaluate import generate, hole_errors, visible_pixels
 from l2l_fast.training.pretrain import pretrain
 

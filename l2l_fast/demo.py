@@ -1,10 +1,9 @@
 """The demo (`l2l-fast demo`): unlearn two Fashion-MNIST classes from the shipped MAE and
 show the effect: a per-class table of inpainting error and a PNG grid. Its settings are
-written once, in `DEMO`; examples/diffusers_demo.py reuses the table and the grid."""
+written once, in assets.DEMO; examples/diffusers_demo.py reuses the table and the grid."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -12,31 +11,13 @@ import numpy as np
 import torch
 
 from .adapters import adapter_for
-from .assets import load_demo_images
+from .assets import DEMO, load_demo_images
 from .data import FASHION_MNIST_CLASSES, fashion_mnist, first_per_class
 from .evaluation.evaluate import generate, hole_errors, visible_pixels
 from .evaluation.plots import save_grid, with_grey_hole
 from .io import atomic_write
 from .models.io import load_model
 from .unlearning.recipe import unlearn
-
-
-@dataclass(frozen=True)
-class DemoSettings:
-    """What the demo does by default (and what `l2l-fast demo`'s flags default to). lr and
-    alpha: the MAE's setting chosen in benchmarks/results/quality_tuning_mae."""
-
-    forget_classes: tuple[int, ...] = (0, 1)
-    mask: str = "inpaint:3"  # the centre 12 x 12 pixels of 28 x 28 (3 x 3 of the MAE's 7 x 7 grid of 4-px patches)
-    steps: int = 300
-    batch_size: int = 32
-    lr: float = 1e-3
-    alpha: float = 0.5
-    seed: int = 0
-    out: str = "l2l_fast_demo"
-
-
-DEMO = DemoSettings()
 
 
 def export_demo_images(path: Path, root=None, train_per_class: int = 300, test_per_class: int = 100) -> Path:

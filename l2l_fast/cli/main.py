@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..demo import DEMO
+from ..assets import DEMO
 from .import_model import add_command as add_import_command
 
 
