@@ -14,9 +14,11 @@ L2L_FAST_BENCH_PAPER_SIZES=1 also the FLOPs of one step (forward and backward) a
 inpainting size (860M-parameter UNet at 64 x 64 latents, 84M-parameter VAE at 512 x 512),
 counted on the meta device (nothing is computed; fp32), batch 1 + 1 and 4 + 4.
 """
+import json
 import math
 import os
 import types
+from pathlib import Path
 
 import pytest
 import torch
@@ -26,7 +28,6 @@ pytest.importorskip("transformers")
 
 from l2l_fast import UnlearnConfig, UnlearnRecipe, adapt_diffusers  # noqa: E402
 from l2l_fast.adapters.diffusers import ForgetImages  # noqa: E402
-from l2l_fast.adapters.diffusers_presets import palette_unet, tiny_inpaint_pipeline  # noqa: E402
 from l2l_fast.models.masks import parse_mask  # noqa: E402
 from l2l_fast.training.optim import BETAS, WEIGHT_DECAY, param_groups  # noqa: E402
 from l2l_fast.unlearning.caches import SampleCache  # noqa: E402
@@ -39,12 +40,51 @@ PAPER_SIZES = os.environ.get("L2L_FAST_BENCH_PAPER_SIZES") == "1"
 
 
 def small_sd(tmp):
-    pipe = tiny_inpaint_pipeline(tmp, latent_size=16, unet_channels=(32, 64), vae_channels=(16, 32), text_width=32)
+    """A StableDiffusionInpaintPipeline with the SD-1.5 inpainting layout at small width: 16 x 16
+    latents, 32 x 32 images; a CLIP tokenizer of single letters written to `tmp`."""
+    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionInpaintPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        sample_size=16, in_channels=9, out_channels=4, layers_per_block=1, block_out_channels=(32, 64),
+        norm_num_groups=4, cross_attention_dim=32, attention_head_dim=2,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"))
+    vae = AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(16, 32),
+        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2, norm_num_groups=4,
+        layers_per_block=1, sample_size=32)
+    folder = Path(tmp)
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for letter in "abcdefghijklmnopqrstuvwxyz":
+        vocab[letter] = len(vocab)
+        vocab[letter + "</w>"] = len(vocab)
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    tokenizer = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=8)
+    text_encoder = CLIPTextModel(CLIPTextConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+        max_position_embeddings=8, bos_token_id=0, eos_token_id=1, pad_token_id=1))
+    scheduler = PNDMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                              skip_prk_steps=True, steps_offset=1, num_train_timesteps=1000)
+    pipe = StableDiffusionInpaintPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+                                          scheduler=scheduler, safety_checker=None, feature_extractor=None,
+                                          requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
     return adapt_diffusers(pipe, prompt="a photo", guidance_scale=1.0)
 
 
 def small_palette(tmp):
-    return adapt_diffusers(palette_unet(image_size=32, channels=3, widths=(32, 64), attention=True))
+    """A Palette-style UNet2DModel (condition and noisy image on channels), 3 x 32 x 32, attention at the bottom."""
+    from diffusers import UNet2DModel
+
+    torch.manual_seed(0)
+    unet = UNet2DModel(
+        sample_size=32, in_channels=6, out_channels=3, layers_per_block=1, block_out_channels=(32, 64),
+        down_block_types=("DownBlock2D", "AttnDownBlock2D"), up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+        norm_num_groups=8, attention_head_dim=8)
+    return adapt_diffusers(unet)
 
 
 MODELS = {"sd_inpaint_small": small_sd, "palette_unet2d_small": small_palette}

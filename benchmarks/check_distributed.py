@@ -20,8 +20,8 @@ import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 
 import l2l_fast
-from l2l_fast.cli.demo import DEMO_MODEL, asset, load_demo_images
-from l2l_fast.models import io as model_io
+from l2l_fast import load_model
+from l2l_fast.assets import load_demo_images
 
 RUN = dict(steps=20, batch_size=64, lr=1e-3, mask="random:0.5", progress=False)
 CASES = {"ddp": {}, "fsdp": {"fsdp": True}}
@@ -30,7 +30,7 @@ CASES = {"ddp": {}, "fsdp": {"fsdp": True}}
 def unlearn(log, device, **kwargs):
     images, labels = load_demo_images("train")
     forget, retain = images[labels == 0], images[(labels >= 2) & (labels <= 5)]
-    model = model_io.load_model(asset(DEMO_MODEL))
+    model = load_model("demo")
     return l2l_fast.unlearn(model, forget, retain, callback=log.append, device=device, **RUN,
                             **kwargs).encoder
 

@@ -18,19 +18,24 @@ from pathlib import Path
 import torch
 
 from l2l_fast import adapt_diffusers, unlearn
-from l2l_fast.adapters.diffusers_presets import palette_unet
-from l2l_fast.cli.demo import FORGET_CLASSES, format_table, load_demo_images, per_class, save_demo_grid
+from l2l_fast.assets import DEMO, load_demo_images
 from l2l_fast.data import FASHION_MNIST_CLASSES, first_per_class
+from l2l_fast.demo import format_table, per_class, save_demo_grid
 from l2l_fast.evaluation.evaluate import generate, hole_errors, visible_pixels
 from l2l_fast.training.pretrain import pretrain
 
-MASK = "inpaint:3"  # the centre 12 x 12 pixels of 28 x 28 (a 7 x 7 grid of 4-pixel patches)
+# the demo's: the centre 12 x 12 pixels of 28 x 28 (a 7 x 7 grid of 4-pixel patches), two classes
+MASK, FORGET_CLASSES = DEMO.mask, DEMO.forget_classes
 
 
 def build_adapter(sample_steps: int):
-    from diffusers import DDIMScheduler
+    from diffusers import DDIMScheduler, UNet2DModel
 
-    unet = palette_unet(image_size=28, channels=1, widths=(16, 32))
+    torch.manual_seed(0)
+    unet = UNet2DModel(  # Palette-style: in_channels = condition + noisy image
+        sample_size=28, in_channels=2, out_channels=1, layers_per_block=1, block_out_channels=(16, 32),
+        down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
+        norm_num_groups=8, attention_head_dim=8)
     scheduler = DDIMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", clip_sample=True)
     return adapt_diffusers(unet, scheduler=scheduler, patch_size=4, num_inference_steps=sample_steps)
 

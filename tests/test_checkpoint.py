@@ -3,8 +3,9 @@ import json
 import pytest
 import torch
 
-from l2l_fast.models import MAE
-from l2l_fast.models import io as model_io
+from l2l_fast import load_model
+from l2l_fast.io import read, save_tensors
+from l2l_fast.models import MAE, save_model
 from l2l_fast.models.masks import parse_mask, patch_keep
 from l2l_fast.training.checkpointing import optimizer_tensors, restore_optimizer
 
@@ -15,22 +16,22 @@ TINY = dict(img_size=8, patch_size=4, in_chans=1, embed_dim=16, depth=1, num_hea
 def test_model_roundtrip(tmp_path):
     torch.manual_seed(0)
     model = MAE(**TINY).eval()
-    path = model_io.save_model(model, tmp_path / "m.safetensors", extra={"note": "x"})
-    loaded = model_io.load_model(path).eval()
+    path = save_model(model, tmp_path / "m.safetensors", extra={"note": "x"})
+    loaded = load_model(path).eval()
     x = torch.rand(2, 1, 8, 8)
     keep = patch_keep(parse_mask("inpaint:1"), model.grid, 2)
     assert torch.equal(model(x, keep), loaded(x, keep))
     assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]  # no temporary left
-    _, meta = model_io.read(path)
+    _, meta = read(path)
     assert meta["family"] == "mae" and meta["config"]["embed_dim"] == 16 and meta["note"] == "x"
 
 
 def test_load_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        model_io.load_model(tmp_path / "missing.safetensors")
-    model_io.save_tensors({"a": torch.zeros(1)}, {"family": "gan"}, tmp_path / "bad.safetensors")
+        load_model(tmp_path / "missing.safetensors")
+    save_tensors({"a": torch.zeros(1)}, {"family": "gan"}, tmp_path / "bad.safetensors")
     with pytest.raises(ValueError, match="unknown model family 'gan'"):
-        model_io.load_model(tmp_path / "bad.safetensors")
+        load_model(tmp_path / "bad.safetensors")
 
 
 def test_optimizer_roundtrip():

@@ -5,9 +5,8 @@ import torch
 import yaml
 
 import l2l_fast
-from l2l_fast import cli
+from l2l_fast import cli, load_model
 from l2l_fast.cli.run_files import ConfigError, load_config, parse_config
-from l2l_fast.models import io as model_io
 from l2l_fast.unlearning import recipe as recipe_module
 
 BASE = {
@@ -131,10 +130,8 @@ def test_unlearn_command_runs_and_saves(tmp_path, capsys):
     path = tmp_path / "run.yaml"
     path.write_text(yaml.safe_dump({**BASE, "output": str(out)}))
     assert cli.main(["unlearn", "--config", str(path), "--no-progress"]) == 0
-    model = model_io.load_model(out)
-    from l2l_fast.cli.demo import DEMO_MODEL, asset
-
-    original = model_io.load_model(asset(DEMO_MODEL))
+    model = load_model(out)
+    original = load_model("demo")
     assert all(torch.equal(v, original.decoder.state_dict()[k]) for k, v in model.decoder.state_dict().items())
     assert not torch.equal(model.encoder.blocks[0].mlp.fc1.weight, original.encoder.blocks[0].mlp.fc1.weight)
     assert "saved the unlearned model" in capsys.readouterr().out
@@ -148,7 +145,7 @@ def test_unlearn_errors_come_back_with_the_file_name(tmp_path, capsys):
 
 
 def test_forget_individual_samples(tmp_path):
-    from l2l_fast.cli.demo import load_demo_images
+    from l2l_fast.assets import load_demo_images
     from l2l_fast.cli.run import run_data
 
     images, labels = load_demo_images("train")

@@ -4,18 +4,19 @@ import pytest
 import torch
 from PIL import Image
 
+import l2l_fast
 from l2l_fast import cli
-from l2l_fast.cli.demo import DEMO_IMAGES, DEMO_MODEL, asset, format_table, load_demo_images
+from l2l_fast.assets import DEMO_IMAGES, DEMO_MODEL, load_demo_images
+from l2l_fast.demo import format_table
 
 
 def test_shipped_assets_load():
-    from l2l_fast.models.io import load_model
-
-    model = load_model(asset(DEMO_MODEL))
+    model = l2l_fast.load_model("demo")
+    assert model.state_dict().keys() == l2l_fast.load_model(DEMO_MODEL).state_dict().keys()
     assert model.family == "mae" and model.img_size == 28
     images, labels = load_demo_images("test")
     assert images.shape[1:] == (1, 28, 28) and torch.bincount(labels).min() > 0
-    assert asset(DEMO_IMAGES).stat().st_size < 5e6
+    assert DEMO_IMAGES.stat().st_size < 5e6
 
 
 def test_format_table_ratios():

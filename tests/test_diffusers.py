@@ -10,7 +10,6 @@ pytest.importorskip("diffusers")
 pytest.importorskip("transformers")
 
 import l2l_fast  # noqa: E402
-from l2l_fast.adapters.diffusers_presets import palette_unet, tiny_inpaint_pipeline  # noqa: E402
 from l2l_fast.models.masks import parse_mask  # noqa: E402
 from l2l_fast.unlearning.objectives import StepModels, ours  # noqa: E402
 from l2l_fast.unlearning.recipe import UnlearnRecipe, frozen_teacher  # noqa: E402
@@ -29,7 +28,7 @@ def pixel_images(n, seed):
 
 
 @pytest.fixture
-def pipe(tmp_path):
+def pipe(tmp_path, tiny_inpaint_pipeline):
     return tiny_inpaint_pipeline(tmp_path / "tokenizer")
 
 
@@ -77,7 +76,7 @@ def test_stable_diffusion_only_the_encoder_half_moves(pipe):
     assert any(k.startswith("down_blocks.") for k in moved) and any(k.startswith("mid_block.") for k in moved)
 
 
-def test_stable_diffusion_same_seed_same_bits(tmp_path):
+def test_stable_diffusion_same_seed_same_bits(tmp_path, tiny_inpaint_pipeline):
     results = []
     for run in range(2):
         pipe = tiny_inpaint_pipeline(tmp_path / f"tok{run}")
@@ -159,7 +158,7 @@ def test_stable_diffusion_guidance_encodes_the_negative_prompt(pipe):
     assert torch.equal(adapter.negative_prompt_embeds, reference[1])
 
 
-def test_stable_diffusion_errors(tmp_path, pipe):
+def test_stable_diffusion_errors(tmp_path, pipe, tiny_inpaint_pipeline):
     with pytest.raises(ValueError, match="prompt"):
         l2l_fast.adapt_diffusers(pipe)
     with pytest.raises(ValueError, match="prompt"):
@@ -185,7 +184,7 @@ def test_stable_diffusion_errors(tmp_path, pipe):
         l2l_fast.adapt_diffusers(pipe.unet)
 
 
-def test_stable_diffusion_activation_checkpointing_same_result(tmp_path):
+def test_stable_diffusion_activation_checkpointing_same_result(tmp_path, tiny_inpaint_pipeline):
     results = []
     for run, checkpoint in enumerate((False, True)):
         pipe = tiny_inpaint_pipeline(tmp_path / f"tok{run}")
@@ -197,7 +196,7 @@ def test_stable_diffusion_activation_checkpointing_same_result(tmp_path):
         torch.testing.assert_close(results[0][k], results[1][k], rtol=1e-5, atol=1e-6)
 
 
-def test_palette_unet_only_the_encoder_half_moves_and_same_bits():
+def test_palette_unet_only_the_encoder_half_moves_and_same_bits(palette_unet):
     results = []
     for _ in range(2):
         unet = palette_unet()
@@ -210,7 +209,7 @@ def test_palette_unet_only_the_encoder_half_moves_and_same_bits():
     assert all(torch.equal(results[0][k], results[1][k]) for k in results[0])
 
 
-def test_palette_unet_step_loss_is_the_formula():
+def test_palette_unet_step_loss_is_the_formula(palette_unet):
     unet = palette_unet()
     adapter = l2l_fast.adapt_diffusers(unet)
     config = UnlearnConfig(**{**RUN, "batch_size": 3})
@@ -238,7 +237,7 @@ def test_palette_unet_step_loss_is_the_formula():
     torch.testing.assert_close(loss.detach(), weighted_distance(student, target, 3, 0.25), rtol=1e-4, atol=1e-7)
 
 
-def test_palette_unet_generation_keeps_the_visible_region_and_errors():
+def test_palette_unet_generation_keeps_the_visible_region_and_errors(palette_unet):
     unet = palette_unet()
     adapter = l2l_fast.adapt_diffusers(unet, num_inference_steps=3)
     images = pixel_images(2, 4)
@@ -257,7 +256,7 @@ def test_palette_unet_generation_keeps_the_visible_region_and_errors():
         l2l_fast.unlearn(unet, pixel_images(4, 1), pixel_images(4, 2), **{**RUN, "mask": "outpaint:9"})
 
 
-def test_palette_unet_task_loss_is_epsilon_mse_in_the_hole():
+def test_palette_unet_task_loss_is_epsilon_mse_in_the_hole(palette_unet):
     unet = palette_unet()
     adapter = l2l_fast.adapt_diffusers(unet)
     images = pixel_images(3, 6)
@@ -272,7 +271,7 @@ def test_palette_unet_task_loss_is_epsilon_mse_in_the_hole():
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
-def test_stable_diffusion_low_precision_step_close_to_fp32(tmp_path, precision):
+def test_stable_diffusion_low_precision_step_close_to_fp32(tmp_path, precision, tiny_inpaint_pipeline):
     """The teacher cast to the step's precision, the student under autocast: the first step's
     loss is the fp32 one up to the precision's rounding, and the frozen parts stay bit-identical."""
     losses = {}
@@ -285,3 +284,15 @@ def test_stable_diffusion_low_precision_step_close_to_fp32(tmp_path, precision):
         losses[chosen] = records[0]["loss"]
         assert all(torch.equal(vae[k], v) for k, v in pipe.vae.state_dict().items())
     assert losses[precision] == pytest.approx(losses["fp32"], rel=0.1, abs=1e-4)
+
+
+def test_a_56_pixel_image_takes_the_7_by_7_grid_as_in_the_diffusion_adapter(tmp_path, palette_unet,
+                                                                            tiny_inpaint_pipeline):
+    """masks.default_patch_size, shared with DiffusionAdapter (test_diffusion.py): 56 px is
+    7 patches of 8 for a Palette-style UNet2DModel and for Stable Diffusion (whole latent cells)."""
+    pixel = l2l_fast.adapt_diffusers(palette_unet(image_size=56))
+    assert pixel.patch_size == 8 and pixel.grid == (7, 7)
+    keep = pixel.pixel_keep(pixel.draw(parse_mask("inpaint:3"), 1, torch.Generator().manual_seed(0)))
+    assert keep.shape == (1, 1, 56, 56) and (keep == 0).sum() == 24 * 24
+    sd = sd_adapter(tiny_inpaint_pipeline(tmp_path / "tok", latent_size=28))
+    assert sd.image_shape == (3, 56, 56) and sd.patch_size == 8 and sd.grid == (7, 7)

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 import l2l_fast
+from l2l_fast import load_model
 from l2l_fast.adapters import DiffusionAdapter
 from l2l_fast.evaluation.evaluate import generate, visible_pixels
-from l2l_fast.models import PaletteUNet
-from l2l_fast.models import io as model_io
+from l2l_fast.models import PaletteUNet, save_model
 from l2l_fast.models.masks import parse_mask
 from l2l_fast.models.palette_blocks import AttentionBlock
 from l2l_fast.models.palette_official import load_official_palette
@@ -297,7 +297,7 @@ def test_each_objective_is_its_definition_on_a_fixed_batch(method, kind):
 
 def test_checkpoint_roundtrip(tmp_path):
     model = tiny_model()
-    loaded = model_io.load_model(model_io.save_model(model, tmp_path / "p.safetensors")).eval()
+    loaded = load_model(save_model(model, tmp_path / "p.safetensors")).eval()
     x, gammas = torch.randn(2, 2, 16, 16), torch.rand(2)
     assert loaded.config == model.config and torch.equal(loaded(x, gammas), model(x, gammas))
 
@@ -401,3 +401,13 @@ def test_bad_configs_are_rejected(kwargs, match):
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_low_precision_runs_close_to_fp32(precision):
     assert_low_precision_close_to_fp32(tiny_model, FORGET, RETAIN, RUN, precision)
+
+
+def test_a_56_pixel_image_takes_the_7_by_7_grid_as_in_the_diffusers_adapter():
+    """masks.default_patch_size, shared with adapt_diffusers (test_diffusers.py): 8-px patches
+    on a 7 x 7 grid, so "inpaint:3" hides the centre 24 x 24 pixels (3/7 of the side, as at 28 px)."""
+    adapter = DiffusionAdapter(PaletteUNet(**{**TINY, "image_size": 56}))
+    assert adapter.patch_size == 8 and adapter.grid == (7, 7)
+    hole = adapter.pixel_keep(corruption(adapter, "inpaint:3", 1))[0, 0] == 0
+    rows, cols = hole.nonzero().unbind(1)
+    assert (rows.min(), rows.max(), cols.min(), cols.max()) == (16, 39, 16, 39) and hole.sum() == 24 * 24

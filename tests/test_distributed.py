@@ -15,8 +15,8 @@ import yaml
 from safetensors.torch import load_file
 
 import l2l_fast
-from l2l_fast import cli
-from l2l_fast.models import io as model_io
+from l2l_fast import cli, load_model
+from l2l_fast.io import read
 
 from conftest import CASES, run_case
 
@@ -147,10 +147,10 @@ def test_torchrun_cli_saves_once_and_matches_one_process(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("saved the unlearned model") == 1
     assert cli.main(["unlearn", "--config", str(tmp_path / "one.yaml"), "--no-progress"]) == 0
-    a, b = model_io.load_model(one).state_dict(), model_io.load_model(two).state_dict()
+    a, b = load_model(one).state_dict(), load_model(two).state_dict()
     assert all(torch.equal(v, b[k]) for k, v in a.items() if not k.startswith("encoder."))
     encoder = {k[len("encoder."):]: v for k, v in a.items() if k.startswith("encoder.")}
     assert_same_up_to_rounding(encoder, {k: b[f"encoder.{k}"] for k in encoder}, lr=1e-3, steps=3)
-    final, meta = model_io.read(tmp_path / "checkpoints" / "step-00000003.safetensors")
+    final, meta = read(tmp_path / "checkpoints" / "step-00000003.safetensors")
     assert meta["world_size"] == 2 and meta["step"] == 3
     assert all(torch.equal(final[f"trainable.{k}"], b[f"encoder.{k}"]) for k in encoder)

@@ -52,7 +52,7 @@ def _write_fashion_folders(root: Path, images, labels, classes, per_class, corru
 def test_fashion_folders_match_the_built_in_path_and_evaluate(tmp_path):
     """The same images as PNG class folders (with a corrupt file among them) and as the built-in
     demo split give the same table, and both match `evaluate` on those images."""
-    from l2l_fast.cli.demo import load_demo_images
+    from l2l_fast.assets import load_demo_images
 
     images, labels = load_demo_images("test")
     forget, retain, per_class = [0, 1], [2, 3], 5
@@ -84,9 +84,9 @@ def test_fashion_folders_match_the_built_in_path_and_evaluate(tmp_path):
 
 
 def _demo_model():
-    from l2l_fast.cli.run import load_run_model
+    from l2l_fast import load_model
 
-    return load_run_model("demo")
+    return load_model("demo")
 
 
 class StandIn(nn.Module):
@@ -142,7 +142,7 @@ def test_real_features_once_across_rows_and_reruns_and_a_stand_in_inception(tiny
     # FID and IS from the stand-in's outputs, as frechet_distance / inception_score compute them on the images
     network = _load_stand_in(tmp_path / "inception.pt")
     from l2l_fast.data import ClassFolders
-    from l2l_fast.models import load_model
+    from l2l_fast import load_model
 
     real = torch.stack([x for x, _ in ClassFolders(raw["data"]["root"], [FOLDER_CLASSES[0]], image_size=16, channels=1)])
     adapter = adapter_for(load_model(raw["models"]["B"]))
@@ -201,7 +201,7 @@ def test_a_local_classifier_gives_accuracy_and_the_fallback_features(tiny_setup)
     row = _metrics(raw["out"])["A"]
     assert set(k for k in row if not k.startswith("per_class")) == {"CLIP_F", "CLIP_R", "acc_F", "acc_R"}
     from l2l_fast.data import ClassFolders
-    from l2l_fast.models import load_model
+    from l2l_fast import load_model
     from l2l_fast.evaluation.metrics import accuracy, clip_similarity, Features
 
     names = [FOLDER_CLASSES[1], FOLDER_CLASSES[2]]
@@ -236,7 +236,7 @@ def test_a_stand_in_clip_network_gives_clip_and_the_tsne(tiny_setup, monkeypatch
     (table,) = _results(raw["out"])["tables"]
     from l2l_fast.data import ClassFolders
     from l2l_fast.evaluation.metrics import clip_similarity
-    from l2l_fast.models import load_model
+    from l2l_fast import load_model
 
     real = torch.stack([x for x, _ in ClassFolders(raw["data"]["root"], FOLDER_CLASSES[1:3], image_size=16, channels=1)])
     fake = generate(adapter_for(load_model(raw["models"]["B"])), real, "inpaint:2", seed=0, batch_size=3)

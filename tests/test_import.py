@@ -7,10 +7,10 @@ import torch
 import yaml
 from conftest import FOLDER_CLASSES, make_folders
 
-from l2l_fast import cli
+from l2l_fast import cli, load_model
 from l2l_fast.adapters import adapter_for
 from l2l_fast.data import ClassFolders
-from l2l_fast.models import MAE, MAGE, PaletteUNet, load_model
+from l2l_fast.models import MAE, MAGE, PaletteUNet
 from l2l_fast.models.masks import parse_mask, patch_keep
 from l2l_fast.models.pixels import IMAGENET, SYMMETRIC, UNIT
 

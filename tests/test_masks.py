@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from l2l_fast.models.masks import MaskSpec, parse_mask, patch_keep, pixel_keep
+from l2l_fast.models.masks import MaskSpec, default_patch_size, parse_mask, patch_keep, pixel_keep
 
 
 def test_parse_mask_specs():
@@ -195,3 +195,13 @@ def test_adapt_and_diffusion_draw_hybrid_masks_at_pixel_resolution():
     _, adapter = autoencoder()
     keep = adapter.draw(parse_mask("hybrid"), 3, torch.Generator().manual_seed(5))
     assert torch.equal(keep, 1 - hybrid_hole((8, 8), 3, torch.Generator().manual_seed(5)))
+
+
+def test_default_patch_size_prefers_the_7_by_7_grid():
+    assert default_patch_size(28) == 4 and default_patch_size(56) == 8 and default_patch_size(32) == 4
+    assert default_patch_size(512, multiple=8) == 64  # Stable Diffusion: / 8, whole latent cells
+    assert default_patch_size(112, multiple=14) == 14  # 112 / 7 = 16 is no multiple of 14: / 8
+    with pytest.raises(ValueError, match="patch_size="):
+        default_patch_size(30)
+    with pytest.raises(ValueError, match="patch_size="):
+        default_patch_size(64, multiple=16)

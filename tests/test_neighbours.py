@@ -107,13 +107,13 @@ def test_eval_command_prints_the_flagged_classes(tmp_path, capsys):
     import yaml
 
     from l2l_fast import cli
-    from l2l_fast.cli.run import load_run_model
+    from l2l_fast import load_model
     from l2l_fast.data.fashion_mnist import DEFAULT_ROOT
     from l2l_fast.models import save_model
 
     if not DEFAULT_ROOT.is_dir():
         pytest.skip("dataset-fashion-mnist is not installed")
-    broken = load_run_model("demo")
+    broken = load_model("demo")
     with torch.no_grad():
         for p in broken.parameters():
             p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(0)) * 0.05)

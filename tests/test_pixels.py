@@ -4,11 +4,12 @@ import pytest
 import torch
 from conftest import FORGET, RETAIN, tiny_model
 
+from l2l_fast import load_model
 from l2l_fast.adapters import adapter_for
-from l2l_fast.models import PaletteUNet, load_model, save_model
-from l2l_fast.models.io import save_tensors
+from l2l_fast.io import save_tensors
+from l2l_fast.models import PaletteUNet, save_model
 from l2l_fast.models.masks import parse_mask, patch_keep
-from l2l_fast.models.pixels import IDENTITY, IMAGENET, SYMMETRIC, Pixels
+from l2l_fast.models.pixels import IDENTITY, IMAGENET, Pixels, SYMMETRIC
 from l2l_fast.ops import reference
 from l2l_fast.unlearning.config import UnlearnConfig
 from l2l_fast.unlearning.objectives import StepModels, ours

@@ -1,11 +1,10 @@
 import pytest
 import torch
 
-from l2l_fast import cli
+from l2l_fast import cli, load_model
 from l2l_fast.adapters import adapter_for
 from l2l_fast.data.fashion_mnist import DEFAULT_ROOT
 from l2l_fast.models import MAE
-from l2l_fast.models import io as model_io
 from l2l_fast.training.pretrain import pretrain
 
 TINY = dict(img_size=16, patch_size=4, in_chans=1, embed_dim=32, depth=1, num_heads=4,
@@ -52,5 +51,5 @@ def test_pretrain_command_for_every_family(tmp_path, family):
     out = tmp_path / f"{family}.safetensors"
     assert cli.main(["pretrain", "--family", family, "--steps", "2", "--tokenizer-steps", "2",
                      "--batch-size", "4", "--out", str(out)]) == 0
-    model = model_io.load_model(out)
+    model = load_model(out)
     assert model.family == family and not (tmp_path / f"{family}.state.safetensors").exists()

@@ -4,9 +4,8 @@ import json
 import pytest
 import torch
 
-from l2l_fast import cli
+from l2l_fast import cli, load_model
 from l2l_fast.adapters import adapter_for
-from l2l_fast.cli.run import load_run_model
 from l2l_fast.evaluation.evaluate import COLUMNS, evaluate, generate
 from l2l_fast.evaluation.metrics import load_classifier
 from l2l_fast.evaluation.report import write_report
@@ -35,7 +34,7 @@ def test_report_needs_results(tmp_path):
 
 
 def test_generation_is_seeded_and_keeps_the_visible_region():
-    adapter = adapter_for(load_run_model("demo"))
+    adapter = adapter_for(load_model("demo"))
     images = torch.rand(5, 1, 28, 28, generator=torch.Generator().manual_seed(0))
     a = generate(adapter, images, "random:0.5", seed=3, batch_size=2)
     b = generate(adapter, images, "random:0.5", seed=3, batch_size=2)
@@ -45,7 +44,7 @@ def test_generation_is_seeded_and_keeps_the_visible_region():
 
 
 def test_generated_images_are_clamped_to_the_unit_range_as_saved_images_are():
-    model = load_run_model("demo")
+    model = load_model("demo")
     with torch.no_grad():
         for parameter in model.decoder.decoder_pred.parameters():
             parameter.mul_(20.0)  # completions far outside [0, 1]
@@ -57,7 +56,7 @@ def test_generated_images_are_clamped_to_the_unit_range_as_saved_images_are():
 
 
 def test_evaluate_the_original_model_on_its_own_test_images():
-    from l2l_fast.cli.demo import load_demo_images
+    from l2l_fast.assets import load_demo_images
 
     images, labels = load_demo_images("test")
 
@@ -65,7 +64,7 @@ def test_evaluate_the_original_model_on_its_own_test_images():
         chosen = torch.isin(labels, torch.tensor(classes))
         return images[chosen][::5], labels[chosen][::5]
 
-    adapter = adapter_for(load_run_model("demo"))
+    adapter = adapter_for(load_model("demo"))
     metrics, generated = evaluate(adapter, pick([2, 3]), pick([0, 1]), mask="inpaint:3",
                                   classifier=load_classifier(), seed=0)
     assert set(COLUMNS) <= set(metrics) and generated["R"].shape == (40, 1, 28, 28)

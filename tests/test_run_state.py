@@ -17,8 +17,7 @@ import yaml
 from safetensors import safe_open
 
 import l2l_fast
-from l2l_fast import cli
-from l2l_fast.models import io as model_io
+from l2l_fast import cli, load_model
 from l2l_fast.training import checkpointing
 
 from conftest import CASES, FORGET, RETAIN, make_folders, tiny_model, unlearn_kind
@@ -168,13 +167,13 @@ def test_cli_resume_continues_bit_for_bit(tmp_path, capsys):
     path = tmp_path / "run.yaml"
     path.write_text(yaml.safe_dump(config))
     assert cli.main(["unlearn", "--config", str(path), "--no-progress"]) == 0
-    straight = model_io.load_model(tmp_path / "out.safetensors").state_dict()
+    straight = load_model(tmp_path / "out.safetensors").state_dict()
     for file in (tmp_path / "checkpoints").glob("step-00000003.*"):
         file.unlink()
     assert cli.main(["unlearn", "--config", str(path), "--no-progress"]) == 2
     assert "already holds checkpoints" in capsys.readouterr().err
     assert cli.main(["unlearn", "--config", str(path), "--no-progress", "--resume"]) == 0
-    resumed = model_io.load_model(tmp_path / "out.safetensors").state_dict()
+    resumed = load_model(tmp_path / "out.safetensors").state_dict()
     assert all(torch.equal(v, resumed[k]) for k, v in straight.items())
 
 

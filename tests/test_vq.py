@@ -3,10 +3,9 @@ import torch
 import torch.nn.functional as F
 
 import l2l_fast
+from l2l_fast import load_model
 from l2l_fast.adapters import VQAdapter, adapter_for
-from l2l_fast.models import MAGE, VQTokenizer
-from l2l_fast.models import io as model_io
-from l2l_fast.models import load_official_mage
+from l2l_fast.models import MAGE, VQTokenizer, load_official_mage, save_model
 from l2l_fast.models.masks import parse_mask, patch_keep, pixel_keep
 from l2l_fast.models.vq import VectorQuantizer
 from l2l_fast.training.pretrain import pretrain
@@ -198,8 +197,8 @@ def test_pretrain_keeps_the_tokenizer_frozen():
 
 def test_checkpoint_roundtrip(tmp_path):
     model = tiny_model()
-    model_io.save_model(model, tmp_path / "mage.safetensors")
-    loaded = model_io.load_model(tmp_path / "mage.safetensors")
+    save_model(model, tmp_path / "mage.safetensors")
+    loaded = load_model(tmp_path / "mage.safetensors")
     assert isinstance(loaded, MAGE) and loaded.config == model.config
     assert same(state(model), loaded)
 

@@ -20,10 +20,11 @@ import torch
 
 from quality import evaluation_adapter
 
+from l2l_fast import load_model
 from l2l_fast.data import fashion_mnist, first_per_class
 from l2l_fast.evaluation.evaluate import generate, hole_errors, visible_pixels
 from l2l_fast.evaluation.metrics import Features, accuracy, frechet_distance, load_classifier
-from l2l_fast.models import io as model_io
+from l2l_fast.io import read
 
 
 def completion_quality(adapter, images: torch.Tensor, labels: torch.Tensor, mask: str, classifier,
@@ -52,9 +53,9 @@ def main() -> None:
     classifier = load_classifier()
     results = {}
     for path in args.checkpoints:
-        model = model_io.load_model(path).eval()
+        model = load_model(path).eval()
         adapter = evaluation_adapter(model, args.sample_steps)
-        _, meta = model_io.read(path)
+        _, meta = read(path)
         row = {"family": model.family, "pretrain": meta.get("pretrain")}
         for mask in args.masks:
             started = time.perf_counter()

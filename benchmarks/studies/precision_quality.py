@@ -18,7 +18,7 @@ import torch
 
 from l2l_fast import unlearn
 from l2l_fast.adapters import adapter_for
-from l2l_fast.cli.run import load_run_model
+from l2l_fast import load_model
 from l2l_fast.data import fashion_mnist
 from l2l_fast.evaluation.evaluate import evaluate
 from l2l_fast.evaluation.metrics import load_classifier
@@ -35,7 +35,7 @@ def authors_loss(s, m):
 
 
 def run(recipe: str, seed: int, data, classifier, args) -> dict:
-    model = load_run_model("demo")
+    model = load_model("demo")
     lean = objectives.OBJECTIVES["ours"]
     if recipe == "authors fp32":  # the registry is what unlearn() reads
         objectives.OBJECTIVES["ours"] = dataclasses.replace(lean, loss=authors_loss)

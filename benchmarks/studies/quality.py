@@ -42,7 +42,7 @@ import torch
 from l2l_fast import unlearn
 from l2l_fast.adapters import adapter_for
 from l2l_fast.adapters.diffusion import DiffusionAdapter
-from l2l_fast.cli.run import load_run_model
+from l2l_fast import load_model
 from l2l_fast.data import fashion_mnist
 from l2l_fast.evaluation.evaluate import evaluate, visible_pixels
 from l2l_fast.evaluation.metrics import Features, load_classifier, tsne_plot
@@ -108,7 +108,7 @@ def evaluated(model, test, mask, classifier, sample_steps):
 def unlearned(args, data, method, retain_set, mask, seed, log=None, alpha=None):
     """A fresh copy of the model unlearned with `method`; a diffusion model's RETAIN LABEL targets are
     sampled with the evaluation's DDIM steps."""
-    model = load_run_model(args.model)
+    model = load_model(args.model)
     retain_images = data["train_retain"] if retain_set == "retain" else data["train_proxy"]
     unlearn(model, data["train_forget"], retain_images, adapter=evaluation_adapter(model, args.sample_steps),
             method=method, alpha=args.alpha if alpha is None else alpha, steps=args.steps,
@@ -178,7 +178,7 @@ def extend_spread(tables, mask, args, data, classifier) -> bool:
 def run_task(mask, args, data, classifier, out):
     test = {"R": data["test_retain"], "F": data["test_forget"]}
     rows, curves, generated = [], {}, {}
-    original = load_run_model(args.model)
+    original = load_model(args.model)
     adapter = adapter_for(original)
     metrics, fake = evaluated(original, test, mask, classifier, args.sample_steps)
     rows.append({"method": "Original", "metrics": metrics})
@@ -289,7 +289,7 @@ def main() -> None:
         "test_retain": subset(test_x, test_y, args.retain),
     }
     classifier = load_classifier()
-    started, family = time.perf_counter(), load_run_model(args.model).family
+    started, family = time.perf_counter(), load_model(args.model).family
     tables, ablation, earlier_notes = earlier_results(out, args) if args.resume else ([], None, [])
     done, changed = {table["name"] for table in tables}, False
     for mask in [] if args.ablation_only else args.masks:

@@ -34,7 +34,7 @@ from quality import SPLITS as TABLE_SPLITS
 from quality import evaluation_adapter
 
 from l2l_fast import unlearn
-from l2l_fast.cli.run import load_run_model
+from l2l_fast import load_model
 from l2l_fast.data import fashion_mnist
 from l2l_fast.evaluation.evaluate import evaluate
 from l2l_fast.evaluation.metrics import load_classifier
@@ -84,14 +84,14 @@ def search(args) -> None:
     record = json.loads(path.read_text()) if path.is_file() else {"split": args.split, **split, "runs": []}
     done = {(r["steps"], r["lr"], r["alpha"]) for r in record["runs"]}
     if "original" not in record:
-        metrics, _ = evaluate(evaluation_adapter(load_run_model(args.model), args.sample_steps), sets["R"],
+        metrics, _ = evaluate(evaluation_adapter(load_model(args.model), args.sample_steps), sets["R"],
                               sets["F"], mask=MASK, classifier=classifier, seed=0)
         record["original"] = metrics
         path.write_text(json.dumps(record, indent=2))
     for steps, lr, alpha in GRIDS[args.grid]:
         if (steps, lr, alpha) in done:
             continue
-        model, started = load_run_model(args.model), time.perf_counter()
+        model, started = load_model(args.model), time.perf_counter()
         unlearn(model, forget_train, retain_train, steps=steps, batch_size=args.batch_size, lr=lr, alpha=alpha,
                 mask=MASK, seed=args.seed, progress=False)
         metrics, _ = evaluate(evaluation_adapter(model, args.sample_steps), sets["R"], sets["F"], mask=MASK,

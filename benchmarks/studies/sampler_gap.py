@@ -24,11 +24,11 @@ from pathlib import Path
 
 import torch
 
+from l2l_fast import load_model
 from l2l_fast.adapters.diffusion import DiffusionAdapter
 from l2l_fast.data import fashion_mnist, first_per_class
 from l2l_fast.evaluation.evaluate import generate, hole_errors, visible_pixels
 from l2l_fast.evaluation.metrics import Features, accuracy, frechet_distance, load_classifier
-from l2l_fast.models import io as model_io
 
 
 def parse_part(text: str) -> tuple[int, int]:
@@ -68,7 +68,7 @@ def main() -> None:
     if not batches:
         parser.error(f"--part {part}/{parts}: {images.shape[0]} images in batches of {args.batch_size} "
                      f"leave this part no batch")
-    model = model_io.load_model(args.checkpoint).eval()
+    model = load_model(args.checkpoint).eval()
     saved = part_path(out, part, parts)
     if saved.is_file() and torch.load(saved)["settings"] == settings:
         print(f"{saved} is there already: not run again")

@@ -38,7 +38,7 @@ from typing import Any, Optional
 import torch
 import torch.nn.functional as F
 
-from ..models.masks import patch_keep, pixel_keep
+from ..models.masks import default_patch_size, patch_keep, pixel_keep
 from .base import Adapter
 from .diffusers_encoders import DiffusersInpainter, UNetEncoder
 
@@ -117,12 +117,12 @@ class DiffusersAdapter(Adapter):
     deterministic_corruption = False  # a fresh timestep and noise per sample and step
 
     def __init__(self, model: DiffusersInpainter, scheduler, encoder: UNetEncoder, image_shape, noise_shape,
-                 patch_size: Optional[int], seed: int):
+                 patch_size: Optional[int], seed: int, patch_multiple: int = 1):
         self.model, self.scheduler, self.encoder = model, scheduler, encoder
         self.image_shape = tuple(image_shape)
         self.noise_shape = tuple(noise_shape)
         _, height, width = self.image_shape
-        self.patch_size = patch_size or _default_patch_size(height)
+        self.patch_size = patch_size or default_patch_size(height, patch_multiple)
         if height % self.patch_size or width % self.patch_size:
             raise ValueError(f"patch_size {self.patch_size} does not divide the image size {height}x{width}")
         self.grid = (height // self.patch_size, width // self.patch_size)
@@ -182,13 +182,6 @@ class DiffusersAdapter(Adapter):
         raise NotImplementedError
 
 
-def _default_patch_size(size: int) -> int:
-    for grid in (8, 7):
-        if size % grid == 0:
-            return size // grid
-    raise ValueError(f"image size {size} is not a multiple of 8 or 7; pass patch_size=")
-
-
 class StableDiffusionInpaintAdapter(DiffusersAdapter):
     """A StableDiffusionInpaintPipeline: encode in latent space, generate with the pipeline."""
 
@@ -215,7 +208,7 @@ class StableDiffusionInpaintAdapter(DiffusersAdapter):
             pipe.text_encoder.requires_grad_(False)
         model = DiffusersInpainter(unet, vae, getattr(pipe, "text_encoder", None))
         super().__init__(model, pipe.scheduler, UNetEncoder(unet, conditional=True), (3, size, size),
-                         (latent_channels, latent, latent), patch_size, seed)
+                         (latent_channels, latent, latent), patch_size, seed, patch_multiple=self.vae_scale_factor)
         if self.patch_size % self.vae_scale_factor:
             raise ValueError(f"patch_size {self.patch_size} must be a multiple of the VAE's scale factor "
                              f"{self.vae_scale_factor}, so that the hole is whole latent cells")
@@ -451,11 +444,13 @@ def adapt_diffusers(pipe_or_unet, *, scheduler=None, **options) -> DiffusersAdap
       UNet2DConditionModel, a VAE and a scheduler): options prompt= or prompt_embeds=
       (one is required; '' is the unconditional prompt), negative_prompt= /
       negative_prompt_embeds=, num_inference_steps (50), guidance_scale (7.5), seed (0),
-      patch_size (image size / 8; a multiple of the VAE's scale factor), image_size
+      patch_size (image size / 7 or else / 8, a multiple of the VAE's scale factor: SD's
+      512 px gives 64; masks.default_patch_size), image_size
       (default: the UNet's sample_size times the VAE's scale factor);
     - a Palette-style UNet2DModel (in_channels = 2 × image channels), or a pipeline
       holding one as `unet`: its scheduler (`scheduler=`, or the pipeline's; default a
-      DDPMScheduler of 1000 steps); options patch_size, num_inference_steps (50), seed.
+      DDPMScheduler of 1000 steps); options patch_size (image size / 7 or else / 8),
+      num_inference_steps (50), seed.
     """
     unet = getattr(pipe_or_unet, "unet", pipe_or_unet)
     kind = type(unet).__name__

@@ -13,7 +13,7 @@ noises the Gaussian image n in the hole: √γ·n + √(1−γ)·ε.
 Images are [0, 1] and mapped to the model's pixel space (Palette's [-1, 1]) by
 its pixel convention. The mask is a patch mask (masks.py) on a grid of
 `patch_size` pixels: by default image_size / 7 (4 px on 28 x 28, the MAE's 7 x 7
-grid) or else image_size / 8.
+grid) or else image_size / 8 (masks.default_patch_size, as the diffusers adapters).
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from typing import Optional
 import torch
 
 from ..models import PaletteUNet
-from ..models.masks import keep_pixels, patch_keep, pixel_keep
+from ..models.masks import default_patch_size, keep_pixels, patch_keep, pixel_keep
 from ..models.palette import SAMPLERS
 from .base import Adapter
 
@@ -47,13 +47,6 @@ class DiffusionCorruption:
 
     def to(self, device) -> "DiffusionCorruption":
         return DiffusionCorruption(*(getattr(self, f.name).to(device, non_blocking=True) for f in fields(self)))
-
-
-def default_patch_size(image_size: int) -> int:
-    for grid in (7, 8):
-        if image_size % grid == 0:
-            return image_size // grid
-    raise ValueError(f"image_size {image_size} is not a multiple of 7 or 8; pass patch_size=")
 
 
 class DiffusionAdapter(Adapter):

@@ -8,7 +8,8 @@ from tqdm.auto import tqdm
 
 from ..data.folders import FileImages
 from ..data.loader import default_workers
-from .run import load_run_model, run_data
+from ..models.io import load_model
+from .run import run_data
 from .run_files import ConfigError, RunConfig
 
 
@@ -34,7 +35,7 @@ def cache_images(config: RunConfig, progress: bool = True) -> dict[str, dict]:
     if options.cache_dir is None:
         raise ConfigError(f"{config.source}: cache-images needs unlearn.cache_dir, the folder of the disk cache")
     try:
-        forget, retain = run_data(config, load_run_model(config.model))
+        forget, retain = run_data(config, load_model(config.model))
     except (ValueError, FileNotFoundError) as error:
         raise ConfigError(f"{config.source}: data: {error}") from error
     workers = options.num_workers if options.num_workers is not None else default_workers()

@@ -16,7 +16,7 @@ from ..evaluation.networks import SHIPPED, load_network, resolve_sources
 from ..evaluation.protocol import EvalSet, Run, digest, evaluate_models, tensor_set
 from ..evaluation.report import write_report
 from ..evaluation.results import write_results
-from ..models.io import MODEL_FAMILIES
+from ..models.families import MODEL_FAMILIES
 from .eval_config import EvalConfig
 from .run_files import ConfigError
 
@@ -25,9 +25,9 @@ FASHION_SHAPE = (1, 28, 28)
 
 def _model_path(spec: str) -> Path:
     if spec == "demo":
-        from .demo import DEMO_MODEL, asset
+        from ..assets import DEMO_MODEL
 
-        return asset(DEMO_MODEL)
+        return DEMO_MODEL
     return Path(spec)
 
 
@@ -158,9 +158,9 @@ def evaluate_config(config: EvalConfig, progress: bool = True) -> Path:
     def loader(spec):
         def load():
             from ..adapters import adapter_for
-            from .run import load_run_model
+            from ..models.io import load_model
 
-            return adapter_for(load_run_model(spec).to(device))
+            return adapter_for(load_model(spec, map_location=device))
         return load
 
     def fingerprint(spec):

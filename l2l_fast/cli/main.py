@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+from ..assets import DEMO
 from .import_model import add_command as add_import_command
 
 
@@ -49,7 +50,7 @@ def _pretrain(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from ..demo import run_demo
 
     run_demo(out_dir=Path(args.out), steps=args.steps, batch_size=args.batch_size, lr=args.lr,
              alpha=args.alpha, seed=args.seed, eval_per_class=args.eval_per_class, progress=not args.no_progress)
@@ -129,7 +130,7 @@ def _train_classifier(args: argparse.Namespace) -> int:
 
 
 def _make_demo_data(args: argparse.Namespace) -> int:
-    from .demo import export_demo_images
+    from ..demo import export_demo_images
 
     path = export_demo_images(Path(args.out), root=args.root)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
@@ -143,13 +144,13 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--debug", action="store_true", help="show the traceback of an error")
 
     demo = commands.add_parser("demo", parents=[common], help="unlearn two Fashion-MNIST classes from a small MAE")
-    demo.add_argument("--out", default="l2l_fast_demo", help="folder for the PNG grid")
-    demo.add_argument("--steps", type=int, default=300)
-    demo.add_argument("--batch-size", type=int, default=32)
-    demo.add_argument("--lr", type=float, default=1e-3,
+    demo.add_argument("--out", default=DEMO.out, help="folder for the PNG grid")
+    demo.add_argument("--steps", type=int, default=DEMO.steps)
+    demo.add_argument("--batch-size", type=int, default=DEMO.batch_size)
+    demo.add_argument("--lr", type=float, default=DEMO.lr,
                       help="default: the MAE's setting chosen in benchmarks/results/quality_tuning_mae")
-    demo.add_argument("--alpha", type=float, default=0.5, help="weight of the forget term (same source)")
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--alpha", type=float, default=DEMO.alpha, help="weight of the forget term (same source)")
+    demo.add_argument("--seed", type=int, default=DEMO.seed)
     demo.add_argument("--eval-per-class", type=int, default=None,
                       help="held-out images per class to evaluate (default: all 100)")
     demo.add_argument("--no-progress", action="store_true")

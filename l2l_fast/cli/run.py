@@ -12,31 +12,17 @@ from ..data import (
     ClassFolders, ImageFiles, class_split_folders, fashion_mnist, first_per_class, read_class_list, read_file_list,
 )
 from ..adapters import adapter_for
-from ..models import load_model, save_model
+from ..assets import load_demo_images
+from ..models import save_model
+from ..models.io import load_model
 from ..models.hf_mae import is_hf_mae, to_mae
 from ..training import distributed
 from ..unlearning.recipe import unlearn
 from .run_files import ConfigError, RunConfig
 
 
-def load_run_model(spec):
-    """"demo", a checkpoint written by l2l-fast, or {family, checkpoint, tokenizer, arch}:
-    an official checkpoint (an HF ViTMAE stays one and is unlearned as one)."""
-    if isinstance(spec, dict):
-        from ..models.release import load_release
-
-        return load_release(**spec)
-    if spec == "demo":
-        from .demo import DEMO_MODEL, asset
-
-        return load_model(asset(DEMO_MODEL))
-    return load_model(spec)
-
-
 def _labelled(data: dict):
     if data["dataset"] == "demo":
-        from .demo import load_demo_images
-
         return load_demo_images(data["split"])
     return fashion_mnist(data["split"], root=data["root"])
 
@@ -79,7 +65,7 @@ def run(config: RunConfig, progress: bool = True, resume: bool = False):
     """Under torchrun every process runs this; only rank 0 saves the output.
     `resume` continues from the newest intact checkpoint in unlearn.checkpoint_dir."""
     try:
-        model = load_run_model(config.model)
+        model = load_model(config.model)
     except (ValueError, OSError, KeyError, SafetensorError, ImportError, pickle.UnpicklingError) as error:
         raise ConfigError(f"{config.source}: model: {config.model!r} cannot be loaded: {error}") from error
     try:

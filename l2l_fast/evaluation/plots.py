@@ -6,6 +6,8 @@ from typing import Sequence
 
 import torch
 
+from ..io import save_figure
+
 
 def _pyplot():
     import matplotlib
@@ -42,8 +44,7 @@ def save_grid(path: Path, rows: list[tuple[str, torch.Tensor]], columns: Sequenc
             if c == 0:
                 ax.set_ylabel(label, fontsize=7)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
     plt.close(fig)
     return path
 
@@ -63,7 +64,6 @@ def loss_curves(path: Path, curves: dict[str, list[dict]], keys: Sequence[str] =
         ax.set_yscale("log")
     axes[0][-1].legend(fontsize=7)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
     return path

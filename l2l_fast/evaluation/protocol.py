@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..models.io import read, save_tensors, write_text
+from ..io import read, save_tensors, write_text
 from ..models.masks import parse_mask
 from .metrics import frechet_distance, inception_score, mean_cosine
 from .plots import with_grey_hole

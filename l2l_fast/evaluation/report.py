@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import csv
 import json
+from io import StringIO
 from pathlib import Path
 
+from ..io import write_text
 from .evaluate import BETTER, COLUMNS
 from .neighbours import BASELINE, flag_lines
 
@@ -52,12 +54,12 @@ def markdown_table(rows: list[dict]) -> str:
 
 
 def write_csv(path: Path, rows: list[dict]) -> Path:
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["method", *COLUMNS])
-        for row in rows:
-            writer.writerow([row["method"], *(row["metrics"].get(c, "") for c in COLUMNS)])
-    return path
+    text = StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(["method", *COLUMNS])
+    for row in rows:
+        writer.writerow([row["method"], *(row["metrics"].get(c, "") for c in COLUMNS)])
+    return write_text(text.getvalue(), path)
 
 
 def write_report(folder, out=None) -> Path:
@@ -102,5 +104,4 @@ def write_report(folder, out=None) -> Path:
             lines += ["Skipped metrics:", ""] + [f"- {k}: {v}" for k, v in skipped.items()] + [""]
     lines += times_table(results)
     out = Path(out) if out else folder / "report.md"
-    out.write_text("\n".join(lines))
-    return out
+    return write_text("\n".join(lines), out)

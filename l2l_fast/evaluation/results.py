@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from ..models.io import write_text
+from ..io import write_text
 from .plots import save_grid
 from .metrics import tsne_plot
 

@@ -174,6 +174,26 @@ def patch_keep(
     return _random_keep(batch, num_patches, num_hidden, generator)
 
 
+PATCH_GRIDS = (7, 8)  # grid sides tried in order by default_patch_size
+
+
+def default_patch_size(image_size: int, multiple: int = 1) -> int:
+    """The patch side of a pixel-space model without a patch grid of its own (the diffusion
+    adapters): image_size / 7 if that is a whole multiple of `multiple`, else image_size / 8.
+
+    7 first: the project's models on Fashion-MNIST (MAE, MAGE: 28 px, a 7 x 7 grid of 4 px)
+    read every mask string on a 7 x 7 grid, so a diffusion model there hides the same pixels
+    for "inpaint:3", and a multiple of 28 (56, 112 px) keeps the grid, so a mask string
+    hides the same part of the picture at every such size. Sizes of the form 8·2^k (Stable
+    Diffusion's 512, Palette's 256) are no multiples of 7 and get image_size / 8.
+    `multiple`: a latent model's VAE factor, so that a patch is whole latent cells."""
+    for grid in PATCH_GRIDS:
+        if image_size % grid == 0 and (image_size // grid) % multiple == 0:
+            return image_size // grid
+    raise ValueError(f"image size {image_size} is not 7 or 8 patches of a multiple of {multiple} pixels; "
+                     "pass patch_size=")
+
+
 def pixel_keep(keep: torch.Tensor, grid: tuple[int, int], patch_size: int) -> torch.Tensor:
     """Patch mask [B, L] to a float pixel mask [B, 1, H, W] (1 = visible)."""
     grid_h, grid_w = grid

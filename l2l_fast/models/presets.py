@@ -70,7 +70,7 @@ def arch_config(name: str, family: Optional[str] = None) -> dict:
 def build(name: str, device: Optional[torch.device] = None) -> torch.nn.Module:
     """A preset's model, randomly initialised; `device=torch.device("meta")` builds the
     shapes alone (no memory, no initialisation cost)."""
-    from .io import MODEL_FAMILIES
+    from .families import MODEL_FAMILIES
 
     family, _ = ARCHS.get(name, (None, None))
     config = arch_config(name)

@@ -21,7 +21,7 @@ from typing import Optional
 import yaml
 
 from . import presets
-from .io import MODEL_FAMILIES
+from .families import MODEL_FAMILIES
 from .loading import load_release_file, read_state_dict
 from .mae_official import load_official_mae
 from .mage_official import load_official_mage
@@ -49,7 +49,7 @@ def guess_family(state: dict) -> str:
     if "patch_embed.proj.weight" in keys:
         return "an encoder-only ViT (e.g. mae_pretrain_vit_*.pth, which holds no decoder)"
     if any(k.startswith(("encoder.", "decoder.")) for k in keys):
-        return "a state dict in this package's own names (load it with load_model instead)"
+        return "a state dict in this package's own names (load it with l2l_fast.load_model instead)"
     return f"an unknown state dict (first keys: {sorted(keys)[:4]})"
 
 

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from ..data.source import EpochSampler
-from ..models.io import read, save_tensors, write_text
+from ..io import read, save_tensors, write_text
 from . import distributed
 
 log = logging.getLogger(__name__)

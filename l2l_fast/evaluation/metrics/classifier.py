@@ -2,7 +2,6 @@
 penultimate features for FID and CLIP-style similarity."""
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 from typing import Any, Optional
 
@@ -10,11 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...models.io import read, save_tensors
+from ...assets import FASHION_CLASSIFIER
+from ...io import read, save_tensors
 from ...training.loop import train_loop
 from ._features import Images, rows
-
-FASHION_CLASSIFIER = Path(str(resources.files("l2l_fast") / "assets" / "fashion_classifier.safetensors"))
 
 
 def _block(inputs: int, outputs: int) -> list[nn.Module]:

@@ -1,14 +1,14 @@
 """A 2-D t-SNE scatter of feature groups (e.g. forget/retain × original/unlearned)."""
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from matplotlib.figure import Figure
 from sklearn.manifold import TSNE
+
+from ...io import save_figure
 
 
 def tsne_plot(
@@ -40,17 +40,4 @@ def tsne_plot(
     if title:
         axes.set_title(title)
     figure.tight_layout()
-    return _save(figure, Path(path))
-
-
-def _save(figure: Figure, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        figure.savefig(tmp, dpi=150)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return save_figure(figure, Path(path), dpi=150)

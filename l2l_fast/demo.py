@@ -1,30 +1,23 @@
-"""`l2l-fast demo`: unlearn two Fashion-MNIST classes from the shipped MAE and
-show the effect: a per-class table of inpainting error and a PNG grid."""
+"""The demo (`l2l-fast demo`): unlearn two Fashion-MNIST classes from the shipped MAE and
+show the effect: a per-class table of inpainting error and a PNG grid. Its settings are
+written once, in assets.DEMO; examples/diffusers_demo.py reuses the table and the grid."""
 from __future__ import annotations
 
 import time
-from importlib import resources
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 import torch
 
-from ..adapters import adapter_for
-from ..data import FASHION_MNIST_CLASSES, fashion_mnist, first_per_class
-from ..evaluation.evaluate import generate, hole_errors, visible_pixels
-from ..evaluation.plots import save_grid, with_grey_hole
-from ..models import load_model
-from ..unlearning.recipe import unlearn
-
-DEMO_MODEL = "mae_fashion_mnist.safetensors"
-DEMO_IMAGES = "fashion_mnist_demo.npz"
-FORGET_CLASSES = (0, 1)
-MASK = "inpaint:3"
-
-
-def asset(name: str) -> Path:
-    return Path(str(resources.files("l2l_fast") / "assets" / name))
+from .adapters import adapter_for
+from .assets import DEMO, load_demo_images
+from .data import FASHION_MNIST_CLASSES, fashion_mnist, first_per_class
+from .evaluation.evaluate import generate, hole_errors, visible_pixels
+from .evaluation.plots import save_grid, with_grey_hole
+from .io import atomic_write
+from .models.io import load_model
+from .unlearning.recipe import unlearn
 
 
 def export_demo_images(path: Path, root=None, train_per_class: int = 300, test_per_class: int = 100) -> Path:
@@ -35,15 +28,12 @@ def export_demo_images(path: Path, root=None, train_per_class: int = 300, test_p
         index = first_per_class(labels, range(10), count)
         arrays[f"{split}_images"] = (images[index, 0] * 255).round().to(torch.uint8).numpy()
         arrays[f"{split}_labels"] = labels[index].numpy().astype(np.uint8)
-    np.savez_compressed(path, **arrays)
-    return path
 
+    def write(tmp):
+        with open(tmp, "wb") as handle:  # a file object: savez appends .npz to a name without it
+            np.savez_compressed(handle, **arrays)
 
-def load_demo_images(split: str) -> tuple[torch.Tensor, torch.Tensor]:
-    with np.load(asset(DEMO_IMAGES), allow_pickle=False) as data:
-        images = torch.from_numpy(data[f"{split}_images"]).float().div_(255.0).unsqueeze(1)
-        labels = torch.from_numpy(data[f"{split}_labels"]).long()
-    return images, labels
+    return atomic_write(path, write)
 
 
 def per_class(errors: torch.Tensor, labels: torch.Tensor) -> dict[int, float]:
@@ -65,41 +55,43 @@ def format_table(before: dict, after: dict, forget: Sequence[int]) -> str:
 
 
 def run_demo(
-    out_dir: Path,
-    steps: int = 300,
-    batch_size: int = 32,
-    lr: float = 1e-3,
-    alpha: float = 0.5,
-    seed: int = 0,
+    out_dir=DEMO.out,
+    steps: int = DEMO.steps,
+    batch_size: int = DEMO.batch_size,
+    lr: float = DEMO.lr,
+    alpha: float = DEMO.alpha,
+    seed: int = DEMO.seed,
     eval_per_class: Optional[int] = None,
     progress: bool = True,
 ) -> dict:
     started = time.perf_counter()
-    model = load_model(asset(DEMO_MODEL)).eval()
+    forget_classes, mask = DEMO.forget_classes, DEMO.mask
+    model = load_model("demo").eval()
     train_images, train_labels = load_demo_images("train")
     test_images, test_labels = load_demo_images("test")
     if eval_per_class is not None:
         index = first_per_class(test_labels, range(10), eval_per_class)
         test_images, test_labels = test_images[index], test_labels[index]
-    is_forget = torch.isin(train_labels, torch.tensor(FORGET_CLASSES))
-    forget_names = ", ".join(FASHION_MNIST_CLASSES[c] for c in FORGET_CLASSES)
-    print(f"Unlearning {forget_names} ({int(is_forget.sum())} images) from a {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M-parameter MAE, "
-          f"keeping {int((~is_forget).sum())} images of the other 8 classes; mask {MASK}.")
+    is_forget = torch.isin(train_labels, torch.tensor(forget_classes))
+    forget_names = ", ".join(FASHION_MNIST_CLASSES[c] for c in forget_classes)
+    millions = sum(p.numel() for p in model.parameters()) / 1e6
+    print(f"Unlearning {forget_names} ({int(is_forget.sum())} images) from a {millions:.1f}M-parameter MAE, "
+          f"keeping {int((~is_forget).sum())} images of the other 8 classes; mask {mask}.")
 
     adapter = adapter_for(model)
-    visible = visible_pixels(adapter, test_images.shape[0], MASK, batch_size=500)
-    before_images = generate(adapter, test_images, MASK, batch_size=500)
+    visible = visible_pixels(adapter, test_images.shape[0], mask, batch_size=500)
+    before_images = generate(adapter, test_images, mask, batch_size=500)
     before_errors = hole_errors(test_images, before_images, visible)
 
     unlearn(model, train_images[is_forget], train_images[~is_forget], steps=steps,
-            batch_size=batch_size, lr=lr, alpha=alpha, mask=MASK, seed=seed, progress=progress)
+            batch_size=batch_size, lr=lr, alpha=alpha, mask=mask, seed=seed, progress=progress)
     model.eval()
 
-    after_images = generate(adapter, test_images, MASK, batch_size=500)
+    after_images = generate(adapter, test_images, mask, batch_size=500)
     after_errors = hole_errors(test_images, after_images, visible)
     before, after = per_class(before_errors, test_labels), per_class(after_errors, test_labels)
     print("\nInpainting error (mean squared error inside the hole) on held-out test images:")
-    print(format_table(before, after, FORGET_CLASSES))
+    print(format_table(before, after, forget_classes))
 
     grid = save_demo_grid(Path(out_dir) / "demo_grid.png", test_images, test_labels, visible, before_images,
                           after_images)
@@ -108,7 +100,7 @@ def run_demo(
     return {"before": before, "after": after, "grid": grid, "seconds": seconds}
 
 
-def save_demo_grid(path, images, labels, visible, before, after, forget_classes=FORGET_CLASSES) -> Path:
+def save_demo_grid(path, images, labels, visible, before, after, forget_classes=DEMO.forget_classes) -> Path:
     """One row per forget class and three retain classes: original, input, before, after."""
     corrupted = with_grey_hole(images, visible)
     rows = []
