@@ -12,13 +12,13 @@ import torch
 
 from ..adapters import adapter_for
 from ..data import FASHION_MNIST_CLASSES, fashion_mnist, first_per_class
+from ..data.fashion_mnist import DEMO_IMAGES, demo_images as load_demo_images  # noqa: F401 (re-exported)
 from ..evaluation.evaluate import generate, hole_errors, visible_pixels
 from ..evaluation.plots import save_grid, with_grey_hole
 from ..models import load_model
 from ..unlearning.recipe import unlearn
 
 DEMO_MODEL = "mae_fashion_mnist.safetensors"
-DEMO_IMAGES = "fashion_mnist_demo.npz"
 FORGET_CLASSES = (0, 1)
 MASK = "inpaint:3"
 
@@ -37,13 +37,6 @@ def export_demo_images(path: Path, root=None, train_per_class: int = 300, test_p
         arrays[f"{split}_labels"] = labels[index].numpy().astype(np.uint8)
     np.savez_compressed(path, **arrays)
     return path
-
-
-def load_demo_images(split: str) -> tuple[torch.Tensor, torch.Tensor]:
-    with np.load(asset(DEMO_IMAGES), allow_pickle=False) as data:
-        images = torch.from_numpy(data[f"{split}_images"]).float().div_(255.0).unsqueeze(1)
-        labels = torch.from_numpy(data[f"{split}_labels"]).long()
-    return images, labels
 
 
 def per_class(errors: torch.Tensor, labels: torch.Tensor) -> dict[int, float]:

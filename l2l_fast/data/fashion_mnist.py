@@ -66,3 +66,17 @@ def fashion_mnist(
         )
     tensor = torch.from_numpy(images.copy()).float().div_(255.0).unsqueeze(1)
     return tensor, torch.from_numpy(labels.astype(np.int64))
+
+
+DEMO_IMAGES = "fashion_mnist_demo.npz"
+
+
+def demo_images(split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images, labels) of the Fashion-MNIST sample shipped with the package (`dataset: demo`)."""
+    from importlib import resources
+
+    with resources.as_file(resources.files("l2l_fast") / "assets" / DEMO_IMAGES) as path:
+        with np.load(path, allow_pickle=False) as data:
+            images = torch.from_numpy(data[f"{split}_images"]).float().div_(255.0).unsqueeze(1)
+            labels = torch.from_numpy(data[f"{split}_labels"]).long()
+    return images, labels
