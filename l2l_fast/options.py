@@ -78,7 +78,12 @@ def docs(cls) -> dict[str, str]:
             default = spec.default_factory()
         else:
             default = dataclasses.MISSING
-        shown = "required" if default is None and spec.metadata.get("required") else f"default {default!r}"
+        if spec.metadata.get("required"):
+            shown = "required"
+        elif dataclasses.is_dataclass(default):
+            shown = f"default {type(default).__name__}(), see its options"
+        else:
+            shown = f"default {default!r}"
         text = getattr(spec.metadata["check"], "text", None)
         out[spec.name] = spec.metadata["doc"] + f" ({shown}" + (f"; {text})" if text else ")")
     return out

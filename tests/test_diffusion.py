@@ -7,7 +7,7 @@ import torch
 
 import l2l_fast
 from l2l_fast.adapters import DiffusionAdapter
-from l2l_fast.evaluation.evaluate import generate, visible_pixels
+from l2l_fast.evaluation.generation import generate, visible_pixels
 from l2l_fast.models import PaletteUNet
 from l2l_fast.models import io as model_io
 from l2l_fast.models.masks import parse_mask

@@ -19,7 +19,7 @@ from l2l_fast.cli.eval_config import parse_eval_config
 from l2l_fast.cli.run_files import ConfigError
 from l2l_fast.cli.run_files import parse_config as parse_run_config
 from l2l_fast.evaluation import networks
-from l2l_fast.evaluation.evaluate import evaluate, generate
+from l2l_fast.evaluation.generation import evaluate, generate
 from l2l_fast.evaluation.metrics import FashionClassifier, frechet_distance, inception_score, load_classifier, save_classifier
 from l2l_fast.models import save_model
 

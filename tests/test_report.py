@@ -7,7 +7,7 @@ import torch
 from l2l_fast import cli
 from l2l_fast.adapters import adapter_for
 from l2l_fast.cli.run import load_run_model
-from l2l_fast.evaluation.evaluate import COLUMNS, evaluate, generate
+from l2l_fast.evaluation.generation import COLUMNS, evaluate, generate
 from l2l_fast.evaluation.metrics import load_classifier
 from l2l_fast.evaluation.report import write_report
 from l2l_fast.models.masks import parse_mask

@@ -13,7 +13,7 @@ import torch
 from ..adapters import adapter_for
 from ..data import FASHION_MNIST_CLASSES, fashion_mnist, first_per_class
 from ..data.fashion_mnist import DEMO_IMAGES, demo_images as load_demo_images  # noqa: F401 (re-exported)
-from ..evaluation.evaluate import generate, hole_errors, visible_pixels
+from ..evaluation.generation import generate, hole_errors, visible_pixels
 from ..evaluation.plots import save_grid, with_grey_hole
 from ..models import load_model
 from ..unlearning.recipe import unlearn

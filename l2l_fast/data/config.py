@@ -61,8 +61,8 @@ class DataConfig:
     forget: Optional[list[Union[int, str]]] = option(None, _classes,
                                                      "classes to forget (indices, or folder names for folders)")
     retain: Optional[list[Union[int, str]]] = option(None, _classes,
-                                                     "classes to keep: real retain classes or a proxy set's "
-                                                     "(required)", required=True)
+                                                     "classes to keep: real retain classes or a proxy set's",
+                                                     required=True)
     per_class: Optional[int] = option(None, _positive, "the first N images of each class (default all)")
     forget_indices: Optional[list[int]] = option(None, _indices, "individual samples to forget instead of classes")
     forget_files: Optional[str] = option(None, path("file", exists=True),

@@ -276,7 +276,7 @@ class EvalConfig:
     def from_dict(cls, given: Any, source: str = "<config>") -> "EvalConfig":
         """From an eval file's content; unknown keys are an error."""
         if not isinstance(given, dict):
-            fail("the file", f"must hold a mapping with keys {sorted(cls.docs())}")
+            fail("the file", f"must hold a mapping with keys {sorted(f.name for f in options.options(cls))}")
         options.check_keys("the file", given, [f.name for f in options.options(cls)])
         return cls(**given, source=source)
 
