@@ -13,7 +13,7 @@ import csv
 import json
 from pathlib import Path
 
-from .evaluate import BETTER, COLUMNS
+from .generation import BETTER, COLUMNS
 from .neighbours import BASELINE, flag_lines
 
 
