@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from ..evaluation import EvalConfig, build_sets, evaluate, image_shape, network_specs
+from ..evaluation.networks import NetworkError
 from ..evaluation.neighbours import flag_lines
 from ..evaluation.report import write_report
 from ..evaluation.results import write_results
@@ -50,8 +51,10 @@ def evaluate_config(config: EvalConfig, progress: bool = True) -> Path:
         return [spec, stat.st_size, stat.st_mtime_ns]
 
     models = {name: (loader(spec), fingerprint(spec)) for name, spec in config.models.items()}
-    with naming(source):
+    try:
         evaluation = evaluate(models, *sets, networks=specs, config=config, progress=progress)
+    except NetworkError as error:
+        raise ConfigError(f"{source}: {error}") from error
     times.update(evaluation.times)
     results, sources, skipped = evaluation.tables, evaluation.sources, evaluation.skipped
     notes = [f"data: {data.dataset}, forget classes {data.forget}, retain "

@@ -181,12 +181,16 @@ def network_specs(metrics, shape) -> dict[str, str]:
     return specs
 
 
+class NetworkError(ValueError):
+    """A feature network named by a spec cannot be loaded (the message names the metrics key)."""
+
+
 def load_networks(specs: dict[str, str], device) -> dict[str, nn.Module]:
-    """kind -> the loaded network, in eval mode on `device`; errors name the metrics key."""
+    """kind -> the loaded network, in eval mode on `device`; NetworkError naming the metrics key."""
     networks = {}
     for kind, spec in specs.items():
         try:
             networks[kind] = load_network(kind, spec).to(device).eval()
         except (FileNotFoundError, ImportError, ValueError, RuntimeError) as error:
-            raise ValueError(f"metrics.{kind}: {spec!r} cannot be loaded: {error}") from error
+            raise NetworkError(f"metrics.{kind}: {spec!r} cannot be loaded: {error}") from error
     return networks
