@@ -26,10 +26,12 @@ def _family_sampler(adapter, settings: Optional[SamplerConfig], seed: int):
     family = getattr(adapter.model, "family", None)
     settings = None if settings is None else settings.family(family)
     if family == "vq" and settings is not None:
+        configured = copy.copy(adapter)  # keeps its pixel normalisation and paste
+        configured.steps, configured.temperature = settings.iterations, float(settings.temperature)
+
         def sample(images, corruption, batch):
-            generator = torch.Generator(images.device).manual_seed(seed * 1_000_003 + batch)
-            return adapter.model.generate(images, corruption.to(images.device), steps=settings.iterations,
-                                          temperature=float(settings.temperature), generator=generator)
+            configured.seed = seed * 1_000_003 + batch
+            return configured.generate(images, corruption)
         return sample
     if family == "diffusion" and settings is not None:
         configured = copy.copy(adapter)  # keeps its patch size and value range
