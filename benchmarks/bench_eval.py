@@ -1,5 +1,5 @@
 """Evaluation throughput per family: images/s of generation + feature networks, as
-`l2l-fast eval` runs them (evaluate_row over a forget and a retain set).
+`l2l-fast eval` runs them (evaluate over a forget and a retain set).
 
     python benchmarks/bench_eval.py                        # the Fashion-MNIST-size models, CPU
     python benchmarks/bench_eval.py --device cuda --images 256 --batch-size 64 --json OUT.json
@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 
 from l2l_fast.adapters import adapter_for
-from l2l_fast.evaluation.networks import load_network, resolve_sources
-from l2l_fast.evaluation.protocol import EvalSet, Run, evaluate_row
+from l2l_fast.evaluation import EvalSet, SamplerConfig, evaluate
+from l2l_fast.evaluation.networks import load_network
 from l2l_fast.models import MAE, MAGE, PaletteUNet, presets
 
 # name -> (model type, preset, sampler settings, mask)
@@ -41,14 +41,12 @@ def measure(name: str, images: int, batch_size: int, device: torch.device, out: 
     pictures = torch.rand(images, 1, 28, 28, generator=torch.Generator().manual_seed(0))
     labels = torch.arange(images) % 10
     sets = [EvalSet(key, f"bench-{key}", images=pictures, labels=labels) for key in ("F", "R")]
-    network = load_network("classifier", "shipped").to(device).eval()
-    sources, skipped = resolve_sources({"classifier"})
-    run = Run(sets=sets, networks={"classifier": network}, sources=sources, skipped=skipped, out=out,
-              batch_size=batch_size, device=device, progress=False, grid_count=0, tsne_per_group=2)
-    evaluate_row(name, adapter, mask, sampler, Run(**{**run.__dict__, "sets": sets[:1], "real": {}}))  # warm-up
-    run.real.clear()
+    networks = {"classifier": load_network("classifier", "shipped")}
+    options = dict(networks=networks, mask=mask, sampler=SamplerConfig.from_dict({adapter.model.family: sampler}),
+                   batch_size=batch_size, device=str(device))
+    evaluate({name: adapter}, sets[0], sets[0], **options)  # warm-up
     started = time.perf_counter()
-    row, _ = evaluate_row(name, adapter, mask, sampler, run)
+    (row, _), = evaluate({name: adapter}, *sets, **options).tables[mask]
     wall = time.perf_counter() - started
     generate = row["times"]["generate_F"] + row["times"]["generate_R"]
     features = row["times"]["features_F"] + row["times"]["features_R"]

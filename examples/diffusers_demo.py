@@ -21,7 +21,7 @@ from l2l_fast import adapt_diffusers, unlearn
 from l2l_fast.assets import DEMO, load_demo_images
 from l2l_fast.data import FASHION_MNIST_CLASSES, first_per_class
 from l2l_fast.demo import format_table, per_class, save_demo_grid
-from l2l_fast.evaluation.evaluate import generate, hole_errors, visible_pixels
+from l2l_fast.evaluation.generation import generate, hole_errors, visible_pixels
 from l2l_fast.training.pretrain import pretrain
 
 # the demo's: the centre 12 x 12 pixels of 28 x 28 (a 7 x 7 grid of 4-pixel patches), two classes

@@ -13,7 +13,7 @@ import torch
 from .adapters import adapter_for
 from .assets import DEMO, load_demo_images
 from .data import FASHION_MNIST_CLASSES, fashion_mnist, first_per_class
-from .evaluation.evaluate import generate, hole_errors, visible_pixels
+from .evaluation.generation import generate, hole_errors, visible_pixels
 from .evaluation.plots import save_grid, with_grey_hole
 from .io import atomic_write
 from .models.io import load_model

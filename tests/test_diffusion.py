@@ -9,7 +9,7 @@ import torch
 import l2l_fast
 from l2l_fast import load_model
 from l2l_fast.adapters import DiffusionAdapter
-from l2l_fast.evaluation.evaluate import generate, visible_pixels
+from l2l_fast.evaluation.generation import generate, visible_pixels
 from l2l_fast.models import PaletteUNet, save_model
 from l2l_fast.models.masks import parse_mask
 from l2l_fast.models.palette_blocks import AttentionBlock

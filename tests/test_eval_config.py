@@ -19,7 +19,8 @@ from l2l_fast.cli.eval_config import parse_eval_config
 from l2l_fast.cli.run_files import ConfigError
 from l2l_fast.cli.run_files import parse_config as parse_run_config
 from l2l_fast.evaluation import networks
-from l2l_fast.evaluation.evaluate import evaluate, generate
+from l2l_fast.evaluation import evaluate_model
+from l2l_fast.evaluation.generation import generate
 from l2l_fast.evaluation.metrics import FashionClassifier, frechet_distance, inception_score, load_classifier, save_classifier
 from l2l_fast.models import save_model
 
@@ -51,7 +52,7 @@ def _write_fashion_folders(root: Path, images, labels, classes, per_class, corru
 
 def test_fashion_folders_match_the_built_in_path_and_evaluate(tmp_path):
     """The same images as PNG class folders (with a corrupt file among them) and as the built-in
-    demo split give the same table, and both match `evaluate` on those images."""
+    demo split give the same table, and both match `evaluate_model` on those images."""
     from l2l_fast.assets import load_demo_images
 
     images, labels = load_demo_images("test")
@@ -76,8 +77,8 @@ def test_fashion_folders_match_the_built_in_path_and_evaluate(tmp_path):
         index = torch.cat([(labels == c).nonzero().flatten()[:per_class] for c in classes])
         return images[index], labels[index]
 
-    reference, _ = evaluate(adapter_for(_demo_model()), pick(retain), pick(forget), mask="inpaint:3",
-                            classifier=load_classifier(), seed=0)
+    reference, _ = evaluate_model(adapter_for(_demo_model()), pick(retain), pick(forget), mask="inpaint:3",
+                                  classifier=load_classifier(), seed=0)
     for key in ("FID_R", "IS_R", "CLIP_R", "FID_F", "IS_F", "CLIP_F", "acc_R", "acc_F"):
         assert a[key] == pytest.approx(reference[key], rel=1e-5, abs=1e-7), key
     assert a["per_class_F"] == pytest.approx(reference["per_class_F"])
@@ -306,13 +307,13 @@ def test_the_protocol_files_parse(name, classes, per_class, tmp_path, monkeypatc
     run = parse_run_config(_with_existing_paths(raw["run"], tmp_path), name)
     evaluation = parse_eval_config(_with_existing_paths(raw["eval"], tmp_path), name)
     for data in (run.data, evaluation.data):
-        assert len(data["forget"]) == len(data["retain"]) == classes
-        assert not set(data["forget"]) & set(data["retain"])
-    assert evaluation.data["per_class"] == per_class
-    assert run.data["forget"] == evaluation.data["forget"]
+        assert len(data.forget) == len(data.retain) == classes
+        assert not set(data.forget) & set(data.retain)
+    assert evaluation.data.per_class == per_class
+    assert run.data.forget == evaluation.data.forget
     monkeypatch.syspath_prepend(str(EXAMPLES))
     from seed_class_split import seeded_split
     from l2l_fast.data import read_class_list
 
-    count = len(read_class_list(evaluation.data["class_list"]))
-    assert (evaluation.data["forget"], evaluation.data["retain"]) == seeded_split(count, classes, classes, 0)
+    count = len(read_class_list(evaluation.data.class_list))
+    assert (evaluation.data.forget, evaluation.data.retain) == seeded_split(count, classes, classes, 0)

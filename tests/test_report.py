@@ -6,7 +6,8 @@ import torch
 
 from l2l_fast import cli, load_model
 from l2l_fast.adapters import adapter_for
-from l2l_fast.evaluation.evaluate import COLUMNS, evaluate, generate
+from l2l_fast.evaluation import evaluate_model
+from l2l_fast.evaluation.generation import COLUMNS, generate
 from l2l_fast.evaluation.metrics import load_classifier
 from l2l_fast.evaluation.report import write_report
 from l2l_fast.models.masks import parse_mask
@@ -65,8 +66,8 @@ def test_evaluate_the_original_model_on_its_own_test_images():
         return images[chosen][::5], labels[chosen][::5]
 
     adapter = adapter_for(load_model("demo"))
-    metrics, generated = evaluate(adapter, pick([2, 3]), pick([0, 1]), mask="inpaint:3",
-                                  classifier=load_classifier(), seed=0)
+    metrics, generated = evaluate_model(adapter, pick([2, 3]), pick([0, 1]), mask="inpaint:3",
+                                        classifier=load_classifier(), seed=0)
     assert set(COLUMNS) <= set(metrics) and generated["R"].shape == (40, 1, 28, 28)
     assert metrics["CLIP_R"] > 0.9 and metrics["acc_F"] > 0.7  # a good inpainter keeps the class
     assert set(metrics["per_class_F"]) == {"0", "1"}

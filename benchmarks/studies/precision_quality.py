@@ -20,7 +20,7 @@ from l2l_fast import unlearn
 from l2l_fast.adapters import adapter_for
 from l2l_fast import load_model
 from l2l_fast.data import fashion_mnist
-from l2l_fast.evaluation.evaluate import evaluate
+from l2l_fast.evaluation import evaluate_model
 from l2l_fast.evaluation.metrics import load_classifier
 from l2l_fast.unlearning import objectives
 
@@ -46,8 +46,8 @@ def run(recipe: str, seed: int, data, classifier, args) -> dict:
         seconds = time.perf_counter() - started
     finally:
         objectives.OBJECTIVES["ours"] = lean
-    metrics, _ = evaluate(adapter_for(model), data["test_retain"], data["test_forget"], mask=args.mask,
-                          classifier=classifier, seed=0)
+    metrics, _ = evaluate_model(adapter_for(model), data["test_retain"], data["test_forget"], mask=args.mask,
+                                classifier=classifier, seed=0, batch_size=256, sampler=None)
     return {**{k: metrics[k] for k in KEYS}, "seconds": round(seconds, 1)}
 
 

@@ -44,7 +44,8 @@ from l2l_fast.adapters import adapter_for
 from l2l_fast.adapters.diffusion import DiffusionAdapter
 from l2l_fast import load_model
 from l2l_fast.data import fashion_mnist
-from l2l_fast.evaluation.evaluate import evaluate, visible_pixels
+from l2l_fast.evaluation import evaluate_model
+from l2l_fast.evaluation.generation import visible_pixels
 from l2l_fast.evaluation.metrics import Features, load_classifier, tsne_plot
 from l2l_fast.evaluation.neighbours import per_class_fid
 from l2l_fast.evaluation.plots import loss_curves, save_grid, with_grey_hole
@@ -100,7 +101,8 @@ def evaluation_adapter(model, sample_steps):
 def evaluated(model, test, mask, classifier, sample_steps):
     """evaluate() plus the per-class FID of the retain classes (for the neighbour flags)."""
     adapter = evaluation_adapter(model, sample_steps)
-    metrics, fake = evaluate(adapter, test["R"], test["F"], mask=mask, classifier=classifier, seed=0)
+    metrics, fake = evaluate_model(adapter, test["R"], test["F"], mask=mask, classifier=classifier, seed=0,
+                                   batch_size=256, sampler=None)
     metrics["per_class_FID_R"] = per_class_fid(test["R"][0], fake["R"], test["R"][1], Features(classifier))
     return metrics, fake
 

@@ -36,7 +36,7 @@ from quality import evaluation_adapter
 from l2l_fast import unlearn
 from l2l_fast import load_model
 from l2l_fast.data import fashion_mnist
-from l2l_fast.evaluation.evaluate import evaluate
+from l2l_fast.evaluation import evaluate_model
 from l2l_fast.evaluation.metrics import load_classifier
 
 SPLITS = {name: {"forget": TABLE_SPLITS[name][0], "retain": TABLE_SPLITS[name][1]} for name in ("s1", "s2")}
@@ -84,8 +84,8 @@ def search(args) -> None:
     record = json.loads(path.read_text()) if path.is_file() else {"split": args.split, **split, "runs": []}
     done = {(r["steps"], r["lr"], r["alpha"]) for r in record["runs"]}
     if "original" not in record:
-        metrics, _ = evaluate(evaluation_adapter(load_model(args.model), args.sample_steps), sets["R"],
-                              sets["F"], mask=MASK, classifier=classifier, seed=0)
+        metrics, _ = evaluate_model(evaluation_adapter(load_model(args.model), args.sample_steps), sets["R"],
+                                    sets["F"], mask=MASK, classifier=classifier, seed=0, batch_size=256, sampler=None)
         record["original"] = metrics
         path.write_text(json.dumps(record, indent=2))
     for steps, lr, alpha in GRIDS[args.grid]:
@@ -94,8 +94,8 @@ def search(args) -> None:
         model, started = load_model(args.model), time.perf_counter()
         unlearn(model, forget_train, retain_train, steps=steps, batch_size=args.batch_size, lr=lr, alpha=alpha,
                 mask=MASK, seed=args.seed, progress=False)
-        metrics, _ = evaluate(evaluation_adapter(model, args.sample_steps), sets["R"], sets["F"], mask=MASK,
-                              classifier=classifier, seed=0)
+        metrics, _ = evaluate_model(evaluation_adapter(model, args.sample_steps), sets["R"], sets["F"], mask=MASK,
+                                    classifier=classifier, seed=0, batch_size=256, sampler=None)
         metrics["seconds"] = round(time.perf_counter() - started, 1)
         record["runs"].append({"steps": steps, "lr": lr, "alpha": alpha, "metrics": metrics})
         path.write_text(json.dumps(record, indent=2))

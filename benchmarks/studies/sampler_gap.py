@@ -27,7 +27,7 @@ import torch
 from l2l_fast import load_model
 from l2l_fast.adapters.diffusion import DiffusionAdapter
 from l2l_fast.data import fashion_mnist, first_per_class
-from l2l_fast.evaluation.evaluate import generate, hole_errors, visible_pixels
+from l2l_fast.evaluation.generation import generate, hole_errors, visible_pixels
 from l2l_fast.evaluation.metrics import Features, accuracy, frechet_distance, load_classifier
 
 

@@ -186,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev = commands.add_parser("eval", parents=[common],
                              help="FID / IS / CLIP-style / accuracy on Fashion-MNIST test sets")
     ev.add_argument("--config", default=None,
-                    help="eval file (see l2l_fast/cli/eval_config.py): any data, masks, samplers, networks")
+                    help="eval file (keys: l2l_fast.evaluation.EvalConfig.docs()): any data, masks, samplers, networks")
     ev.add_argument("--no-progress", action="store_true")
     ev.add_argument("--model", nargs="+",
                     help="'demo' or checkpoints, one row each; the first is the neighbour flags' baseline")

@@ -9,10 +9,9 @@ import torch
 from safetensors import SafetensorError
 
 from ..data import (
-    ClassFolders, ImageFiles, class_split_folders, fashion_mnist, first_per_class, read_class_list, read_file_list,
+    ClassFolders, ImageFiles, class_split_folders, first_per_class, read_class_list, read_file_list,
 )
 from ..adapters import adapter_for
-from ..assets import load_demo_images
 from ..models import save_model
 from ..models.io import load_model
 from ..models.hf_mae import is_hf_mae, to_mae
@@ -21,43 +20,37 @@ from ..unlearning.recipe import unlearn
 from .run_files import ConfigError, RunConfig
 
 
-def _labelled(data: dict):
-    if data["dataset"] == "demo":
-        return load_demo_images(data["split"])
-    return fashion_mnist(data["split"], root=data["root"])
-
-
 def _class_names(config: RunConfig) -> list[str]:
-    names = read_class_list(config.data["class_list"])
-    return [names[c] if isinstance(c, int) else c for c in config.data["retain"]]
+    names = read_class_list(config.data.class_list)
+    return [names[c] if isinstance(c, int) else c for c in config.data.retain]
 
 
 def run_data(config: RunConfig, model):
     """(forget, retain) for unlearn: image tensors or datasets."""
     data = config.data
-    if data["dataset"] == "folders":
+    if data.dataset == "folders":
         channels, height, _ = adapter_for(model).image_shape
-        size = data["image_size"] or height
-        if data["forget_files"] is not None:
-            files = read_file_list(data["forget_files"], data["root"])
+        size = data.image_size or height
+        if data.forget_files is not None:
+            files = read_file_list(data.forget_files, data.root)
             forget = ImageFiles(files, image_size=size, channels=channels)
-            retain = ClassFolders(data["root"], _class_names(config), image_size=size, channels=channels,
-                                  per_class=data["per_class"], exclude=files)
+            retain = ClassFolders(data.root, _class_names(config), image_size=size, channels=channels,
+                                  per_class=data.per_class, exclude=files)
             return forget, retain
         split = class_split_folders(
-            data["root"], data["class_list"], forget=data["forget"], retain=data["retain"],
-            image_size=size, channels=channels, per_class=data["per_class"],
+            data.root, data.class_list, forget=data.forget, retain=data.retain,
+            image_size=size, channels=channels, per_class=data.per_class,
         )
         return split.forget, split.retain
-    images, labels = _labelled(data)
-    retain_index = first_per_class(labels, data["retain"], data["per_class"]).sort().values
-    if data["forget_indices"] is not None:
-        forget_index = torch.tensor(data["forget_indices"])
+    images, labels = data.labelled()
+    retain_index = first_per_class(labels, data.retain, data.per_class).sort().values
+    if data.forget_indices is not None:
+        forget_index = torch.tensor(data.forget_indices)
         if forget_index.max() >= len(images):  # >= 0 is checked with the run file
             raise ConfigError(f"{config.source}: data.forget_indices must lie in [0, {len(images)})")
         retain_index = retain_index[~torch.isin(retain_index, forget_index)]
     else:
-        forget_index = first_per_class(labels, data["forget"], data["per_class"]).sort().values
+        forget_index = first_per_class(labels, data.forget, data.per_class).sort().values
     return images[forget_index], images[retain_index]
 
 

@@ -14,3 +14,6 @@ from .decode import decode_image
 from .folders import FileImages
 
 __all__ += ["decode_image", "FileImages"]
+from .config import DataConfig
+
+__all__ += ["DataConfig"]

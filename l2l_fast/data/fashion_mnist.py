@@ -66,3 +66,4 @@ def fashion_mnist(
         )
     tensor = torch.from_numpy(images.copy()).float().div_(255.0).unsqueeze(1)
     return tensor, torch.from_numpy(labels.astype(np.int64))
+

@@ -167,3 +167,30 @@ def resolve_sources(given, compute=METRICS, use: Optional[dict] = None) -> tuple
             sources[metric] = None
             skipped[metric] = f"no network for {metric}: give " + " or ".join(f"metrics.{k}" for k in kinds)
     return sources, skipped
+
+
+def network_specs(metrics, shape) -> dict[str, str]:
+    """kind -> spec of the networks a MetricsConfig names for models taking `shape` (C, H, W) images;
+    the shipped classifier by default for Fashion-MNIST's 1x28x28."""
+    specs = {kind: getattr(metrics, kind) for kind in NETWORKS if getattr(metrics, kind) is not None}
+    if "classifier" not in specs and tuple(shape) == (1, 28, 28):
+        specs["classifier"] = SHIPPED
+    if specs.get("classifier") == SHIPPED and shape[0] != 1:
+        raise ValueError(f"metrics.classifier: the shipped classifier takes grey 1xHxW images, "
+                         f"the models take {'x'.join(map(str, shape))}")
+    return specs
+
+
+class NetworkError(ValueError):
+    """A feature network named by a spec cannot be loaded (the message names the metrics key)."""
+
+
+def load_networks(specs: dict[str, str], device) -> dict[str, nn.Module]:
+    """kind -> the loaded network, in eval mode on `device`; NetworkError naming the metrics key."""
+    networks = {}
+    for kind, spec in specs.items():
+        try:
+            networks[kind] = load_network(kind, spec).to(device).eval()
+        except (FileNotFoundError, ImportError, ValueError, RuntimeError) as error:
+            raise NetworkError(f"metrics.{kind}: {spec!r} cannot be loaded: {error}") from error
+    return networks

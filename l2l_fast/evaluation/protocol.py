@@ -1,5 +1,5 @@
-"""The paper's evaluation protocol over any number of models: for each mask and model,
-generate the forget ("F") and retain ("R") sets batch by batch, run every feature network
+"""The paper's evaluation table, computed one way: `evaluate` (the CLI, the benchmark studies and
+the tests all call it). For each mask and model, generate the forget ("F") and retain ("R") sets batch by batch, run every feature network
 over the generated images, and compute FID / IS / CLIP / accuracy against the real images.
 
 - The real images' network outputs are computed once per (set, network) and reused by
@@ -7,66 +7,32 @@ over the generated images, and compute FID / IS / CLIP / accuracy against the re
 - Each (mask, model) row is written atomically to `out/rows/` when it finishes; a rerun
   with the same settings reuses finished rows, so an interrupted evaluation continues.
 - A metric whose network was not given is reported as skipped (None), with the reason.
+
+Without `out`, nothing is kept on disk. Options: EvalConfig.
 """
 from __future__ import annotations
 
 import contextlib
-import hashlib
+import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Mapping, Optional, Union
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..adapters import Adapter, adapter_for
 from ..io import read, save_tensors, write_text
 from ..models.masks import parse_mask
+from .config import EvalConfig
 from .metrics import frechet_distance, inception_score, mean_cosine
+from .networks import ClassifierNetwork, load_networks, network_specs, resolve_sources
 from .plots import with_grey_hole
 from .sampling import sampler_for
-
-
-def digest(value: Any) -> str:
-    return hashlib.sha1(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-@dataclass
-class EvalSet:
-    """The real images of one set, as a tensor or a dataset of (image, label) items.
-
-    Labels are the classifier's class indices (`label_map` maps a dataset's own labels)."""
-
-    key: str
-    fingerprint: str
-    images: Optional[torch.Tensor] = None
-    labels: Optional[torch.Tensor] = None
-    dataset: Optional[torch.utils.data.Dataset] = None
-    label_map: Optional[torch.Tensor] = None
-    bad_files: list = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.images) if self.images is not None else len(self.dataset)
-
-    def batches(self, batch_size: int, workers: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        if self.images is not None:
-            yield from zip(self.images.split(batch_size), self.labels.split(batch_size))
-            return
-        loader = torch.utils.data.DataLoader(self.dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
-        for images, labels in loader:
-            labels = torch.as_tensor(labels, dtype=torch.int64)
-            yield images.float(), (self.label_map[labels] if self.label_map is not None else labels)
-
-
-def tensor_set(key: str, images: torch.Tensor, labels: torch.Tensor, classes, per_class: Optional[int],
-               fingerprint: str) -> EvalSet:
-    """The images of `classes`, class by class in that order (the first `per_class` of each)."""
-    index = torch.cat([(labels == c).nonzero().flatten()[:per_class] for c in classes])
-    if index.numel() == 0:
-        raise ValueError(f"no images of classes {list(classes)} in this set")
-    return EvalSet(key, fingerprint, images=images[index], labels=labels[index])
+from .sets import EvalSet, digest, tensor_set
 
 
 @dataclass
@@ -77,23 +43,23 @@ class Run:
     networks: dict[str, nn.Module]            # kind -> module returning {output: [B, D]}
     sources: dict[str, Optional[tuple[str, str]]]   # metric -> (kind, output) or None (skipped)
     skipped: dict[str, str]                   # metric -> why it is skipped
-    out: Path
-    seed: int = 0
-    batch_size: int = 64
-    workers: int = 0
+    config: EvalConfig
     device: torch.device = torch.device("cpu")
-    precision: str = "fp32"
-    is_splits: int = 10
+    progress: bool = True
+    keep_generated: bool = False              # keep every generated image (`generated_F`, `generated_R`)
     grid_count: int = 6
     tsne_per_group: int = 300
-    progress: bool = True
-    network_specs: dict[str, str] = field(default_factory=dict)
+    network_specs: dict[str, str] = field(default_factory=dict)  # kind -> spec, for networks read from files
     real: dict = field(default_factory=dict)   # (set fingerprint, kind) -> {output: tensor}
     times: dict[str, float] = field(default_factory=dict)
 
+    @property
+    def out(self) -> Optional[Path]:
+        return Path(self.config.out) if self.config.out is not None else None
+
 
 def _autocast(run: Run):
-    if run.precision == "bf16":
+    if run.config.precision == "bf16":
         return torch.autocast(run.device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
@@ -116,10 +82,17 @@ def _real_path(run: Run, eval_set: EvalSet, kind: str) -> Path:
     return run.out / "features" / f"real_{eval_set.key}_{kind}_{key}.safetensors"
 
 
+def _on_disk(run: Run, kind: str) -> bool:
+    """Real outputs are kept on disk for networks read from files, under `out`."""
+    return run.out is not None and kind in run.network_specs
+
+
 def _load_real(run: Run, eval_set: EvalSet, kind: str) -> bool:
     """Real outputs from memory or, with the same fingerprint, from disk."""
     if (eval_set.fingerprint, kind) in run.real:
         return True
+    if not _on_disk(run, kind):
+        return False
     path = _real_path(run, eval_set, kind)
     if path.is_file():
         tensors, meta = read(path)
@@ -149,8 +122,8 @@ def _set_metrics(key: str, run: Run, real: dict, fake: dict, labels: torch.Tenso
         if metric == "FID":
             row["metrics"][name] = frechet_distance(real[kind][output], generated, nn.Identity())
         elif metric == "IS":
-            splits = min(run.is_splits, generated.shape[0])
-            row["metrics"][name] = inception_score(generated, nn.Identity(), splits=splits, seed=run.seed)[0]
+            splits = min(run.config.metrics.is_splits, generated.shape[0])
+            row["metrics"][name] = inception_score(generated, nn.Identity(), splits=splits, seed=run.config.seed)[0]
         elif metric == "CLIP":
             row["metrics"][name] = mean_cosine(generated, real[kind][output])
         elif metric == "acc":
@@ -160,10 +133,11 @@ def _set_metrics(key: str, run: Run, real: dict, fake: dict, labels: torch.Tenso
                 str(c): float(correct[labels == c].double().mean()) for c in labels.unique().tolist()}
 
 
-def evaluate_row(name: str, adapter, mask: str, sampler: dict, run: Run) -> tuple[dict, dict[str, torch.Tensor]]:
+def evaluate_row(name: str, adapter, mask: str, run: Run) -> tuple[dict, dict[str, torch.Tensor]]:
     """One model under one mask: (row, tensors kept for the plots)."""
     spec = parse_mask(mask)
-    sample = sampler_for(adapter, sampler, seed=run.seed)
+    config = run.config
+    sample = sampler_for(adapter, config.sampler, seed=config.seed)
     model = adapter.model
     was_training = model.training
     model.eval()
@@ -173,15 +147,15 @@ def evaluate_row(name: str, adapter, mask: str, sampler: dict, run: Run) -> tupl
     try:
         for eval_set in run.sets:
             missing = [kind for kind in run.networks if not _load_real(run, eval_set, kind)]
-            generator = torch.Generator().manual_seed(run.seed)
+            generator = torch.Generator().manual_seed(config.seed)
             fake_parts = {kind: {} for kind in run.networks}
             real_parts = {kind: {} for kind in missing}
-            labels, picked, generated = [], _spread(run.grid_count, len(eval_set)), []
+            labels, picked, generated, every = [], _spread(run.grid_count, len(eval_set)), [], []
             times = {"generate": 0.0, "features": 0.0, "real_features": 0.0}
             start = 0
             bar = tqdm(total=len(eval_set), unit="img", disable=not run.progress,
                        desc=f"{name} {mask} {eval_set.key}: generate + features")
-            for batch, (images, batch_labels) in enumerate(eval_set.batches(run.batch_size, run.workers)):
+            for batch, (images, batch_labels) in enumerate(eval_set.batches(config.batch_size, config.workers)):
                 corruption = adapter.draw(spec, images.shape[0], generator)
                 tick = time.perf_counter()
                 with torch.no_grad(), _autocast(run):
@@ -203,6 +177,8 @@ def evaluate_row(name: str, adapter, mask: str, sampler: dict, run: Run) -> tupl
                 if inside.numel():
                     visible = adapter.pixel_keep(corruption)[inside].cpu()
                     generated.append((images[inside], with_grey_hole(images[inside], visible), fake[inside].cpu()))
+                if run.keep_generated:
+                    every.append(fake.cpu())
                 labels.append(batch_labels)
                 start += images.shape[0]
                 bar.update(images.shape[0])
@@ -210,8 +186,9 @@ def evaluate_row(name: str, adapter, mask: str, sampler: dict, run: Run) -> tupl
             for kind in missing:
                 outputs = _cat(real_parts[kind])
                 run.real[eval_set.fingerprint, kind] = outputs
-                save_tensors(outputs, {"fingerprint": [eval_set.fingerprint, run.network_specs.get(kind)]},
-                             _real_path(run, eval_set, kind))
+                if _on_disk(run, kind):
+                    save_tensors(outputs, {"fingerprint": [eval_set.fingerprint, run.network_specs.get(kind)]},
+                                 _real_path(run, eval_set, kind))
             if missing:
                 run.times[f"real_features_{eval_set.key}"] = times["real_features"]
             fake = {kind: _cat(parts) for kind, parts in fake_parts.items()}
@@ -225,6 +202,8 @@ def evaluate_row(name: str, adapter, mask: str, sampler: dict, run: Run) -> tupl
             row["times"][f"images_per_s_{eval_set.key}"] = len(eval_set) / spent
             for part, name_ in enumerate(("truth", "input", "generated") if generated else ()):
                 keep[f"grid_{eval_set.key}_{name_}"] = torch.cat([g[part] for g in generated])
+            if run.keep_generated:
+                keep[f"generated_{eval_set.key}"] = torch.cat(every)
             if embed is not None:
                 kind, output = embed
                 chosen = _spread(run.tsne_per_group, len(eval_set))
@@ -241,32 +220,103 @@ def row_paths(run: Run, mask: str, name: str) -> tuple[Path, Path]:
     return folder / f"{stem}.json", folder / f"{stem}.plots.safetensors"
 
 
-def evaluate_models(models: dict[str, tuple[Callable[[], Any], str]], masks: list[str], samplers: dict,
-                    run: Run, settings: Any = None) -> dict[str, list[tuple[dict, dict]]]:
-    """models: name -> (load the adapter, fingerprint of the model file). Returns
-    {mask: [(row, plot tensors)]}, reusing rows finished earlier with the same settings."""
+@dataclass
+class Evaluation:
+    """What `evaluate` returns: the tables and what the report says of them."""
+
+    tables: dict[str, list[tuple[dict, dict[str, torch.Tensor]]]]  # mask -> [(row, tensors for the plots)]
+    sources: dict[str, Optional[tuple[str, str]]]   # metric -> (network kind, output) or None (skipped)
+    skipped: dict[str, str]                         # metric -> why it is skipped
+    network_specs: dict[str, str]                   # kind -> spec, for networks read from files
+    times: dict[str, float]                         # the real images' feature times
+
+
+def evaluate(models, forget, retain, *, networks: Optional[Mapping[str, Union[nn.Module, str]]] = None,
+             config: Optional[EvalConfig] = None, progress: bool = False, keep_generated: bool = False,
+             **options) -> Evaluation:
+    """The paper's table, one row per model and one table per mask.
+
+    models: an adapter or model, or a mapping row name -> an adapter, a model, a loader (no
+      arguments, returns either) or (loader, fingerprint of its file): such rows are kept in
+      `out/rows/` and reused by a rerun with the same settings.
+    forget, retain: EvalSets (`build_sets`) or (images, labels) tensors.
+    networks: kind -> a module returning {output: [B, D]} or a spec loaded from a local file
+      (`networks.py`); default: those `metrics` names (the shipped classifier for 1x28x28).
+    config / options: EvalConfig (mask, sampler, metrics, seed, out, batch_size, ...).
+    keep_generated: each row's tensors also hold every generated image (`generated_F`, `generated_R`).
+    """
+    config = dataclasses.replace(config, **options) if config is not None else EvalConfig(**options)
+    if not isinstance(models, Mapping):
+        models = {"model": models}
+    sets = [s if isinstance(s, EvalSet) else tensor_set(key, *s) for key, s in (("F", forget), ("R", retain))]
+    first = next(iter(models.values()))
+    if config.device != "auto":
+        device = torch.device(config.device)
+    elif isinstance(first, (Adapter, nn.Module)):
+        device = next(_model(first).parameters()).device
+    else:
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if networks is None:
+        images = sets[0].images if sets[0].images is not None else sets[0].dataset[0][0].unsqueeze(0)
+        networks = network_specs(config.metrics, tuple(images.shape[1:]))
+    specs = {kind: n for kind, n in networks.items() if isinstance(n, str)}
+    tick = time.perf_counter()
+    loaded = {**load_networks(specs, device),
+              **{kind: n.to(device).eval() for kind, n in networks.items() if not isinstance(n, str)}}
+    sources, skipped = resolve_sources(set(loaded), config.metrics.compute, config.metrics.use)
+    run = Run(sets=sets, networks=loaded, sources=sources, skipped=skipped, config=config, device=device,
+              progress=progress, keep_generated=keep_generated, network_specs=specs,
+              times={"networks": time.perf_counter() - tick})
+    # what a finished row depends on besides its mask and model (adding a model keeps the other rows)
+    settings = [{k: v for k, v in config.recorded().items() if k not in ("models", "mask")}, specs]
+    if config.data is None:
+        settings.append([s.fingerprint for s in sets])
     results = {}
-    for mask in masks:
+    for mask in config.mask:
         rows = []
-        for name, (load, model_fingerprint) in models.items():
+        for name, entry in models.items():
+            load, model_fingerprint = entry if isinstance(entry, tuple) else (entry, None)
             fingerprint = digest([settings, mask, model_fingerprint, name])
-            json_path, plots_path = row_paths(run, mask, name)
-            if json_path.is_file() and plots_path.is_file():
-                saved = json.loads(json_path.read_text())
+            paths = row_paths(run, mask, name) if run.out is not None and model_fingerprint is not None else None
+            if paths and paths[0].is_file() and paths[1].is_file():
+                saved = json.loads(paths[0].read_text())
                 if saved.get("fingerprint") == fingerprint:
-                    if run.progress:
-                        print(f"{name} {mask}: reusing the finished row in {json_path}")
-                    rows.append((saved["row"], read(plots_path)[0]))
+                    if progress:
+                        print(f"{name} {mask}: reusing the finished row in {paths[0]}")
+                    rows.append((saved["row"], read(paths[1])[0]))
                     continue
             tick = time.perf_counter()
-            adapter = load()
+            adapter = _adapter(load, device)
             load_time = time.perf_counter() - tick
-            family = getattr(adapter.model, "family", None)
-            row, keep = evaluate_row(name, adapter, mask, samplers.get(family, {}), run)
-            row["times"]["load"] = load_time
+            row, keep = evaluate_row(name, adapter, mask, run)
+            if not isinstance(load, (Adapter, nn.Module)):
+                row["times"]["load"] = load_time
             del adapter
-            save_tensors(keep, {"mask": mask, "method": name}, plots_path)
-            write_text(json.dumps({"fingerprint": fingerprint, "row": row}, indent=2), json_path)
+            if paths:
+                plots = {k: v for k, v in keep.items() if not k.startswith("generated_")}
+                save_tensors(plots, {"mask": mask, "method": name}, paths[1])
+                write_text(json.dumps({"fingerprint": fingerprint, "row": row}, indent=2), paths[0])
             rows.append((row, keep))
         results[mask] = rows
-    return results
+    return Evaluation(results, sources, skipped, specs, run.times)
+
+
+def _model(entry) -> nn.Module:
+    return entry.model if isinstance(entry, Adapter) else entry
+
+
+def _adapter(entry, device) -> Adapter:
+    if not isinstance(entry, (Adapter, nn.Module)):
+        entry = entry()
+        entry = entry if isinstance(entry, Adapter) else entry.to(device)
+    return entry if isinstance(entry, Adapter) else adapter_for(entry)
+
+
+def evaluate_model(adapter, retain: tuple[torch.Tensor, torch.Tensor], forget: tuple[torch.Tensor, torch.Tensor], *,
+                   classifier: nn.Module, **options) -> tuple[dict, dict[str, torch.Tensor]]:
+    """`evaluate` for one model, one mask and a Fashion-MNIST-style classifier (its features give FID
+    and CLIP-style, its logits IS and accuracy): (metrics, generated images per set "R" and "F")."""
+    tables = evaluate(adapter, forget, retain, networks={"classifier": ClassifierNetwork(classifier)},
+                      keep_generated=True, **options).tables
+    (row, keep), = next(iter(tables.values()))
+    return row["metrics"], {key: keep[f"generated_{key}"] for key in ("R", "F")}

@@ -15,7 +15,7 @@ from io import StringIO
 from pathlib import Path
 
 from ..io import write_text
-from .evaluate import BETTER, COLUMNS
+from .generation import BETTER, COLUMNS
 from .neighbours import BASELINE, flag_lines
 
 

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Optional
 
 import torch
 
+from .. import options
+from ..options import choice as _choice, described, flag as _flag, number as _number
+from ..options import optional_flag as _optional_flag
 from ..data.decode_cache import MODES as DECODE_CACHE_MODES
 from ..models.masks import parse_mask
 from ..ops import DISTANCES
@@ -24,53 +27,15 @@ METHODS = tuple(OBJECTIVES)
 ENCODER_METHODS = tuple(name for name, objective in OBJECTIVES.items() if objective.encoder_only)
 # precision name -> the autocast type of the student and the type of the teacher's weights
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+_path = options.path("folder")
 
 
-def _number(minimum: float, *, integer: bool = False, strict: bool = False, optional: bool = False):
-    def check(name: str, value):
-        if value is None and optional:
-            return None
-        kind = numbers.Integral if integer else numbers.Real
-        if isinstance(value, bool) or not isinstance(value, kind):
-            raise ValueError(f"{name} must be {'an integer' if integer else 'a number'}, got {value!r}")
-        if value < minimum or (strict and value == minimum):
-            raise ValueError(f"{name} must be {'>' if strict else '>='} {minimum}, got {value!r}")
-        return int(value) if integer else float(value)
-    return check
-
-
-def _choice(choices, *, optional: bool = False):
-    def check(name: str, value):
-        if value is None and optional:
-            return None
-        if value not in choices:
-            raise ValueError(f"{name} must be one of {choices}, got {value!r}")
-        return value
-    return check
-
-
-def _flag(name: str, value):
-    if not isinstance(value, bool):
-        raise ValueError(f"{name} must be true or false, got {value!r}")
-    return value
-
-
-def _optional_flag(name: str, value):
-    return None if value is None else _flag(name, value)
-
-
-def _path(name: str, value):
-    if value is None:
-        return None
-    if not isinstance(value, (str, bytes)) and not hasattr(value, "__fspath__"):
-        raise ValueError(f"{name} must be a folder path, got {value!r}")
-    return str(value)
-
-
+@described("a mask spec such as inpaint:3")
 def _mask(name: str, value):
     return str(parse_mask(value, name))
 
 
+@described("[lo, hi] with lo < hi, or None")
 def _clamp(name: str, value):
     if value is None:
         return None
@@ -82,6 +47,7 @@ def _clamp(name: str, value):
     return (float(value[0]), float(value[1]))
 
 
+@described("a torch device or None")
 def _device(name: str, value):
     if value is None:
         return None
@@ -93,17 +59,18 @@ def _device(name: str, value):
         raise ValueError(f"{name} must be a device such as 'cpu' or 'cuda:0', got {value!r}") from error
 
 
-def option(default, check, doc: str, *, recorded: bool = False):
+def option(default, check, doc: str, *, recorded: bool = False, required: bool = False):
     """A field of UnlearnConfig: `recorded` options shape the result (checkpoints keep them)."""
-    return field(default=default, metadata={"check": check, "doc": doc, "recorded": recorded})
+    return options.option(default, check, doc, recorded=recorded, required=required)
 
 
 @dataclass(frozen=True)
 class UnlearnConfig:
-    steps: int = option(None, _number(1, integer=True), "optimisation steps", recorded=True)
+    steps: int = option(None, _number(1, integer=True), "optimisation steps", recorded=True,
+                       required=True)
     batch_size: int = option(None, _number(1, integer=True),
                              "forget and retain images per step, each (the global batch under torchrun)",
-                             recorded=True)
+                             recorded=True, required=True)
     alpha: float = option(0.25, _number(0.0), "weight of the forget term", recorded=True)
     lr: Optional[float] = option(None, _number(0.0, strict=True, optional=True),
                                  "peak learning rate (default 1e-4 * 2 * batch_size / 256)", recorded=True)
@@ -168,10 +135,9 @@ class UnlearnConfig:
 
     def __post_init__(self):
         for spec in dataclasses.fields(self):
-            value = getattr(self, spec.name)
-            if value is None and spec.name in ("steps", "batch_size"):
+            if getattr(self, spec.name) is None and spec.metadata["required"]:
                 raise ValueError(f"{spec.name} is required ({spec.metadata['doc']})")
-            object.__setattr__(self, spec.name, spec.metadata["check"](spec.name, value))
+        options.check_options(self)
         if self.checkpoint_every is not None and self.checkpoint_dir is None and self.resume_from is None:
             raise ValueError("checkpoint_every needs checkpoint_dir")
         if self.fsdp and self.method not in ENCODER_METHODS:
@@ -212,5 +178,6 @@ class UnlearnConfig:
 
     @classmethod
     def docs(cls) -> dict[str, str]:
-        return {f.name: f.metadata["doc"] for f in dataclasses.fields(cls)}
+        """{option: its doc, default and check}."""
+        return options.docs(cls)
 

@@ -1,6 +1,6 @@
-"""Evaluate a generator as the paper does: generate (batched, seeded) for the
-forget and retain test sets, then FID, IS and CLIP-style similarity against the
-ground truth, and classifier accuracy on the generated images."""
+"""Generation for evaluation: a model's completions of T(images), batched, corruptions drawn
+from a seed, and the hole errors of the demo's table. The paper's table is `evaluate`
+(protocol.py)."""
 from __future__ import annotations
 
 from typing import Iterable, Iterator, Optional
@@ -9,7 +9,6 @@ import torch
 from tqdm.auto import tqdm
 
 from ..models.masks import parse_mask
-from .metrics import Features, accuracy, clip_similarity, frechet_distance, inception_score, per_class_accuracy
 
 COLUMNS = ("FID_R", "IS_R", "CLIP_R", "FID_F", "IS_F", "CLIP_F", "acc_R", "acc_F")
 BETTER = {"FID_R": "↓", "IS_R": "↑", "CLIP_R": "↑", "FID_F": "↑", "IS_F": "↓", "CLIP_F": "↓", "acc_R": "↑", "acc_F": "↓"}
@@ -61,19 +60,3 @@ def hole_errors(images: torch.Tensor, generated: torch.Tensor, visible: torch.Te
 def visible_pixels(adapter, count: int, mask: str, seed: int = 0, batch_size: int = 256) -> torch.Tensor:
     """The visible pixels of the corruptions `generate` draws for `count` images with `seed`."""
     return torch.cat([adapter.pixel_keep(c) for c in corruptions(adapter, count, mask, seed, batch_size)])
-
-
-def evaluate(adapter, retain: tuple[torch.Tensor, torch.Tensor], forget: tuple[torch.Tensor, torch.Tensor], *,
-             mask: str, classifier, seed: int = 0, batch_size: int = 256) -> tuple[dict, dict]:
-    """(metrics, generated images per set) for the retain ("R") and forget ("F") test sets."""
-    features = Features(classifier)
-    metrics, generated = {}, {}
-    for key, (images, labels) in (("R", retain), ("F", forget)):
-        fake = generate(adapter, images, mask, seed=seed, batch_size=batch_size)
-        generated[key] = fake
-        metrics[f"FID_{key}"] = frechet_distance(images, fake, features)
-        metrics[f"IS_{key}"] = inception_score(fake, classifier)[0]
-        metrics[f"CLIP_{key}"] = clip_similarity(fake, images, features)
-        metrics[f"acc_{key}"] = accuracy(classifier, fake, labels)
-        metrics[f"per_class_{key}"] = {str(k): v for k, v in per_class_accuracy(classifier, fake, labels).items()}
-    return metrics, generated
