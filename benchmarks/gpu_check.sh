@@ -8,8 +8,8 @@
 # benchmarks/results/gpu). Not yet timed on a device: expected 8-12 minutes, so a
 # 10-minute call may end in the largest-batch stage; what is written survives, and
 # `STAGES=largest` runs the rest in a second call. Needs no network: wheels of
-# anything missing are taken from .gpu_wheels/ (see `pip download` in the README's
-# GPU notes).
+# anything missing are taken from .gpu_wheels/ (see `pip download` under "GPU check"
+# in benchmarks/README.md).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-benchmarks/results/gpu}

@@ -65,6 +65,7 @@ def test_python_example_runs(line, text, small_machine):
     exec(code, {"__name__": f"readme_line{line}"})
 
 
+@pytest.mark.slow
 def test_command_line_examples_run(small_machine, capsys):
     from l2l_fast.cli.main import main
 
