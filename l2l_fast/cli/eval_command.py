@@ -22,12 +22,34 @@ def _model_path(spec: str) -> Path:
     return Path(spec)
 
 
+def check_models(config: EvalConfig) -> None:
+    """Load each model once before any work: it must load, and each mask must leave it an input and a hole."""
+    import torch
+
+    from ..adapters import adapter_for
+    from ..models.io import load_model
+    from ..models.masks import parse_mask
+
+    for name, spec in config.models.items():
+        try:
+            model = load_model(spec)
+        except (ValueError, OSError, KeyError) as error:
+            raise ConfigError(f"{config.source}: models.{name}: {error}") from error
+        adapter = adapter_for(model)
+        for mask in config.mask:
+            try:
+                adapter.draw(parse_mask(mask), 1, torch.Generator().manual_seed(0))
+            except ValueError as error:
+                raise ConfigError(f"{config.source}: models.{name}: {error}") from error
+
+
 def evaluate_config(config: EvalConfig, progress: bool = True) -> Path:
     """Run the evaluation; returns the path of report.md."""
     started = time.perf_counter()
     source, data, metrics = config.source, config.data, config.metrics
     with naming(source):
         shape = image_shape({name: _model_path(spec) for name, spec in config.models.items()}, data)
+        check_models(config)
         specs = network_specs(metrics, shape)
         tick = time.perf_counter()
         sets = build_sets(data, shape, classifier_classes=metrics.classifier_classes,

@@ -242,7 +242,9 @@ def main(argv=None) -> int:
         if args.debug or not _user_error(error):
             raise
         message = " ".join(str(error).split()) or type(error).__name__
-        print(f"l2l-fast {args.command}: {message} (--debug shows the traceback)", file=sys.stderr)
+        prefix = f"l2l-fast {args.command}: "
+        message = message[len(prefix):] if message.startswith(prefix) else message
+        print(f"{prefix}{message} (--debug shows the traceback)", file=sys.stderr)
         return 2
 
 

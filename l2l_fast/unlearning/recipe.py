@@ -131,7 +131,8 @@ class UnlearnRecipe:
         try:
             adapter.draw(self.spec, 1, torch.Generator().manual_seed(0))
         except ValueError as error:
-            raise ValueError(f"mask {config.mask!r}: {error}") from error
+            message = str(error).replace(f"mask {self.spec} ", "", 1)
+            raise ValueError(f"mask {config.mask!r}: {message}") from error
         if config.cache_targets and not adapter.fixed_targets(self.spec):
             raise ValueError("cache_targets needs a fixed mask (inpaint:K, outpaint:K or box:...) and a family with "
                              f"a deterministic corruption; got mask {config.mask!r}, {type(adapter).__name__}")

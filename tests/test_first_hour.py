@@ -1,0 +1,33 @@
+"""What a new user meets in the first hour: a mask that leaves nothing to inpaint is refused
+before any step, in `unlearn` and `eval` alike."""
+import pytest
+import yaml
+
+from l2l_fast import cli
+
+RUN = {
+    "model": "demo",
+    "data": {"dataset": "demo", "forget": [0], "retain": [2, 3], "per_class": 6},
+    "unlearn": {"steps": 2, "batch_size": 4, "lr": 1e-3, "progress": False},
+}
+
+
+@pytest.mark.parametrize("mask, says", [("inpaint:7", "hides every cell"), ("outpaint:7", "hides no cell"),
+                                        ("box:side=0.99", "hides every cell")])
+def test_a_mask_that_leaves_no_input_or_no_hole_is_refused_before_any_step(tmp_path, capsys, mask, says):
+    path, out = tmp_path / "run.yaml", tmp_path / "out.safetensors"
+    path.write_text(yaml.safe_dump({**RUN, "unlearn": {**RUN["unlearn"], "mask": mask}, "output": str(out)}))
+    assert cli.main(["unlearn", "--config", str(path)]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert "\n" not in err and "Traceback" not in err and err.startswith("l2l-fast unlearn: ")
+    assert mask in err and says in err and "7x7 grid" in err and "fit" in err
+    assert "unlearn (ours)" not in captured.err and not out.exists() and not any(tmp_path.glob("*checkpoints*"))
+
+
+def test_eval_refuses_a_full_grid_mask_before_generating(tmp_path, capsys):
+    assert cli.main(["eval", "--model", "demo", "--mask", "inpaint:7", "--out", str(tmp_path / "eval")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "inpaint:7" in err and "7x7 grid" in err and "inpaint:1 to inpaint:6 fit" in err
+    assert err.count("l2l-fast eval:") == 1
+    assert not (tmp_path / "eval").exists()
