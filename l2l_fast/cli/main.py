@@ -3,6 +3,7 @@ train-classifier | make-demo-data."""
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -60,19 +61,36 @@ def _demo(args: argparse.Namespace) -> int:
 def _unlearn(args: argparse.Namespace) -> int:
     import logging
 
-    from ..training import distributed
+    from ..training import distributed, interrupts
     from ..training.monitor import NonFiniteLossError
     from .run import run
     from .run_files import load_config
 
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("l2l_fast").setLevel(logging.INFO if distributed.launched().is_main else logging.ERROR)
-    try:
-        run(load_config(args.config), progress=not args.no_progress, resume=args.resume)
-    except NonFiniteLossError as error:
-        print(f"l2l-fast unlearn: {error}", file=sys.stderr)
-        return 1
+    with interrupts.handled():
+        try:
+            run(load_config(args.config), progress=not args.no_progress, resume=args.resume)
+        except NonFiniteLossError as error:
+            print(f"l2l-fast unlearn: {error}", file=sys.stderr)
+            return 1
+        except interrupts.Interrupted as stop:
+            print(f"l2l-fast unlearn: {_stopped(stop, args)}", file=sys.stderr)
+            return stop.exit_status
     return 0
+
+
+def _stopped(stop, args: argparse.Namespace) -> str:
+    """One line: where the run stopped, what was saved, the command that continues it."""
+    command = ["l2l-fast", "unlearn", "--config", args.config] + ["--no-progress"] * args.no_progress
+    where = f"after step {stop.step} of {stop.steps}" if stop.step is not None else "before the first step"
+    if stop.saved:
+        return (f"stopped by {stop.name} {where}; saved the run to {stop.saved}; resume with: "
+                f"{shlex.join(command + ['--resume'])}")
+    if stop.step is not None:
+        return (f"stopped by {stop.name} {where}; nothing saved (checkpoint_dir is off); start again with: "
+                f"{shlex.join(command)}")
+    return f"stopped by {stop.name} {where}; start again with: {shlex.join(command + ['--resume'] * args.resume)}"
 
 
 def _cache_images(args: argparse.Namespace) -> int:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import pickle
+import shutil
 from pathlib import Path
 
 import torch
@@ -15,7 +16,7 @@ from ..adapters import adapter_for
 from ..models import save_model
 from ..models.io import load_model
 from ..models.hf_mae import is_hf_mae, to_mae
-from ..training import distributed
+from ..training import checkpointing, distributed
 from ..unlearning.recipe import unlearn
 from .run_files import ConfigError, RunConfig
 
@@ -73,6 +74,10 @@ def run(config: RunConfig, progress: bool = True, resume: bool = False):
         if not options.checkpoint_dir:
             raise ConfigError(f"{config.source}: --resume needs unlearn.checkpoint_dir, the run's checkpoint folder")
         options = dataclasses.replace(options, resume_from=options.checkpoint_dir)
+    elif options.checkpoint_dir and checkpointing.existing(options.checkpoint_dir):
+        raise ConfigError(f"{config.source}: {options.checkpoint_dir} holds the checkpoints of an unfinished run "
+                          f"(step {checkpointing.existing(options.checkpoint_dir)[-1]}): continue it with --resume, "
+                          "or delete that folder to start over")
     try:
         unlearn(model, forget, retain, config=options)
     except (ValueError, TypeError) as error:
@@ -81,4 +86,6 @@ def run(config: RunConfig, progress: bool = True, resume: bool = False):
         saved = to_mae(model) if is_hf_mae(model) else model  # an HF ViTMAE is saved as this package's MAE
         path = save_model(saved, Path(config.output), extra={"unlearn": config.unlearn.recorded()})
         print(f"saved the unlearned model to {path}")
+        if config.checkpoints_by_default:  # a finished run needs its checkpoints no more
+            shutil.rmtree(options.checkpoint_dir, ignore_errors=True)
     return model
