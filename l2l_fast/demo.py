@@ -3,6 +3,7 @@ show the effect: a per-class table of inpainting error and a PNG grid. Its setti
 written once, in assets.DEMO; examples/diffusers_demo.py reuses the table and the grid."""
 from __future__ import annotations
 
+import shlex
 import time
 from pathlib import Path
 from typing import Optional, Sequence
@@ -16,7 +17,7 @@ from .data import FASHION_MNIST_CLASSES, fashion_mnist, first_per_class
 from .evaluation.generation import generate, hole_errors, visible_pixels
 from .evaluation.plots import save_grid, with_grey_hole
 from .io import atomic_write
-from .models.io import load_model
+from .models.io import load_model, save_model
 from .unlearning.recipe import unlearn
 
 
@@ -95,9 +96,20 @@ def run_demo(
 
     grid = save_demo_grid(Path(out_dir) / "demo_grid.png", test_images, test_labels, visible, before_images,
                           after_images)
+    saved = save_model(model, Path(out_dir) / "unlearned.safetensors", extra={"unlearn": {
+        "forget_classes": list(forget_classes), "mask": mask, "steps": steps, "batch_size": batch_size,
+        "lr": lr, "alpha": alpha, "seed": seed}})
     seconds = time.perf_counter() - started
-    print(f"\nWrote {grid.resolve()}  ({seconds:.0f} s in all)")
-    return {"before": before, "after": after, "grid": grid, "seconds": seconds}
+    print(f"\nWrote {grid.resolve()} and the unlearned model {saved.resolve()}  ({seconds:.0f} s in all)")
+    print(f"Next, measure it against the original (FID, accuracy, per class):\n  {eval_command(saved, out_dir)}")
+    return {"before": before, "after": after, "grid": grid, "model": saved, "seconds": seconds}
+
+
+def eval_command(model: Path, out_dir) -> str:
+    """The `l2l-fast eval` that compares the demo's unlearned model with the original."""
+    return shlex.join(["l2l-fast", "eval", "--model", "demo", str(model), "--names", "original", "unlearned",
+                       "--mask", DEMO.mask, "--forget", *map(str, DEMO.forget_classes),
+                       "--out", str(Path(out_dir) / "eval")])
 
 
 def save_demo_grid(path, images, labels, visible, before, after, forget_classes=DEMO.forget_classes) -> Path:

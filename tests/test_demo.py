@@ -2,6 +2,7 @@ import re
 
 import pytest
 import torch
+import yaml
 from PIL import Image
 
 import l2l_fast
@@ -34,3 +35,19 @@ def test_demo_command_on_a_small_setting(tmp_path, capsys):
     assert "Trouser" in printed and re.search(r"mean\s+forget", printed) and re.search(r"mean\s+retain", printed)
     with Image.open(tmp_path / "demo_grid.png") as image:
         assert image.size[0] > 200 and image.size[1] > 300
+
+
+@pytest.mark.slow
+def test_the_demo_writes_a_model_that_eval_reads(tmp_path, capsys):
+    demo_dir = tmp_path / "demo"
+    assert cli.main(["demo", "--steps", "5", "--eval-per-class", "2", "--out", str(demo_dir), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    model = demo_dir / "unlearned.safetensors"
+    assert model.is_file() and f"l2l-fast eval --model demo {model}" in printed
+    eval_file = tmp_path / "eval.yaml"  # the printed command on the demo's own test images, a few per class
+    eval_file.write_text(yaml.safe_dump({
+        "models": {"original": "demo", "unlearned": str(model)}, "mask": "inpaint:3", "out": str(tmp_path / "eval"),
+        "data": {"dataset": "demo", "split": "test", "forget": [0, 1], "retain": [2, 3], "per_class": 4},
+        "metrics": {"classifier": "shipped"}}))
+    assert cli.main(["eval", "--config", str(eval_file), "--no-progress"]) == 0
+    assert "unlearned" in capsys.readouterr().out and (tmp_path / "eval" / "report.md").is_file()
