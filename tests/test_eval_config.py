@@ -301,7 +301,7 @@ def _with_existing_paths(section: dict, tmp_path: Path) -> dict:
 
 @pytest.mark.parametrize("name, classes, per_class", [("imagenet", 100, 50), ("places365", 50, 100)])
 def test_the_protocol_files_parse(name, classes, per_class, tmp_path, monkeypatch):
-    monkeypatch.chdir(EXAMPLES.parent)  # the files name their class lists relative to the repository
+    monkeypatch.chdir(EXAMPLES)  # the files name their class lists relative to themselves
     raw = yaml.safe_load((EXAMPLES / f"{name}_protocol.yaml").read_text())
     assert set(raw) == {"run", "eval"}
     run = parse_run_config(_with_existing_paths(raw["run"], tmp_path), name)

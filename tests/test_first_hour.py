@@ -31,3 +31,35 @@ def test_eval_refuses_a_full_grid_mask_before_generating(tmp_path, capsys):
     assert "\n" not in err and "inpaint:7" in err and "7x7 grid" in err and "inpaint:1 to inpaint:6 fit" in err
     assert err.count("l2l-fast eval:") == 1
     assert not (tmp_path / "eval").exists()
+
+
+def test_paths_in_a_run_file_are_relative_to_it(tmp_path, monkeypatch, capsys):
+    from l2l_fast.models import save_model
+    from l2l_fast.models.io import load_model
+
+    project = tmp_path / "project"
+    (project / "models").mkdir(parents=True)
+    save_model(load_model("demo"), project / "models" / "original.safetensors")
+    run = {**RUN, "model": "models/original.safetensors", "output": "models/unlearned.safetensors"}
+    (project / "run.yaml").write_text(yaml.safe_dump(run))
+    elsewhere = tmp_path / "elsewhere" / "deeper"
+    elsewhere.mkdir(parents=True)
+    monkeypatch.chdir(elsewhere)
+    assert cli.main(["unlearn", "--config", "../../project/run.yaml", "--no-progress"]) == 0
+    assert (project / "models" / "unlearned.safetensors").is_file() and not list(elsewhere.iterdir())
+    assert "--config" not in capsys.readouterr().err
+
+
+def test_relative_paths_resolve_per_key():
+    from l2l_fast.cli.paths import EVAL_PATHS, RUN_PATHS, relative_to_file
+
+    run = relative_to_file({"model": {"family": "mage", "checkpoint": "w/m.pth", "arch": "vit_base"},
+                            "data": {"root": "/abs/data", "class_list": "c.txt"}, "output": "o.safetensors"},
+                           "/files/run.yaml", RUN_PATHS)
+    assert run["model"] == {"family": "mage", "checkpoint": "/files/w/m.pth", "arch": "vit_base"}
+    assert run["data"] == {"root": "/abs/data", "class_list": "/files/c.txt"} and run["output"] == "/files/o.safetensors"
+    evaluation = relative_to_file({"models": {"A": "demo", "B": "b.safetensors"}, "out": "res",
+                                   "metrics": {"clip": "ViT-H-14:w/clip.bin", "classifier": "timm:rn50:w/r.pth"}},
+                                  "/files/eval.yaml", EVAL_PATHS)
+    assert evaluation["models"] == {"A": "demo", "B": "/files/b.safetensors"} and evaluation["out"] == "/files/res"
+    assert evaluation["metrics"] == {"clip": "ViT-H-14:/files/w/clip.bin", "classifier": "timm:rn50:/files/w/r.pth"}

@@ -32,6 +32,7 @@ from ..models import presets
 from ..models.release import FAMILIES, MODEL_FAMILY
 from ..options import check_keys, fail
 from ..unlearning.config import UnlearnConfig
+from .paths import RUN_PATHS, relative_to_file
 
 TOP_KEYS = {"model", "data", "unlearn", "output"}
 UNLEARN_KEYS = [f.name for f in dataclasses.fields(UnlearnConfig)]
@@ -151,4 +152,5 @@ def read_yaml(path, section: str) -> Any:
 
 
 def load_config(path) -> RunConfig:
-    return parse_config(read_yaml(path, "run"), str(path))
+    """A run file; its paths are relative to it (cli/paths.py)."""
+    return parse_config(relative_to_file(read_yaml(path, "run"), path, RUN_PATHS), str(path))
