@@ -63,3 +63,35 @@ def test_relative_paths_resolve_per_key():
                                   "/files/eval.yaml", EVAL_PATHS)
     assert evaluation["models"] == {"A": "demo", "B": "/files/b.safetensors"} and evaluation["out"] == "/files/res"
     assert evaluation["metrics"] == {"clip": "ViT-H-14:/files/w/clip.bin", "classifier": "timm:rn50:/files/w/r.pth"}
+
+
+def _bad_checkpoints(folder):
+    import argparse
+
+    import torch
+
+    corrupt, payload = folder / "corrupt.pth", folder / "payload.pth"
+    corrupt.write_bytes(b"not a checkpoint at all " * 40)
+    torch.save({"model": {"w": torch.ones(2)}, "builder": argparse.ArgumentParser}, payload)
+    return {"corrupt": (corrupt, "not a PyTorch checkpoint"), "payload": (payload, "argparse.ArgumentParser")}
+
+
+@pytest.mark.parametrize("kind", ["corrupt", "payload"])
+@pytest.mark.parametrize("command", ["unlearn", "eval", "import"])
+def test_an_unreadable_or_unsafe_checkpoint_is_one_line_naming_it(tmp_path, capsys, kind, command):
+    path, says = _bad_checkpoints(tmp_path)[kind]
+    if command == "unlearn":
+        run = tmp_path / "run.yaml"
+        run.write_text(yaml.safe_dump({**RUN, "model": {"family": "mae", "checkpoint": str(path), "arch": "mae_vit_base_patch16"}}))
+        argv = ["unlearn", "--config", str(run)]
+    elif command == "eval":
+        argv = ["eval", "--model", "demo", str(path), "--out", str(tmp_path / "eval")]
+    else:
+        argv = ["import", str(path), "--family", "mae", "--out", str(tmp_path / "m.safetensors")]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Traceback" not in err and str(path) in err, err
+    assert "weights_only" not in err and "set to False" not in err
+    if command == "eval":  # eval reads l2l-fast's own checkpoints only, and says what else it was given
+        says = "holds a PyTorch pickle" if kind == "payload" else "not a checkpoint written by l2l-fast"
+    assert says in err, err

@@ -48,8 +48,8 @@ def evaluate_config(config: EvalConfig, progress: bool = True) -> Path:
     started = time.perf_counter()
     source, data, metrics = config.source, config.data, config.metrics
     with naming(source):
-        shape = image_shape({name: _model_path(spec) for name, spec in config.models.items()}, data)
         check_models(config)
+        shape = image_shape({name: _model_path(spec) for name, spec in config.models.items()}, data)
         specs = network_specs(metrics, shape)
         tick = time.perf_counter()
         sets = build_sets(data, shape, classifier_classes=metrics.classifier_classes,
