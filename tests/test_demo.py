@@ -50,4 +50,6 @@ def test_the_demo_writes_a_model_that_eval_reads(tmp_path, capsys):
         "data": {"dataset": "demo", "split": "test", "forget": [0, 1], "retain": [2, 3], "per_class": 4},
         "metrics": {"classifier": "shipped"}}))
     assert cli.main(["eval", "--config", str(eval_file), "--no-progress"]) == 0
-    assert "unlearned" in capsys.readouterr().out and (tmp_path / "eval" / "report.md").is_file()
+    out = capsys.readouterr().out
+    assert "models.unlearned" in out and "forgets T-shirt/top, Trouser (8 images)" in out
+    assert (tmp_path / "eval" / "report.md").is_file()

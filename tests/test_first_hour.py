@@ -95,3 +95,15 @@ def test_an_unreadable_or_unsafe_checkpoint_is_one_line_naming_it(tmp_path, caps
     if command == "eval":  # eval reads l2l-fast's own checkpoints only, and says what else it was given
         says = "holds a PyTorch pickle" if kind == "payload" else "not a checkpoint written by l2l-fast"
     assert says in err, err
+
+
+def test_unlearn_starts_with_a_header_and_warns_of_a_short_class(tmp_path, capsys, caplog):
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump({**RUN, "data": {**RUN["data"], "per_class": 400}}))
+    with caplog.at_level("WARNING"):
+        assert cli.main(["unlearn", "--config", str(path), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "model demo: mae, 0.91M parameters, 1x28x28 images on a 7x7 grid, pixels [0, 1]" in out
+    assert "forgets T-shirt/top (300 images); keeps Pullover, Dress (600 images)" in out
+    assert "2 steps of 4 forget + 4 retain images" in out and "device cpu" in out
+    assert "data.per_class 400 is above the 300 images of class Pullover" in caplog.text

@@ -11,6 +11,7 @@ from ..evaluation.networks import NetworkError
 from ..evaluation.neighbours import flag_lines
 from ..evaluation.report import write_report
 from ..evaluation.results import write_results
+from .header import model_line, sets_line
 from .run_files import ConfigError, naming
 
 
@@ -35,6 +36,7 @@ def check_models(config: EvalConfig) -> None:
             model = load_model(spec)
         except (ValueError, OSError, KeyError) as error:
             raise ConfigError(f"{config.source}: models.{name}: {error}") from error
+        print(model_line(f"models.{name} ({spec})", model))
         adapter = adapter_for(model)
         for mask in config.mask:
             try:
@@ -60,6 +62,13 @@ def evaluate_config(config: EvalConfig, progress: bool = True) -> Path:
                     raise ConfigError(f"{source}: metrics.classifier_classes: classes of data.{eval_set.key} "
                                       "are not among the classifier's classes; give its class list")
         times = {"data": time.perf_counter() - tick}
+        if data.dataset != "folders":
+            labels = data.labelled()[1]
+            chosen = data.forget + data.retain
+            data.warn_short_classes({n: int((labels == c).sum()) for c, n in zip(chosen, data.class_names(chosen))})
+        print(sets_line(data, len(sets[0]), len(sets[1])))
+        print(f"eval: masks {', '.join(config.mask)}, seed {config.seed}, device {config.device}, "
+              f"networks {', '.join(specs) or 'none'}, results in {config.out}", flush=True)
 
     def loader(spec):
         def load():
