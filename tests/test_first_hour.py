@@ -107,3 +107,15 @@ def test_unlearn_starts_with_a_header_and_warns_of_a_short_class(tmp_path, capsy
     assert "forgets T-shirt/top (300 images); keeps Pullover, Dress (600 images)" in out
     assert "2 steps of 4 forget + 4 retain images" in out and "device cpu" in out
     assert "data.per_class 400 is above the 300 images of class Pullover" in caplog.text
+
+
+def test_version_and_help_that_shows_defaults_without_source_paths(capsys):
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["--version"])
+    assert stop.value.code == 0 and capsys.readouterr().out.strip().startswith("l2l-fast 0.")
+    for command in ("unlearn", "eval"):
+        with pytest.raises(SystemExit):
+            cli.main([command, "--help"])
+        text = capsys.readouterr().out
+        assert "l2l_fast/" not in text and ".py" not in text and "relative to it" in text
+        assert "(default 0.25;" in text if command == "unlearn" else "(default ['inpaint:3']" in text

@@ -3,6 +3,7 @@ build the forget and retain sets and the feature networks, `evaluate` (resumably
 write results.json, the plots and report.md."""
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -67,6 +68,11 @@ def evaluate_config(config: EvalConfig, progress: bool = True) -> Path:
             chosen = data.forget + data.retain
             data.warn_short_classes({n: int((labels == c).sum()) for c, n in zip(chosen, data.class_names(chosen))})
         print(sets_line(data, len(sets[0]), len(sets[1])))
+        for eval_set in sets:
+            if eval_set.bad_files:
+                print(f"l2l-fast eval: skipping {len(eval_set.bad_files)} unreadable images of the "
+                      f"{'forget' if eval_set.key == 'F' else 'retain'} set (first: {eval_set.bad_files[0]})",
+                      file=sys.stderr)
         print(f"eval: masks {', '.join(config.mask)}, seed {config.seed}, device {config.device}, "
               f"networks {', '.join(specs) or 'none'}, results in {config.out}", flush=True)
 
