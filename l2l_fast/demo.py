@@ -41,12 +41,28 @@ def per_class(errors: torch.Tensor, labels: torch.Tensor) -> dict[int, float]:
     return {int(c): errors[labels == c].mean().item() for c in labels.unique()}
 
 
-def format_table(before: dict, after: dict, forget: Sequence[int]) -> str:
-    lines = [f"{'class':<14}{'role':<8}{'MSE before':>11}{'MSE after':>11}{'ratio':>8}"]
+MOVED = 1.2  # a retain class whose error grew by this factor is explained by its nearest forgotten class
+
+
+def nearest_forgotten(images: torch.Tensor, labels: torch.Tensor, forget: Sequence[int]) -> dict[int, int]:
+    """Each other class -> the forgotten class whose mean image is closest to its own."""
+    means = {int(c): images[labels == c].float().mean(0) for c in labels.unique()}
+    return {c: min(forget, key=lambda f: float((means[c] - means[f]).square().sum()))
+            for c in means if c not in forget}
+
+
+def format_table(before: dict, after: dict, forget: Sequence[int], nearest: Optional[dict] = None) -> str:
+    """Per class: hole MSE before and after, and their ratio; which direction is good; why a
+    retain class moved (the forgotten class it looks most like), where `nearest` is given."""
+    lines = ["ratio = MSE after / before: on forget classes higher is better (the model no longer fills them in),",
+             "on retain classes 1.00x is best (kept as it was).",
+             f"{'class':<14}{'role':<8}{'MSE before':>11}{'MSE after':>11}{'ratio':>8}"]
     for c in sorted(before):
         role = "forget" if c in forget else "retain"
-        lines.append(f"{FASHION_MNIST_CLASSES[c]:<14}{role:<8}{before[c]:>11.4f}{after[c]:>11.4f}"
-                     f"{after[c] / before[c]:>7.2f}x")
+        ratio = after[c] / before[c]
+        why = (f"  (looks most like forgotten {FASHION_MNIST_CLASSES[nearest[c]]})"
+               if role == "retain" and nearest and ratio >= MOVED else "")
+        lines.append(f"{FASHION_MNIST_CLASSES[c]:<14}{role:<8}{before[c]:>11.4f}{after[c]:>11.4f}{ratio:>7.2f}x{why}")
     for role, chosen in (("forget", [c for c in before if c in forget]),
                          ("retain", [c for c in before if c not in forget])):
         b = float(np.mean([before[c] for c in chosen]))
@@ -92,7 +108,7 @@ def run_demo(
     after_errors = hole_errors(test_images, after_images, visible)
     before, after = per_class(before_errors, test_labels), per_class(after_errors, test_labels)
     print("\nInpainting error (mean squared error inside the hole) on held-out test images:")
-    print(format_table(before, after, forget_classes))
+    print(format_table(before, after, forget_classes, nearest_forgotten(test_images, test_labels, forget_classes)))
 
     grid = save_demo_grid(Path(out_dir) / "demo_grid.png", test_images, test_labels, visible, before_images,
                           after_images)

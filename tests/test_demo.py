@@ -53,3 +53,16 @@ def test_the_demo_writes_a_model_that_eval_reads(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "models.unlearned" in out and "forgets T-shirt/top, Trouser (8 images)" in out
     assert (tmp_path / "eval" / "report.md").is_file()
+
+
+def test_the_table_says_which_direction_is_good_and_why_a_retain_class_moved():
+    from l2l_fast.demo import nearest_forgotten
+
+    images, labels = load_demo_images("test")
+    nearest = nearest_forgotten(images, labels, (0, 1))
+    assert nearest[6] == 0  # Shirt looks most like T-shirt/top
+    table = format_table({0: 0.01, 1: 0.02, 6: 0.01, 7: 0.01}, {0: 0.05, 1: 0.06, 6: 0.024, 7: 0.0101},
+                         forget=(0, 1), nearest=nearest)
+    assert "higher is better" in table and "1.00x is best" in table
+    assert re.search(r"Shirt\s+retain.*2.40x\s+\(looks most like forgotten T-shirt/top\)", table)
+    assert "Sneaker" in table and table.count("looks most like") == 1
