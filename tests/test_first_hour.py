@@ -119,3 +119,16 @@ def test_version_and_help_that_shows_defaults_without_source_paths(capsys):
         text = capsys.readouterr().out
         assert "l2l_fast/" not in text and ".py" not in text and "relative to it" in text
         assert "(default 0.25;" in text if command == "unlearn" else "(default ['inpaint:3']" in text
+
+
+def test_grid_rows_are_labelled_with_class_names():
+    import torch
+
+    from l2l_fast.evaluation.results import grid_rows
+
+    keep = {f"grid_F_{part}": torch.zeros(2, 1, 4, 4) for part in ("truth", "input", "generated")}
+    keep["grid_F_label"] = torch.tensor([1, 0])
+    rows = grid_rows([({"method": "A"}, keep)], class_names={"0": "T-shirt/top", "1": "Trouser"})
+    assert [label for label, _ in rows] == ["forget\nTrouser", "forget\nT-shirt/top"]
+    del keep["grid_F_label"]  # rows finished before labels were kept
+    assert [label for label, _ in grid_rows([({"method": "A"}, keep)])] == ["forget 0", "forget 1"]

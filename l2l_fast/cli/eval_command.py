@@ -12,6 +12,7 @@ from ..evaluation.networks import NetworkError
 from ..evaluation.neighbours import flag_lines
 from ..evaluation.report import write_report
 from ..evaluation.results import write_results
+from ..data import read_class_list
 from .header import model_line, sets_line
 from .run_files import ConfigError, naming
 
@@ -44,6 +45,15 @@ def check_models(config: EvalConfig) -> None:
                 adapter.draw(parse_mask(mask), 1, torch.Generator().manual_seed(0))
             except ValueError as error:
                 raise ConfigError(f"{config.source}: models.{name}: {error}") from error
+
+
+def _label_names(config: EvalConfig) -> dict[str, str]:
+    """label -> class name of the evaluation sets' labels (the classifier's class list for folders)."""
+    data = config.data
+    if data.dataset != "folders":
+        return {str(i): name for i, name in enumerate(data.class_names(range(10)))}  # Fashion-MNIST's
+    listed = config.metrics.classifier_classes or data.class_list
+    return {str(i): name for i, name in enumerate(read_class_list(listed))} if listed else {}
 
 
 def evaluate_config(config: EvalConfig, progress: bool = True) -> Path:
@@ -108,7 +118,8 @@ def evaluate_config(config: EvalConfig, progress: bool = True) -> Path:
     times["evaluation (before plots)"] = time.perf_counter() - started
     out = Path(config.out)
     write_results(out, results, title=config.title or f"Evaluation ({', '.join(config.mask)})", notes=notes,
-                  config=config.recorded(), times=times, tsne_title=tsne_title, seed=config.seed)
+                  config=config.recorded(), times=times, tsne_title=tsne_title, seed=config.seed,
+                  class_names=_label_names(config))
     report = write_report(out)
     for mask, rows in results.items():
         for row, _ in rows:
