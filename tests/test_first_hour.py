@@ -132,3 +132,20 @@ def test_grid_rows_are_labelled_with_class_names():
     assert [label for label, _ in rows] == ["forget\nTrouser", "forget\nT-shirt/top"]
     del keep["grid_F_label"]  # rows finished before labels were kept
     assert [label for label, _ in grid_rows([({"method": "A"}, keep)])] == ["forget 0", "forget 1"]
+
+
+@pytest.mark.parametrize("step_seconds, every", [(1.0, 100), (0.01, 100), (10.0, 12), (200.0, 1)])
+def test_the_save_schedule_comes_from_the_step_time(monkeypatch, step_seconds, every):
+    """N = clamp(round(120 s / step time), 1, steps // 10), measured over steps 2-4; a tenth before."""
+    import torch
+
+    from l2l_fast.training import checkpointing, distributed
+
+    clock = iter([0.0, 3 * step_seconds])
+    monkeypatch.setattr(checkpointing.time, "perf_counter", lambda: next(clock))
+    schedule = checkpointing.Schedule(distributed.Context(), 1000, None, 0, torch.device("cpu"))
+    saved = [done for done in range(1, 1001) if schedule.due(done)]
+    assert schedule.every == every and saved[-1] == 1000
+    assert [d for d in saved if d > 4] == [d for d in range(5, 1001) if d % every == 0 or d == 1000]
+    fixed = checkpointing.Schedule(distributed.Context(), 1000, 7, 0, torch.device("cpu"))
+    assert [d for d in range(1, 30) if fixed.due(d)] == [7, 14, 21, 28]
