@@ -52,7 +52,7 @@ def test_an_interrupted_run_saves_says_how_to_resume_and_resumes_bit_identical(t
     assert "Traceback" not in err and not (cut / "out.safetensors").exists()
     last = err.strip().splitlines()[-1]
     assert last.startswith(f"l2l-fast unlearn: stopped by {signal.Signals(signum).name} after step ")
-    assert f"saved the run to {cut / 'out.checkpoints'}/step-" in last
+    assert "; saved the run to out.checkpoints/step-" in last  # beside the output, which is beside run.yaml
     resume = shlex.split(last.split("resume with: ", 1)[1])
     assert resume == ["l2l-fast", "unlearn", "--config", "run.yaml", "--no-progress", "--resume"]
     resumed = start(resume, cut)
