@@ -3,6 +3,7 @@ show the effect: a per-class table of inpainting error and a PNG grid. Its setti
 written once, in assets.DEMO; examples/diffusers_demo.py reuses the table and the grid."""
 from __future__ import annotations
 
+import shlex
 import time
 from pathlib import Path
 from typing import Optional, Sequence
@@ -16,7 +17,7 @@ from .data import FASHION_MNIST_CLASSES, fashion_mnist, first_per_class
 from .evaluation.generation import generate, hole_errors, visible_pixels
 from .evaluation.plots import save_grid, with_grey_hole
 from .io import atomic_write
-from .models.io import load_model
+from .models.io import load_model, save_model
 from .unlearning.recipe import unlearn
 
 
@@ -40,12 +41,28 @@ def per_class(errors: torch.Tensor, labels: torch.Tensor) -> dict[int, float]:
     return {int(c): errors[labels == c].mean().item() for c in labels.unique()}
 
 
-def format_table(before: dict, after: dict, forget: Sequence[int]) -> str:
-    lines = [f"{'class':<14}{'role':<8}{'MSE before':>11}{'MSE after':>11}{'ratio':>8}"]
+MOVED = 1.2  # a retain class whose error grew by this factor is explained by its nearest forgotten class
+
+
+def nearest_forgotten(images: torch.Tensor, labels: torch.Tensor, forget: Sequence[int]) -> dict[int, int]:
+    """Each other class -> the forgotten class whose mean image is closest to its own."""
+    means = {int(c): images[labels == c].float().mean(0) for c in labels.unique()}
+    return {c: min(forget, key=lambda f: float((means[c] - means[f]).square().sum()))
+            for c in means if c not in forget}
+
+
+def format_table(before: dict, after: dict, forget: Sequence[int], nearest: Optional[dict] = None) -> str:
+    """Per class: hole MSE before and after, and their ratio; which direction is good; why a
+    retain class moved (the forgotten class it looks most like), where `nearest` is given."""
+    lines = ["ratio = MSE after / before: on forget classes higher is better (the model no longer fills them in),",
+             "on retain classes 1.00x is best (kept as it was).",
+             f"{'class':<14}{'role':<8}{'MSE before':>11}{'MSE after':>11}{'ratio':>8}"]
     for c in sorted(before):
         role = "forget" if c in forget else "retain"
-        lines.append(f"{FASHION_MNIST_CLASSES[c]:<14}{role:<8}{before[c]:>11.4f}{after[c]:>11.4f}"
-                     f"{after[c] / before[c]:>7.2f}x")
+        ratio = after[c] / before[c]
+        why = (f"  (looks most like forgotten {FASHION_MNIST_CLASSES[nearest[c]]})"
+               if role == "retain" and nearest and ratio >= MOVED else "")
+        lines.append(f"{FASHION_MNIST_CLASSES[c]:<14}{role:<8}{before[c]:>11.4f}{after[c]:>11.4f}{ratio:>7.2f}x{why}")
     for role, chosen in (("forget", [c for c in before if c in forget]),
                          ("retain", [c for c in before if c not in forget])):
         b = float(np.mean([before[c] for c in chosen]))
@@ -91,13 +108,24 @@ def run_demo(
     after_errors = hole_errors(test_images, after_images, visible)
     before, after = per_class(before_errors, test_labels), per_class(after_errors, test_labels)
     print("\nInpainting error (mean squared error inside the hole) on held-out test images:")
-    print(format_table(before, after, forget_classes))
+    print(format_table(before, after, forget_classes, nearest_forgotten(test_images, test_labels, forget_classes)))
 
     grid = save_demo_grid(Path(out_dir) / "demo_grid.png", test_images, test_labels, visible, before_images,
                           after_images)
+    saved = save_model(model, Path(out_dir) / "unlearned.safetensors", extra={"unlearn": {
+        "forget_classes": list(forget_classes), "mask": mask, "steps": steps, "batch_size": batch_size,
+        "lr": lr, "alpha": alpha, "seed": seed}})
     seconds = time.perf_counter() - started
-    print(f"\nWrote {grid.resolve()}  ({seconds:.0f} s in all)")
-    return {"before": before, "after": after, "grid": grid, "seconds": seconds}
+    print(f"\nWrote {grid.resolve()} and the unlearned model {saved.resolve()}  ({seconds:.0f} s in all)")
+    print(f"Next, measure it against the original (FID, accuracy, per class):\n  {eval_command(saved, out_dir)}")
+    return {"before": before, "after": after, "grid": grid, "model": saved, "seconds": seconds}
+
+
+def eval_command(model: Path, out_dir) -> str:
+    """The `l2l-fast eval` that compares the demo's unlearned model with the original."""
+    return shlex.join(["l2l-fast", "eval", "--model", "demo", str(model), "--names", "original", "unlearned",
+                       "--mask", DEMO.mask, "--forget", *map(str, DEMO.forget_classes),
+                       "--out", str(Path(out_dir) / "eval")])
 
 
 def save_demo_grid(path, images, labels, visible, before, after, forget_classes=DEMO.forget_classes) -> Path:

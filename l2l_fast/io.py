@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 
@@ -66,7 +66,20 @@ def read(path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
-    with safe_open(str(path), framework="pt") as handle:
-        meta = json.loads((handle.metadata() or {}).get("l2l_fast", "{}"))
-        tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            meta = json.loads((handle.metadata() or {}).get("l2l_fast", "{}"))
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+    except (SafetensorError, json.JSONDecodeError) as error:
+        raise ValueError(_not_a_tensor_file(path, error)) from None
     return tensors, meta
+
+
+def _not_a_tensor_file(path: Path, error: Exception) -> str:
+    """What a file that safetensors cannot read holds, as far as its first bytes tell."""
+    with open(path, "rb") as handle:
+        head = handle.read(2)
+    if head == b"PK" or head[:1] == b"\x80":  # torch.save's zip archive, or a bare pickle
+        return (f"{path}: holds a PyTorch pickle (torch.save), not a checkpoint written by l2l-fast; read a "
+                "release file with `l2l-fast import` (or a run file's model: {family, checkpoint})")
+    return f"{path}: not a checkpoint written by l2l-fast (a safetensors file), or a damaged one ({error})"

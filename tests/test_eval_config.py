@@ -50,7 +50,7 @@ def _write_fashion_folders(root: Path, images, labels, classes, per_class, corru
     return root / "classes.txt"
 
 
-def test_fashion_folders_match_the_built_in_path_and_evaluate(tmp_path):
+def test_fashion_folders_match_the_built_in_path_and_evaluate(tmp_path, capsys):
     """The same images as PNG class folders (with a corrupt file among them) and as the built-in
     demo split give the same table, and both match `evaluate_model` on those images."""
     from l2l_fast.assets import load_demo_images
@@ -72,6 +72,7 @@ def test_fashion_folders_match_the_built_in_path_and_evaluate(tmp_path):
         assert b[key] == pytest.approx(a[key], rel=1e-6, abs=1e-9), key
     notes = _results(tmp_path / "folders_out")["notes"]
     assert any("skipped 1 unreadable images of the forget set" in n for n in notes)
+    assert "l2l-fast eval: skipping 1 unreadable images of the forget set" in capsys.readouterr().err  # said at once
 
     def pick(classes):
         index = torch.cat([(labels == c).nonzero().flatten()[:per_class] for c in classes])
@@ -301,7 +302,7 @@ def _with_existing_paths(section: dict, tmp_path: Path) -> dict:
 
 @pytest.mark.parametrize("name, classes, per_class", [("imagenet", 100, 50), ("places365", 50, 100)])
 def test_the_protocol_files_parse(name, classes, per_class, tmp_path, monkeypatch):
-    monkeypatch.chdir(EXAMPLES.parent)  # the files name their class lists relative to the repository
+    monkeypatch.chdir(EXAMPLES)  # the files name their class lists relative to themselves
     raw = yaml.safe_load((EXAMPLES / f"{name}_protocol.yaml").read_text())
     assert set(raw) == {"run", "eval"}
     run = parse_run_config(_with_existing_paths(raw["run"], tmp_path), name)

@@ -171,7 +171,7 @@ def test_cli_resume_continues_bit_for_bit(tmp_path, capsys):
     for file in (tmp_path / "checkpoints").glob("step-00000003.*"):
         file.unlink()
     assert cli.main(["unlearn", "--config", str(path), "--no-progress"]) == 2
-    assert "already holds checkpoints" in capsys.readouterr().err
+    assert "holds the checkpoints of an unfinished run (step 2): continue it with --resume" in capsys.readouterr().err
     assert cli.main(["unlearn", "--config", str(path), "--no-progress", "--resume"]) == 0
     resumed = load_model(tmp_path / "out.safetensors").state_dict()
     assert all(torch.equal(v, resumed[k]) for k, v in straight.items())

@@ -16,6 +16,7 @@ from typing import Any
 
 from ..evaluation.config import EvalConfig
 from ..options import check_keys, options
+from .paths import EVAL_PATHS, relative_to_file
 from .run_files import ConfigError, naming, read_yaml
 
 REQUIRED = ("models", "data", "out")
@@ -33,4 +34,5 @@ def parse_eval_config(raw: Any, source: str = "<config>") -> EvalConfig:
 
 
 def load_eval_config(path) -> EvalConfig:
-    return parse_eval_config(read_yaml(path, "eval"), str(path))
+    """An eval file; its paths are relative to it (cli/paths.py)."""
+    return parse_eval_config(relative_to_file(read_yaml(path, "eval"), path, EVAL_PATHS), str(path))

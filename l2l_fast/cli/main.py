@@ -3,10 +3,12 @@ train-classifier | make-demo-data."""
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import time
 from pathlib import Path
 
+from .. import __version__
 from ..assets import DEMO
 from .import_model import add_command as add_import_command
 
@@ -60,19 +62,36 @@ def _demo(args: argparse.Namespace) -> int:
 def _unlearn(args: argparse.Namespace) -> int:
     import logging
 
-    from ..training import distributed
+    from ..training import distributed, interrupts
     from ..training.monitor import NonFiniteLossError
     from .run import run
     from .run_files import load_config
 
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("l2l_fast").setLevel(logging.INFO if distributed.launched().is_main else logging.ERROR)
-    try:
-        run(load_config(args.config), progress=not args.no_progress, resume=args.resume)
-    except NonFiniteLossError as error:
-        print(f"l2l-fast unlearn: {error}", file=sys.stderr)
-        return 1
+    with interrupts.handled():
+        try:
+            run(load_config(args.config), progress=not args.no_progress, resume=args.resume)
+        except NonFiniteLossError as error:
+            print(f"l2l-fast unlearn: {error}", file=sys.stderr)
+            return 1
+        except interrupts.Interrupted as stop:
+            print(f"l2l-fast unlearn: {_stopped(stop, args)}", file=sys.stderr)
+            return stop.exit_status
     return 0
+
+
+def _stopped(stop, args: argparse.Namespace) -> str:
+    """One line: where the run stopped, what was saved, the command that continues it."""
+    command = ["l2l-fast", "unlearn", "--config", args.config] + ["--no-progress"] * args.no_progress
+    where = f"after step {stop.step} of {stop.steps}" if stop.step is not None else "before the first step"
+    if stop.saved:
+        return (f"stopped by {stop.name} {where}; saved the run to {stop.saved}; resume with: "
+                f"{shlex.join(command + ['--resume'])}")
+    if stop.step is not None:
+        return (f"stopped by {stop.name} {where}; nothing saved (checkpoint_dir is off); start again with: "
+                f"{shlex.join(command)}")
+    return f"stopped by {stop.name} {where}; start again with: {shlex.join(command + ['--resume'] * args.resume)}"
 
 
 def _cache_images(args: argparse.Namespace) -> int:
@@ -137,8 +156,29 @@ def _make_demo_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_file_help() -> str:
+    """The run file's keys, each option of its data: and unlearn: sections with its default."""
+    from ..data.config import DataConfig
+    from ..unlearning.config import UnlearnConfig
+
+    lines = ["run file (YAML):", "  model: demo, a checkpoint written by l2l-fast, or {family, checkpoint, "
+             "tokenizer, arch} (an official release, as l2l-fast import reads it)",
+             "  output: where the unlearned model goes (default checkpoints beside it: X.checkpoints/)"]
+    for section, config in (("data", DataConfig), ("unlearn", UnlearnConfig)):
+        lines.append(f"  {section}:")
+        lines += [f"    {name}: {doc}" for name, doc in config.docs().items()]
+    return "\n".join(lines)
+
+
+def _eval_file_help() -> str:
+    from ..evaluation import EvalConfig
+
+    return "\n".join(["eval file (YAML):"] + [f"  {name}: {doc}" for name, doc in EvalConfig.docs().items()])
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="l2l-fast", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"l2l-fast {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", help="show the traceback of an error")
@@ -156,8 +196,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-progress", action="store_true")
     demo.set_defaults(run=_demo)
 
-    run = commands.add_parser("unlearn", parents=[common], help="unlearn as a YAML run file says")
-    run.add_argument("--config", required=True, help="run file (see l2l_fast/cli/run_files.py)")
+    run = commands.add_parser("unlearn", parents=[common], help="unlearn as a YAML run file says",
+                              epilog=_run_file_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    run.add_argument("--config", required=True,
+                     help="run file: model, data, unlearn and output (below, with every default); paths in it "
+                          "are relative to it")
     run.add_argument("--resume", action="store_true",
                      help="continue from the newest intact checkpoint in unlearn.checkpoint_dir")
     run.add_argument("--no-progress", action="store_true")
@@ -165,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cache = commands.add_parser("cache-images", parents=[common],
                                 help="decode a run file's image folders into unlearn.cache_dir ahead of the run")
-    cache.add_argument("--config", required=True, help="run file (see l2l_fast/cli/run_files.py)")
+    cache.add_argument("--config", required=True, help="run file (as l2l-fast unlearn --help shows)")
     cache.add_argument("--no-progress", action="store_true")
     cache.set_defaults(run=_cache_images)
     add_import_command(commands, common)
@@ -184,19 +227,23 @@ def build_parser() -> argparse.ArgumentParser:
     pre.set_defaults(run=_pretrain)
 
     ev = commands.add_parser("eval", parents=[common],
-                             help="FID / IS / CLIP-style / accuracy on Fashion-MNIST test sets")
+                             help="FID / IS / CLIP-style / accuracy on Fashion-MNIST test sets",
+                             epilog=_eval_file_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
     ev.add_argument("--config", default=None,
-                    help="eval file (keys: l2l_fast.evaluation.EvalConfig.docs()): any data, masks, samplers, networks")
+                    help="eval file: any data, masks, samplers, networks (its keys below, with every default); "
+                         "paths in it are relative to it")
     ev.add_argument("--no-progress", action="store_true")
     ev.add_argument("--model", nargs="+",
                     help="'demo' or checkpoints, one row each; the first is the neighbour flags' baseline")
     ev.add_argument("--names", nargs="+", help="row names (default: file names)")
-    ev.add_argument("--mask", default="inpaint:3")
-    ev.add_argument("--forget", type=int, nargs="+", default=[0, 1])
-    ev.add_argument("--retain", type=int, nargs="+", default=[2, 3, 4, 5])
+    ev.add_argument("--mask", default="inpaint:3", help="the corruption (default: %(default)s)")
+    ev.add_argument("--forget", type=int, nargs="+", default=[0, 1],
+                    help="Fashion-MNIST classes forgotten (default: %(default)s: T-shirt/top, Trouser)")
+    ev.add_argument("--retain", type=int, nargs="+", default=[2, 3, 4, 5],
+                    help="classes kept (default: %(default)s: Pullover, Dress, Coat, Sandal)")
     ev.add_argument("--classifier", default=None, help="classifier checkpoint (default: the shipped one)")
     ev.add_argument("--root", default=None, help="Fashion-MNIST folder (default: Debian's)")
-    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
     ev.add_argument("--out", help="results folder")
     ev.set_defaults(run=_eval)
 
@@ -242,7 +289,9 @@ def main(argv=None) -> int:
         if args.debug or not _user_error(error):
             raise
         message = " ".join(str(error).split()) or type(error).__name__
-        print(f"l2l-fast {args.command}: {message} (--debug shows the traceback)", file=sys.stderr)
+        prefix = f"l2l-fast {args.command}: "
+        message = message[len(prefix):] if message.startswith(prefix) else message
+        print(f"{prefix}{message} (--debug shows the traceback)", file=sys.stderr)
         return 2
 
 

@@ -12,6 +12,10 @@ name the file and the key.
       steps: 300
       batch_size: 32
     output: unlearned.safetensors
+
+With an output, the run checkpoints by default into a folder beside it (unlearned.checkpoints/,
+removed when the run finishes) so that an interrupted run resumes with --resume;
+`checkpoint_dir: null` turns that off, a path chooses another folder.
 """
 from __future__ import annotations
 
@@ -28,6 +32,7 @@ from ..models import presets
 from ..models.release import FAMILIES, MODEL_FAMILY
 from ..options import check_keys, fail
 from ..unlearning.config import UnlearnConfig
+from .paths import RUN_PATHS, relative_to_file
 
 TOP_KEYS = {"model", "data", "unlearn", "output"}
 UNLEARN_KEYS = [f.name for f in dataclasses.fields(UnlearnConfig)]
@@ -56,6 +61,7 @@ class RunConfig:
     unlearn: UnlearnConfig
     output: Optional[str]
     source: str = field(default="<config>")
+    checkpoints_by_default: bool = False  # checkpoint_dir is the default folder beside the output
 
 
 def _official_model(given: dict) -> dict:
@@ -112,14 +118,23 @@ def _parse_config(raw: Any, source: str) -> RunConfig:
     if not isinstance(options, dict):
         fail("unlearn", f"must be a mapping of UnlearnConfig fields, got {options!r}")
     check_keys("unlearn", options, UNLEARN_KEYS)
+    output = raw.get("output")
+    if output is not None and not isinstance(output, str):
+        fail("output", f"must be a path, got {output!r}")
+    by_default = output is not None and not {"checkpoint_dir", "resume_from"} & set(options)
+    if by_default:
+        options = {**options, "checkpoint_dir": default_checkpoint_dir(output)}
     try:
         unlearn = UnlearnConfig(**options)
     except ValueError as error:
         raise ValueError(f"unlearn.{error}") from error
-    output = raw.get("output")
-    if output is not None and not isinstance(output, str):
-        fail("output", f"must be a path, got {output!r}")
-    return RunConfig(model=model, data=data, unlearn=unlearn, output=output, source=source)
+    return RunConfig(model=model, data=data, unlearn=unlearn, output=output, source=source,
+                     checkpoints_by_default=by_default)
+
+
+def default_checkpoint_dir(output: str) -> str:
+    """The run checkpoints' folder beside the output: unlearned.safetensors -> unlearned.checkpoints."""
+    return str(Path(output).with_suffix(".checkpoints"))
 
 
 def read_yaml(path, section: str) -> Any:
@@ -137,4 +152,5 @@ def read_yaml(path, section: str) -> Any:
 
 
 def load_config(path) -> RunConfig:
-    return parse_config(read_yaml(path, "run"), str(path))
+    """A run file; its paths are relative to it (cli/paths.py)."""
+    return parse_config(relative_to_file(read_yaml(path, "run"), path, RUN_PATHS), str(path))

@@ -3,6 +3,7 @@ its check and its doc; `labelled()` reads the built-in datasets."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass
 from typing import Any, Optional, Union
 
@@ -11,9 +12,11 @@ import torch
 from .. import options
 from ..options import check_options, choice, described, fail, option, path
 from ..assets import load_demo_images
-from .fashion_mnist import fashion_mnist
+from .fashion_mnist import CLASSES as FASHION_CLASSES, fashion_mnist
+from .folders import read_class_list
 from .splits import check_disjoint
 
+log = logging.getLogger(__name__)
 DATASETS = ("fashion-mnist", "demo", "folders")
 SPLITS = ("train", "test")
 # the options each dataset reads besides forget, retain, forget_indices and per_class
@@ -111,6 +114,20 @@ class DataConfig:
         if self.dataset == "fashion-mnist":
             return fashion_mnist(self.split, root=self.root)
         raise ValueError(f"data.dataset {self.dataset!r} is read as class folders, not as one tensor")
+
+    def class_names(self, classes) -> list[str]:
+        """The names of `classes` (indices or folder names): Fashion-MNIST's, or the class list's."""
+        if self.dataset == "folders":
+            listed = read_class_list(self.class_list) if self.class_list else None
+            return [c if isinstance(c, str) or listed is None else listed[c] for c in classes]
+        return [FASHION_CLASSES[c] for c in classes]
+
+    def warn_short_classes(self, counts: dict) -> None:
+        """A per_class above what a class holds (class -> its images) is a warning naming the class."""
+        for name, count in counts.items():
+            if self.per_class is not None and count < self.per_class:
+                log.warning("data.per_class %d is above the %d images of class %s: all %d are used",
+                            self.per_class, count, name, count)
 
     @classmethod
     def docs(cls) -> dict[str, str]:

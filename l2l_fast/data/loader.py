@@ -41,7 +41,7 @@ class Plan:
     step: int
     index: dict[str, torch.Tensor]  # set name -> dataset indices
     corruption: Any
-    state: Optional[dict] = None  # the generator and samplers right after these draws (checkpoint steps)
+    state: Optional[dict] = None  # the generator and samplers right after these draws (runs that checkpoint)
 
 
 def default_workers() -> int:

@@ -202,6 +202,8 @@ def evaluate_row(name: str, adapter, mask: str, run: Run) -> tuple[dict, dict[st
             row["times"][f"images_per_s_{eval_set.key}"] = len(eval_set) / spent
             for part, name_ in enumerate(("truth", "input", "generated") if generated else ()):
                 keep[f"grid_{eval_set.key}_{name_}"] = torch.cat([g[part] for g in generated])
+            if generated:
+                keep[f"grid_{eval_set.key}_label"] = torch.cat(labels)[picked]
             if run.keep_generated:
                 keep[f"generated_{eval_set.key}"] = torch.cat(every)
             if embed is not None:

@@ -77,6 +77,7 @@ def write_report(folder, out=None) -> Path:
         lines += ["Configuration:", "", "```yaml", yaml.safe_dump(results["config"], sort_keys=False).rstrip(),
                   "```", ""]
     tables = list(results.get("tables", []))
+    names = results.get("class_names") or {}  # label -> class name, where the data has names
     if results.get("ablation"):
         tables.append(results["ablation"])
     for table in tables:
@@ -89,7 +90,8 @@ def write_report(folder, out=None) -> Path:
         if per_class:
             classes = sorted({*per_class[0]["metrics"]["per_class_R"], *per_class[0]["metrics"]["per_class_F"]}, key=int)
             lines += ["Per-class classifier accuracy on generated images:", "",
-                      "| method | " + " | ".join(classes) + " |", "|" + "---|" * (len(classes) + 1)]
+                      "| method | " + " | ".join(names.get(c, c) for c in classes) + " |",
+                      "|" + "---|" * (len(classes) + 1)]
             for row in per_class:
                 acc = {**row["metrics"]["per_class_R"], **row["metrics"]["per_class_F"]}
                 lines.append(f"| {row['method']} | " + " | ".join(f"{acc[c]:.2f}" for c in classes) + " |")

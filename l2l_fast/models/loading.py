@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import pickle
+import re
 from typing import Mapping, Union
 
 import torch
@@ -19,11 +21,29 @@ Source = Union[str, os.PathLike, Mapping[str, torch.Tensor]]
 WRAPPERS = ("model", "state_dict")
 
 
+def _unreadable(path, message: str) -> str:
+    """torch's refusal, said without its advice to load unsafely."""
+    found = re.search(r"GLOBAL ([\w.]+)", message)
+    if found:
+        return (f"{path}: holds a pickled object of class {found.group(1)}, beside or instead of the weights; "
+                "it is not loaded, since unpickling a class runs code: only tensors and plain containers are "
+                "(re-save the weights alone, e.g. torch.save(model.state_dict(), path), from a trusted copy)")
+    detail = message.split("WeightsUnpickler error:", 1)[-1].strip().split("\n")[0] if "WeightsUnpickler" in message \
+        else ""
+    return f"{path}: not a PyTorch checkpoint, or a damaged one" + (f" ({detail})" if detail else "")
+
+
 def load_release_file(path) -> dict:
     """The object a release file holds, unpickled with weights_only=True (tensors, plain
     containers and argparse.Namespace; anything else is refused)."""
-    with torch.serialization.safe_globals([argparse.Namespace]):
-        found = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            found = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise ValueError(_unreadable(path, str(error))) from None
+    except (RuntimeError, EOFError, ValueError) as error:
+        raise ValueError(f"{path}: not a PyTorch checkpoint, or a damaged one (truncated or corrupt): "
+                         f"{str(error).split('. ')[0]}") from None
     if not isinstance(found, Mapping):
         raise ValueError(f"{path}: expected a checkpoint holding a dict, got {type(found).__name__}")
     return dict(found)

@@ -111,11 +111,33 @@ def parse_mask(spec, argument: str = "mask") -> MaskSpec:
     return parsed
 
 
-def _centre_block(grid_h: int, grid_w: int, size_h: int, size_w: Optional[int] = None) -> torch.Tensor:
+def _fits(spec: MaskSpec, grid: tuple[int, int]) -> str:
+    """The specs of `spec`'s kind that leave both something visible and a hole on `grid`."""
+    side = min(grid)
+    if spec.kind in ("inpaint", "outpaint"):
+        if side < 2:
+            return f"no {spec.kind} mask fits it"
+        return f"{spec.kind}:1 to {spec.kind}:{side - 1} fit" if side > 2 else f"only {spec.kind}:1 fits"
+    return "a smaller box fits"
+
+
+def check_leaves_input(spec: MaskSpec, grid: tuple[int, int], hidden: int) -> None:
+    """ValueError when a fixed mask hides every cell of `grid` (no visible input) or none (no hole)."""
+    cells = grid[0] * grid[1]
+    if 0 < hidden < cells:
+        return
+    what = "every" if hidden else "no"
+    leaves = "nothing visible to fill the hole from" if hidden else "no hole to fill"
+    raise ValueError(f"mask {spec} hides {what} cell of this model's {grid[0]}x{grid[1]} grid, which leaves "
+                     f"{leaves}: {_fits(spec, grid)}")
+
+
+def _centre_block(grid_h: int, grid_w: int, size_h: int, size_w: Optional[int] = None, spec=None) -> torch.Tensor:
     size_w = size_h if size_w is None else size_w
     if size_h > grid_h or size_w > grid_w:
+        fits = f": {_fits(spec, (grid_h, grid_w))}" if spec is not None else ""
         raise ValueError(
-            f"mask size {size_h}x{size_w} does not fit the {grid_h}x{grid_w} patch grid of this model"
+            f"mask size {size_h}x{size_w} does not fit the {grid_h}x{grid_w} patch grid of this model{fits}"
         )
     block = torch.zeros(grid_h, grid_w, dtype=torch.bool)
     top, left = (grid_h - size_h) // 2, (grid_w - size_w) // 2
@@ -161,12 +183,12 @@ def patch_keep(
     if spec.pixel_level:
         raise ValueError(f"mask {spec} is a pixel mask; this model hides whole cells of its "
                          f"{grid_h}x{grid_w} grid (use inpaint, outpaint, box, random or mage)")
-    if spec.kind == "inpaint":
-        return (~_centre_block(grid_h, grid_w, spec.size)).expand(batch, -1).clone()
-    if spec.kind == "outpaint":
-        return _centre_block(grid_h, grid_w, spec.size).expand(batch, -1).clone()
-    if spec.kind == "box":
-        return (~_centre_block(grid_h, grid_w, *box_sides(spec, grid))).expand(batch, -1).clone()
+    if spec.deterministic:
+        sides = box_sides(spec, grid) if spec.kind == "box" else (spec.size, spec.size)
+        block = _centre_block(grid_h, grid_w, *sides, spec=spec)
+        keep = block if spec.kind == "outpaint" else ~block
+        check_leaves_input(spec, grid, int((~keep).sum()))
+        return keep.expand(batch, -1).clone()
     if spec.kind == "mage":
         num_hidden = min(max(math.ceil(mage_ratio(spec.params, generator) * num_patches), 1), num_patches)
         return _random_keep(batch, num_patches, num_hidden, generator)

@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -169,10 +170,37 @@ class Sampler(EpochSampler):
         self._order = order.to(torch.long).clone()
 
 
+class Schedule:
+    """Which steps save: every `every` steps when given; else every N steps, N chosen once from the
+    step time measured over the first MEASURED steps after the first (rank 0's, shared), so that
+    a save comes about every SAVE_SECONDS of work and at least every tenth of the run:
+    N = clamp(round(SAVE_SECONDS / step time), 1, steps // 10). The last step always saves."""
+
+    SAVE_SECONDS, MEASURED = 120.0, 3
+
+    def __init__(self, ctx: distributed.Context, steps: int, every: Optional[int], start: int, device: torch.device):
+        self.ctx, self.steps, self.device = ctx, steps, device
+        self.tenth = max(1, steps // 10)
+        self.every, self.measured = every or self.tenth, every is not None
+        self.first, self.clock = start + 1, None
+
+    def due(self, done: int) -> bool:
+        if not self.measured and done == self.first:
+            self.clock = time.perf_counter()
+        elif not self.measured and done == self.first + self.MEASURED:
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            step_time = (time.perf_counter() - self.clock) / self.MEASURED
+            every = min(self.tenth, max(1, round(self.SAVE_SECONDS / max(step_time, 1e-9))))
+            self.every, self.measured = distributed.broadcast_int(self.ctx, every), True
+            log.info("a step takes %.3g s: saving the run every %d steps", step_time, self.every)
+        return done % self.every == 0 or done == self.steps
+
+
 def write(ctx: distributed.Context, directory, step: int, *, module: nn.Module, optimizer,
           scaler: torch.amp.GradScaler, generator: torch.Generator, samplers: dict[str, Sampler], meta: dict,
-          device: torch.device) -> None:
-    """Gather the run's state on every rank; rank 0 writes it; all wait for the write."""
+          device: torch.device) -> Path:
+    """Gather the run's state on every rank; rank 0 writes it; all wait for the write. Returns its path."""
     weights = distributed.full_state(module)
     optim, optim_meta = optimizer_tensors(optimizer)
     optim = {k: distributed.full(v) for k, v in optim.items()}
@@ -187,6 +215,7 @@ def write(ctx: distributed.Context, directory, step: int, *, module: nn.Module, 
         save(directory, step, tensors, {**meta, "optimizer": optim_meta, "grad_scaler": scaler.state_dict(),
                                         "world_size": ctx.world_size})
     distributed.barrier(ctx)
+    return _paths(Path(directory), step)[0]
 
 
 def resume(ctx: distributed.Context, directory) -> Optional[RunState]:

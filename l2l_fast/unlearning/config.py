@@ -112,7 +112,9 @@ class UnlearnConfig:
                                       "steps between reads of the step values (default 1 on CPU, 20 on GPU)")
     checkpoint_dir: Optional[str] = option(None, _path, "folder for run checkpoints")
     checkpoint_every: Optional[int] = option(None, _number(1, integer=True, optional=True),
-                                             "steps between run checkpoints (default a tenth of the run)")
+                                             "steps between run checkpoints (default: from the step time measured "
+                                             "at the start, a save about every 2 minutes of work and at least "
+                                             "every tenth of the run)")
     resume_from: Optional[str] = option(None, _path, "a checkpoint folder to continue from")
     fsdp: bool = option(False, _flag, "shard the encoder and teacher with FSDP2 (several processes)")
     checkpoint_activations: bool = option(False, _flag, "recompute encoder block activations in the backward")
@@ -164,7 +166,7 @@ class UnlearnConfig:
             warmup_steps=self.warmup_steps if self.warmup_steps is not None else max(1, self.steps // 20),
             log_every=self.log_every or (1 if device_type == "cpu" else 20),
             checkpoint_dir=checkpoint_dir,
-            checkpoint_every=(self.checkpoint_every or max(1, self.steps // 10)) if checkpoint_dir else None,
+            checkpoint_every=self.checkpoint_every if checkpoint_dir else None,
         )
 
     def recorded(self) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import logging
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -24,7 +25,7 @@ from ..data.folders import FileImages
 from ..data.loader import Plan, StepFeed
 from ..data.source import ImageSource
 from ..models.masks import parse_mask
-from ..training import checkpointing, distributed
+from ..training import checkpointing, distributed, interrupts
 from ..training.checkpointing import Sampler
 from ..training.monitor import NonFiniteLossError, StepMonitor
 from ..training.optim import adamw, set_lr, warmup_cosine
@@ -35,6 +36,7 @@ from .config import PRECISIONS, UnlearnConfig
 from .objectives import OBJECTIVES, StepModels
 from .step_data import StepInputs
 
+log = logging.getLogger(__name__)
 __all__ = ["unlearn", "UnlearnRecipe", "UnlearnConfig", "NonFiniteLossError", "frozen_teacher"]
 
 
@@ -131,7 +133,8 @@ class UnlearnRecipe:
         try:
             adapter.draw(self.spec, 1, torch.Generator().manual_seed(0))
         except ValueError as error:
-            raise ValueError(f"mask {config.mask!r}: {error}") from error
+            message = str(error).replace(f"mask {self.spec} ", "", 1)
+            raise ValueError(f"mask {config.mask!r}: {message}") from error
         if config.cache_targets and not adapter.fixed_targets(self.spec):
             raise ValueError("cache_targets needs a fixed mask (inpaint:K, outpaint:K or box:...) and a family with "
                              f"a deterministic corruption; got mask {config.mask!r}, {type(adapter).__name__}")
@@ -245,14 +248,13 @@ class UnlearnRecipe:
     def _draw(self, step: int) -> Plan:
         """Step `step`'s indices and corruptions, drawn for the global batch from the shared
         generator (in step order, ahead of the step when workers prefetch), this rank's
-        shard of them; at checkpoint steps the generator's and samplers' states after them."""
+        shard of them; when the run checkpoints, the generator's and samplers' states after them."""
         config, adapter, ctx = self.config, self.adapter, self.ctx
         batch, local = config.batch_size, self.local_batch
         retain_index, forget_index = self.samplers["retain"].next(), self.samplers["forget"].next()
         corruption = adapter.draw(self.spec, 2 * batch, self.generator)
         state = None
-        done = step + 1
-        if config.checkpoint_dir is not None and (done % config.checkpoint_every == 0 or done == config.steps):
+        if config.checkpoint_dir is not None:  # any step may save: at its schedule or on an interrupt
             state = {"generator": self.generator.get_state(),
                      "samplers": {name: s.state() for name, s in self.samplers.items()}}
         if ctx.enabled:
@@ -290,26 +292,33 @@ class UnlearnRecipe:
             if self.callback is not None:
                 self.callback(record)
 
+        saving = config.checkpoint_dir is not None
+        schedule = checkpointing.Schedule(ctx, steps, config.checkpoint_every, self.start, self.device)
+        # under several processes a signal is not agreed on at a step boundary: it stops the run at once
+        waiting = contextlib.nullcontext() if ctx.enabled else interrupts.deferred()
         try:
-            for step in bar:
-                step_lr = config.lr * warmup_cosine(step, steps, config.warmup_steps)
-                set_lr(self.optimizer, step_lr)
-                self.train_step(self.monitor, step, step_lr, self.inputs(step))
-                done = step + 1
-                checkpoint = config.checkpoint_dir is not None and (done % config.checkpoint_every == 0
-                                                                    or done == steps)
-                if checkpoint or self.monitor.due(step) or done == steps:
-                    self.monitor.read(deliver)
-                if checkpoint:
-                    self.save(done)
+            with waiting:
+                for step in bar:
+                    step_lr = config.lr * warmup_cosine(step, steps, config.warmup_steps)
+                    set_lr(self.optimizer, step_lr)
+                    self.train_step(self.monitor, step, step_lr, self.inputs(step))
+                    done = step + 1
+                    stop = interrupts.pending() if not ctx.enabled else None
+                    checkpoint = saving and (schedule.due(done) or stop is not None)
+                    if checkpoint or stop is not None or self.monitor.due(step) or done == steps:
+                        self.monitor.read(deliver)
+                    saved = self.save(done) if checkpoint else None
+                    if stop is not None and done < steps:
+                        bar.close()
+                        raise interrupts.Interrupted(stop, done, steps, saved and str(saved))
         finally:
             self.optimizer.zero_grad(set_to_none=True)
             if self.sharded:
                 self.adapter.encoder.load_state_dict(distributed.full_state(self.student))
         return self.model
 
-    def save(self, done: int) -> None:
-        """The run after `done` steps; the generator and samplers as they were right after that
+    def save(self, done: int) -> Path:
+        """The run after `done` steps (its path, logged); the generator and samplers as they were right after that
         step's draws (the loader may have drawn later steps already)."""
         ahead = self.generator.get_state(), {name: s.state() for name, s in self.samplers.items()}
         self.generator.set_state(self.plan.state["generator"])
@@ -317,7 +326,7 @@ class UnlearnRecipe:
             sampler.load_state(self.plan.state["samplers"][name])
         try:
             save_rows(self.config.checkpoint_dir, done, self.ctx.rank, self.caches)
-            checkpointing.write(self.ctx, self.config.checkpoint_dir, done, module=self.trainable_module,
+            path = checkpointing.write(self.ctx, self.config.checkpoint_dir, done, module=self.trainable_module,
                                 optimizer=self.optimizer, scaler=self.scaler, generator=self.generator,
                                 samplers=self.samplers, device=self.device,
                                 meta={"arguments": self.config.recorded(), "original_sha256": self.original,
@@ -326,6 +335,8 @@ class UnlearnRecipe:
             self.generator.set_state(ahead[0])
             for name, sampler in self.samplers.items():
                 sampler.load_state(ahead[1][name])
+        log.info("saved the run at step %d of %d to %s", done, self.config.steps, path)
+        return path
 
     def close(self) -> None:
         """Unwrap checkpointed blocks, give back the caller's global RNG, end the process group."""
