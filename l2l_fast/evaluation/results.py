@@ -45,7 +45,8 @@ def tsne_groups(rows: list[tuple[dict, dict]]) -> dict[str, torch.Tensor]:
 
 
 def write_results(out: Path, results: dict[str, list[tuple[dict, dict]]], *, title: str, notes: list[str],
-                  config: dict, times: dict, tsne_title: str, plots: bool = True, seed: int = 0) -> Path:
+                  config: dict, times: dict, tsne_title: str, plots: bool = True, seed: int = 0,
+                  networks: dict | None = None) -> Path:
     tables = []
     for mask, rows in results.items():
         table = {"name": mask, "rows": [row for row, _ in rows]}
@@ -60,4 +61,6 @@ def write_results(out: Path, results: dict[str, list[tuple[dict, dict]]], *, tit
                 table["tsne_title"] = f"T-SNE of {tsne_title}"
         tables.append(table)
     document = {"title": title, "notes": notes, "config": config, "times": times, "tables": tables}
+    if networks:
+        document["networks"] = networks  # kind -> {network, spec, file, sha256}
     return write_text(json.dumps(document, indent=2), out / "results.json")
