@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.util
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -101,7 +102,9 @@ class FIDInception(nn.Module):
         if not path.is_file():
             raise FileNotFoundError(f"{str(path)!r} is not a file (a TorchScript InceptionV3; nothing is downloaded)")
         self.path = path
-        self.net = torch.jit.load(str(path), map_location="cpu").eval()
+        with warnings.catch_warnings():  # the file is TorchScript: torch.jit.load is how it is read
+            warnings.filterwarnings("ignore", message=".*torch.jit.load. is deprecated", category=DeprecationWarning)
+            self.net = torch.jit.load(str(path), map_location="cpu").eval()
 
     def pool(self, inputs: torch.Tensor) -> torch.Tensor:
         """Pool features of inputs already preprocessed by `network_input`."""
