@@ -232,3 +232,73 @@ def test_an_eval_file_without_a_metrics_section_gives_fid_on_inception_v3(tmp_pa
     sha = inception.file_sha256(EXTRA)
     assert results["networks"]["fid_inception"]["sha256"] == sha
     assert any(n.startswith("FID: InceptionV3") and sha in n for n in results["notes"])
+
+
+# -- CLIP from a local OpenCLIP file, through a stand-in with open_clip's interface ----------------
+
+class _Visual(nn.Module):
+    image_size = 24
+    image_mean = None
+    image_std = None
+
+
+class _StandInClip(nn.Module):
+    """open_clip's model interface: `.visual` (image_size, mean, std) and `encode_image`."""
+
+    def __init__(self):
+        super().__init__()
+        self.visual = _Visual()
+        self.proj = nn.Conv2d(3, 5, 4, stride=4)
+
+    def encode_image(self, x):
+        return self.proj(x).mean(dim=(2, 3))
+
+
+def _clip_eval(tmp_path):
+    root = make_folders(tmp_path / "data", per_class=2)
+    model = str(save_model(tiny_model(0), tmp_path / "a.safetensors"))
+    torch.manual_seed(1)
+    torch.save(_StandInClip().state_dict(), tmp_path / "open_clip_model.bin")
+    raw = dict(models={"A": model}, mask="inpaint:2", batch_size=4, out=str(tmp_path / "out"),
+               data=dict(dataset="folders", root=str(root), class_list=str(root / "classes.txt"), forget=[0], retain=[1]),
+               metrics=dict(clip=f"Tiny:{tmp_path / 'open_clip_model.bin'}", compute=["CLIP", "SSIM"]))
+    path = tmp_path / "eval.yaml"
+    path.write_text(json.dumps(raw))
+    return path
+
+
+def test_clip_reads_a_local_open_clip_checkpoint_and_the_report_names_it(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    calls = []
+
+    def create_model(name, pretrained=None, device="cpu"):
+        calls.append((name, pretrained))
+        model = _StandInClip()
+        model.load_state_dict(torch.load(pretrained, weights_only=True))
+        return model.to(device)
+
+    monkeypatch.setitem(sys.modules, "open_clip", types.SimpleNamespace(create_model=create_model))
+    path = _clip_eval(tmp_path)
+    assert cli_main(["eval", "--config", str(path), "--no-progress"]) == 0
+    assert calls == [("Tiny", str(tmp_path / "open_clip_model.bin"))]
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    metrics = results["tables"][0]["rows"][0]["metrics"]
+    assert -1 <= metrics["CLIP_F"] <= 1 and np.isfinite(metrics["SSIM_R"])
+    sha = inception.file_sha256(tmp_path / "open_clip_model.bin")
+    assert any(n.startswith("CLIP: OpenCLIP Tiny embedding") and sha in n for n in results["notes"])
+
+
+def test_clip_without_open_clip_is_one_line_naming_the_key(tmp_path, monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "open_clip", None)  # import open_clip raises ImportError
+    path = _clip_eval(tmp_path)
+    assert cli_main(["eval", "--config", str(path), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "metrics.clip" in err and "pip install open_clip_torch" in err
+    (tmp_path / "open_clip_model.bin").unlink()
+    assert cli_main(["eval", "--config", str(path), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "metrics.clip" in err and "is not a file" in err
