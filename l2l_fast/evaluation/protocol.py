@@ -273,7 +273,9 @@ def evaluate(models, forget, retain, *, networks: Optional[Mapping[str, Union[nn
       `out/rows/` and reused by a rerun with the same settings.
     forget, retain: EvalSets (`build_sets`) or (images, labels) tensors.
     networks: kind -> a module returning {output: [B, D]} or a spec loaded from a local file
-      (`networks.py`); default: those `metrics` names (the shipped classifier for 1x28x28).
+      (`networks.py`); default: those `metrics` names (the eval extra's FID InceptionV3 when it is
+      installed, the shipped classifier for 1x28x28). FID / KID read the classifier only where
+      `metrics.use` names it. `Evaluation.metric_networks()` names each metric's network and file hash.
     config / options: EvalConfig (mask, sampler, metrics, seed, out, batch_size, ...).
     keep_generated: each row's tensors also hold every generated image (`generated_F`, `generated_R`).
     """
