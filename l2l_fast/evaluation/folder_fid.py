@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from ..io import read, save_tensors
 from .metrics.fid import fid_from_features, kid_from_features
-from .metrics.inception import NAME, FIDInception, file_sha256, network_input
+from .metrics.inception import EVAL_EXTRA, NAME, FIDInception, file_sha256, network_input, packaged_file
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 PREPROCESSING = "clean-fid clean: PIL bicubic per channel (float32) to 299, (x - 128) / 128; v1"
@@ -48,8 +48,25 @@ def _pixels(path: Path) -> np.ndarray:
         return np.asarray(image.convert("RGB"))
 
 
+class _FileNetwork:
+    """The FID InceptionV3 of a file, loaded only when a folder's features are not in the cache."""
+
+    def __init__(self, path=None):
+        path = Path(path) if path is not None else packaged_file()
+        if path is None:
+            raise ImportError(f"the FID InceptionV3 comes with the eval extra: `{EVAL_EXTRA}`")
+        if not path.is_file():
+            raise FileNotFoundError(f"{str(path)!r} is not a file (a TorchScript InceptionV3; nothing is downloaded)")
+        self.path, self.module = path, None
+
+    def pool(self, inputs: torch.Tensor) -> torch.Tensor:
+        if self.module is None:
+            self.module = FIDInception(self.path)
+        return self.module.pool(inputs)
+
+
 def _network_hash(network) -> str:
-    if isinstance(network, FIDInception):
+    if isinstance(network, (FIDInception, _FileNetwork)):
         return file_sha256(network.path)
     digest = hashlib.sha256()
     for key, value in network.state_dict().items():
@@ -131,15 +148,16 @@ def folder_fid(dir_a, dir_b, *, network: Union[None, str, os.PathLike, nn.Module
     """
     started = time.perf_counter()
     if not isinstance(network, nn.Module):
-        network = FIDInception(network)
-    network.eval()
+        network = _FileNetwork(network)
+    else:
+        network.eval()
     sides = [folder_features(d, network, cache_dir=cache_dir, batch_size=batch_size, progress=progress)
              for d in (dir_a, dir_b)]
     a, b = sides[0].features, sides[1].features
     kid, kid_std = kid_from_features(a, b, subsets=kid_subsets, subset_size=kid_subset_size, seed=seed)
     return {
         "FID": fid_from_features(a, b), "KID": kid, "KID_std": kid_std,
-        "network": NAME if isinstance(network, FIDInception) else type(network).__name__,
+        "network": NAME if isinstance(network, (FIDInception, _FileNetwork)) else type(network).__name__,
         "sha256": _network_hash(network),
         "folders": [{"folder": str(s.folder), "images": s.features.shape[0], "unreadable": len(s.bad_files),
                      "first_unreadable": s.bad_files[0] if s.bad_files else None, "cached": s.cached,

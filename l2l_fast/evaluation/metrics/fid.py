@@ -152,6 +152,8 @@ def kid_from_features(a: torch.Tensor, b: torch.Tensor, *, subsets: int = 100, s
     if m < 2:
         raise ValueError(f"KID needs at least 2 images per set, got {a.shape[0]} and {b.shape[0]}")
     dim = a.shape[1]
+    if m == a.shape[0] == b.shape[0]:
+        subsets = 1  # every subset is the whole of both sets: the same value each time
     generator = torch.Generator().manual_seed(seed)
     values = []
     for _ in range(subsets):
