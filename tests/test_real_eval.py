@@ -49,8 +49,9 @@ def test_fid_and_kid_equal_numpy_and_scipy(n_a, n_b, dim):
     generator = np.random.default_rng(n_a + dim)
     a = generator.normal(size=(n_a, dim))
     b = generator.normal(0.3, 1.4, size=(n_b, dim)) @ generator.normal(size=(dim, dim)) / dim ** 0.5
-    fid = fid_from_features(torch.from_numpy(a), torch.from_numpy(b))
-    assert fid == pytest.approx(numpy_fid(a, b), rel=1e-6)
+    for gram in (False, True):
+        fid = fid_from_features(torch.from_numpy(a), torch.from_numpy(b), gram=gram)
+        assert fid == pytest.approx(numpy_fid(a, b), rel=1e-6)
     if n_a == n_b:  # subsets of the whole set: every subset is a permutation of it
         kid, std = kid_from_features(torch.from_numpy(a), torch.from_numpy(b), subsets=3)
         assert kid == pytest.approx(numpy_kid(a, b), rel=1e-6) and std < 1e-9 * max(1.0, abs(kid))
@@ -65,9 +66,12 @@ def test_fid_and_kid_equal_numpy_and_scipy(n_a, n_b, dim):
     assert kid == pytest.approx(np.mean(expected), rel=1e-6)
 
 
-def test_fid_of_a_set_against_itself_is_zero_with_fewer_images_than_features():
+def test_fid_with_fewer_images_than_features_both_ways_and_against_itself():
     a = torch.randn(10, 64, dtype=torch.float64)
-    assert abs(fid_from_features(a, a)) < 1e-4  # the issue asks < 1e-3
+    b = torch.randn(14, 64, dtype=torch.float64) * 1.3 + 0.2
+    assert fid_from_features(a, b, gram=True) == pytest.approx(fid_from_features(a, b, gram=False), rel=1e-6)
+    assert abs(fid_from_features(a, a, gram=True)) < 1e-9
+    assert abs(fid_from_features(a, a, gram=False)) < 1e-4  # the issue asks < 1e-3
 
 
 # -- clean-fid's preprocessing -------------------------------------------------------------------

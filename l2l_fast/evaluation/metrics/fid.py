@@ -128,15 +128,30 @@ def _psd_sqrt(matrix: torch.Tensor) -> torch.Tensor:
     return (vectors * values.clamp(min=0).sqrt()) @ vectors.T
 
 
-def fid_from_features(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Fréchet distance between two feature sets [N, D]: |mu_a - mu_b|^2 + tr(S_a) + tr(S_b)
-    - 2 tr((S_a S_b)^1/2), the trace taken as that of (S_a^1/2 S_b S_a^1/2)^1/2 (symmetric,
-    so exact for the singular covariances of fewer images than features)."""
-    mean_a, cov_a = feature_statistics(a)
-    mean_b, cov_b = feature_statistics(b)
+def _trace_sqrt_product(a: torch.Tensor, b: torch.Tensor, cov_a: torch.Tensor, cov_b: torch.Tensor,
+                        gram: bool) -> torch.Tensor:
+    """tr((S_a S_b)^1/2). gram: the nuclear norm of A B^T / sqrt((N_a - 1)(N_b - 1)), A and B the
+    centred features (the eigenvalues of S_a S_b are the squared singular values of that N_a x N_b
+    matrix); else via the symmetric S_a^1/2 S_b S_a^1/2 (D x D)."""
+    if gram:
+        cross = (a - a.mean(0)) @ (b - b.mean(0)).T
+        return torch.linalg.svdvals(cross).sum() / ((a.shape[0] - 1) * (b.shape[0] - 1)) ** 0.5
     root = _psd_sqrt(cov_a)
     middle = root @ cov_b @ root
-    trace = torch.linalg.eigvalsh((middle + middle.T) / 2).clamp(min=0).sqrt().sum()
+    return torch.linalg.eigvalsh((middle + middle.T) / 2).clamp(min=0).sqrt().sum()
+
+
+def fid_from_features(a: torch.Tensor, b: torch.Tensor, *, gram: Optional[bool] = None) -> float:
+    """Fréchet distance between two feature sets [N, D]: |mu_a - mu_b|^2 + tr(S_a) + tr(S_b)
+    - 2 tr((S_a S_b)^1/2), in float64. The trace is exact for the singular covariances of fewer
+    images than features; it is computed on the smaller side (gram None: N x N when
+    min(N_a, N_b) < D, else D x D)."""
+    a = a.reshape(a.shape[0], -1).double()
+    b = b.reshape(b.shape[0], -1).double()
+    mean_a, cov_a = feature_statistics(a)
+    mean_b, cov_b = feature_statistics(b)
+    gram = min(a.shape[0], b.shape[0]) < a.shape[1] if gram is None else gram
+    trace = _trace_sqrt_product(a, b, cov_a, cov_b, gram)
     return float((mean_a - mean_b).square().sum() + cov_a.trace() + cov_b.trace() - 2 * trace)
 
 
