@@ -180,6 +180,7 @@ def test_the_fid_command_without_the_extra_is_one_line(tmp_path, capsys, monkeyp
     assert err.count("\n") == 0 and 'pip install "l2l_fast[eval]"' in err
 
 
+@pytest.mark.slow
 @needs_extra
 def test_folder_fid_on_inception_v3_of_a_folder_against_itself(tmp_path):
     a = _folder(tmp_path / "a", 3, 0)
@@ -221,6 +222,7 @@ def test_evaluate_without_a_feature_network_reports_hole_mse_psnr_and_ssim(monke
     assert evaluation.metric_networks()["SSIM"] == "pixels (no network)"
 
 
+@pytest.mark.slow
 @needs_extra
 def test_an_eval_file_without_a_metrics_section_gives_fid_on_inception_v3(tmp_path):
     root = make_folders(tmp_path / "data", per_class=2)
