@@ -21,7 +21,8 @@ from tqdm.auto import tqdm
 
 from ..io import read, save_tensors
 from .metrics.fid import fid_from_features, kid_from_features
-from .metrics.inception import EVAL_EXTRA, NAME, FIDInception, file_sha256, network_input, packaged_file
+from .metrics import inception
+from .metrics.inception import EVAL_EXTRA, NAME, FIDInception, file_sha256, network_input
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 PREPROCESSING = "clean-fid clean: PIL bicubic per channel (float32) to 299, (x - 128) / 128; v1"
@@ -52,7 +53,7 @@ class _FileNetwork:
     """The FID InceptionV3 of a file, loaded only when a folder's features are not in the cache."""
 
     def __init__(self, path=None):
-        path = Path(path) if path is not None else packaged_file()
+        path = Path(path) if path is not None else inception.packaged_file()
         if path is None:
             raise ImportError(f"the FID InceptionV3 comes with the eval extra: `{EVAL_EXTRA}`")
         if not path.is_file():
