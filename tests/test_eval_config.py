@@ -58,7 +58,8 @@ def test_fashion_folders_match_the_built_in_path_and_evaluate(tmp_path, capsys):
     images, labels = load_demo_images("test")
     forget, retain, per_class = [0, 1], [2, 3], 5
     class_list = _write_fashion_folders(tmp_path / "folders", images, labels, forget + retain, per_class, corrupt=1)
-    common = dict(models={"Original": "demo"}, mask="inpaint:3", seed=0, batch_size=8)
+    common = dict(models={"Original": "demo"}, mask="inpaint:3", seed=0, batch_size=8,
+                  metrics={"use": {"FID": "classifier", "KID": "classifier"}})
     built_in = parse_eval_config({**common, "out": str(tmp_path / "built_in"), "data": dict(
         dataset="demo", forget=forget, retain=retain, per_class=per_class)})
     folders = parse_eval_config({**common, "out": str(tmp_path / "folders_out"), "max_bad_fraction": 0.2, "data": dict(
@@ -130,7 +131,7 @@ def tiny_setup(tmp_path, monkeypatch):
     raw = dict(models={"A": paths["a"], "B": paths["b"]}, mask="inpaint:2", seed=0, batch_size=3,
                data=dict(dataset="folders", root=str(root), class_list=str(root / "classes.txt"),
                          forget=[0], retain=[1, 2]),
-               metrics=dict(inception=str(tmp_path / "inception.pt")), out=str(tmp_path / "out"))
+               metrics=dict(inception=str(tmp_path / "inception.pt"), fid_inception=None), out=str(tmp_path / "out"))
     return raw, tmp_path
 
 
@@ -254,7 +255,7 @@ def _error(raw, match):
 
 def test_bad_eval_files_name_the_key(tiny_setup):
     raw, tmp_path = tiny_setup
-    _error({**raw, "metrics": {"compute": ["FID", "KID"]}}, r"metrics.compute has unknown metrics \['KID'\]")
+    _error({**raw, "metrics": {"compute": ["FID", "FOO"]}}, r"metrics.compute has unknown metrics \['FOO'\]")
     _error({**raw, "metrics": {"inception": str(tmp_path / "missing.pt")}}, r"metrics.inception .*is not a file")
     _error({**raw, "metrics": {"clip": "ViT-H-14"}}, r"metrics.clip must be 'MODEL:PATH'")
     _error({**raw, "metrics": {"use": {"IS": "clip"}}}, r"metrics.use.IS must be one of")
@@ -274,9 +275,9 @@ def test_bad_eval_files_name_the_key(tiny_setup):
 def test_the_cli_turns_a_bad_eval_file_into_one_line(tiny_setup, capsys):
     raw, tmp_path = tiny_setup
     path = tmp_path / "eval.yaml"
-    path.write_text(yaml.safe_dump({**raw, "metrics": {"compute": ["KID"]}}))
+    path.write_text(yaml.safe_dump({**raw, "metrics": {"compute": ["FOO"]}}))
     assert cli_main(["eval", "--config", str(path)]) == 2
-    assert "metrics.compute has unknown metrics ['KID']" in capsys.readouterr().err
+    assert "metrics.compute has unknown metrics ['FOO']" in capsys.readouterr().err
 
 
 def _with_existing_paths(section: dict, tmp_path: Path) -> dict:

@@ -110,16 +110,14 @@ def evaluate_config(config: EvalConfig, progress: bool = True) -> Path:
         if eval_set.bad_files:
             notes.append(f"skipped {len(eval_set.bad_files)} unreadable images of the "
                          f"{'forget' if eval_set.key == 'F' else 'retain'} set (first: {eval_set.bad_files[0]})")
-    for metric, found in sources.items():
-        notes.append(f"{metric}: " + (f"{found[0]} {found[1]} ({specs[found[0]]})" if found else
-                                      f"skipped ({skipped[metric]})"))
+    notes += [f"{metric}: {network}" for metric, network in evaluation.metric_networks().items()]
     clip = sources.get("CLIP")
     tsne_title = "CLIP embeddings" if clip and clip[0] == "clip" else "classifier features"
     times["evaluation (before plots)"] = time.perf_counter() - started
     out = Path(config.out)
     write_results(out, results, title=config.title or f"Evaluation ({', '.join(config.mask)})", notes=notes,
                   config=config.recorded(), times=times, tsne_title=tsne_title, seed=config.seed,
-                  class_names=_label_names(config))
+                  class_names=_label_names(config), networks=evaluation.networks)
     report = write_report(out)
     for mask, rows in results.items():
         for row, _ in rows:

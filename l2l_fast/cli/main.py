@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..assets import DEMO
+from .fid_command import add_command as add_fid_command
 from .import_model import add_command as add_import_command
 
 
@@ -212,6 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     cache.add_argument("--no-progress", action="store_true")
     cache.set_defaults(run=_cache_images)
     add_import_command(commands, common)
+    add_fid_command(commands, common)
 
     pre = commands.add_parser("pretrain", parents=[common], help="train a generator on Fashion-MNIST")
     pre.add_argument("--family", default="mae", choices=["mae", "vq", "diffusion"])

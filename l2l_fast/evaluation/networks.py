@@ -1,12 +1,16 @@
 """Feature networks of the evaluation, each a module mapping images [B, C, H, W] in [0, 1]
 to named outputs {name: [B, D]}, and the loaders that build them from local files only.
 
-    inception   torchmetrics / torch-fidelity InceptionV3: "pool" (FID), "logits" (IS)
+    fid_inception  the FID InceptionV3 of the `eval` extra (TorchScript, clean-fid's "clean"
+                preprocessing; metrics/inception.py): "pool" (FID, KID)
+    inception   torchmetrics / torch-fidelity InceptionV3: "logits" (IS), "pool" (FID without the extra)
     clip        an OpenCLIP image encoder: "embedding" (CLIP similarity, t-SNE)
     classifier  the shipped Fashion-MNIST classifier, a `save_classifier` file or a timm
                 model with local weights: "features" (FID / CLIP-style), "logits" (IS, accuracy)
 
-Which output each metric reads is METRIC_SOURCES, in order of preference.
+Which output each metric reads is METRIC_SOURCES, in order of preference; the classifier gives
+FID and KID only where `metrics.use` names it (it is no stand-in for InceptionV3). MSE_hole,
+PSNR_hole and SSIM read no network ("pixels", metrics/pixels.py).
 """
 from __future__ import annotations
 
@@ -17,16 +21,23 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-NETWORKS = ("inception", "clip", "classifier")
-METRICS = ("FID", "IS", "CLIP", "acc")
+NETWORKS = ("fid_inception", "inception", "clip", "classifier")
+METRICS = ("FID", "KID", "IS", "CLIP", "acc", "MSE_hole", "PSNR_hole", "SSIM")
 # metric -> (network, output) candidates; the first whose network was given is used
 METRIC_SOURCES = {
-    "FID": (("inception", "pool"), ("classifier", "features")),
+    "FID": (("fid_inception", "pool"), ("inception", "pool"), ("classifier", "features")),
+    "KID": (("fid_inception", "pool"), ("inception", "pool"), ("classifier", "features")),
     "IS": (("inception", "logits"), ("classifier", "logits")),
     "CLIP": (("clip", "embedding"), ("classifier", "features")),
     "acc": (("classifier", "logits"),),
+    "MSE_hole": (("pixels", "MSE_hole"),),
+    "PSNR_hole": (("pixels", "PSNR_hole"),),
+    "SSIM": (("pixels", "SSIM"),),
 }
+# (metric, network) read only where metrics.use names the network for the metric
+NAMED_ONLY = {("FID", "classifier"), ("KID", "classifier")}
 SHIPPED = "shipped"
+AUTO = "auto"
 
 
 class InceptionNetwork(nn.Module):
@@ -144,7 +155,45 @@ def load_classifier_network(spec: str) -> nn.Module:
     return ClassifierNetwork(load_classifier(_existing(spec, "classifier")))
 
 
-LOADERS = {"inception": load_inception, "clip": load_clip, "classifier": load_classifier_network}
+def load_fid_inception(spec: str) -> nn.Module:
+    from .metrics.inception import FIDInception, packaged_file
+
+    if spec == AUTO:
+        return FIDInception(packaged_file())
+    return FIDInception(_existing(spec, "fid_inception"))
+
+
+def network_file(kind: str, spec: str) -> Optional[Path]:
+    """The local file a network spec reads (None for specs without one)."""
+    if kind == "fid_inception" and spec == AUTO:
+        from .metrics.inception import packaged_file
+
+        return packaged_file()
+    if kind == "classifier" and spec == SHIPPED:
+        from .metrics import FASHION_CLASSIFIER
+
+        return Path(FASHION_CLASSIFIER)
+    if kind == "clip":
+        spec = split_clip_spec(spec)[1]
+    elif kind == "classifier" and spec.startswith("timm:"):
+        spec = spec[len("timm:"):].partition(":")[2]
+    return Path(spec) if Path(spec).is_file() else None
+
+
+def describe_network(kind: str, spec: str) -> dict:
+    """{"network": its name, "spec", "file", "sha256"} for the report."""
+    from .metrics.inception import NAME, file_sha256
+
+    names = {"fid_inception": NAME, "inception": "InceptionV3 (torch-fidelity pt_inception-2015-12-05 weights)",
+             "clip": f"OpenCLIP {spec.partition(':')[0]}" if kind == "clip" else "",
+             "classifier": "the shipped Fashion-MNIST classifier (l2l_fast)" if spec == SHIPPED else
+             f"classifier {spec}"}
+    file = network_file(kind, spec)
+    return {"network": names.get(kind, kind), "spec": spec, "file": str(file) if file else None,
+            "sha256": file_sha256(file) if file else None}
+
+
+LOADERS = {"fid_inception": load_fid_inception, "inception": load_inception, "clip": load_clip, "classifier": load_classifier_network}
 
 
 def load_network(kind: str, spec: str) -> nn.Module:
@@ -157,15 +206,21 @@ def resolve_sources(given, compute=METRICS, use: Optional[dict] = None) -> tuple
     """(metric -> (network, output) or None, metric -> why it is skipped) for the metrics in
     `compute`, given the network kinds `given`; `use` picks a metric's network by kind."""
     use = use or {}
+    given = {*given, "pixels"}
     sources, skipped = {}, {}
     for metric in compute:
-        candidates = [c for c in METRIC_SOURCES[metric] if c[0] in given and use.get(metric, c[0]) == c[0]]
+        candidates = [c for c in METRIC_SOURCES[metric] if c[0] in given and use.get(metric, c[0]) == c[0]
+                      and ((metric, c[0]) not in NAMED_ONLY or use.get(metric) == c[0])]
         if candidates:
             sources[metric] = candidates[0]
         else:
-            kinds = [use[metric]] if metric in use else [kind for kind, _ in METRIC_SOURCES[metric]]
+            kinds = [use[metric]] if metric in use else [kind for kind, _ in METRIC_SOURCES[metric]
+                                                         if (metric, kind) not in NAMED_ONLY]
             sources[metric] = None
-            skipped[metric] = f"no network for {metric}: give " + " or ".join(f"metrics.{k}" for k in kinds)
+            reason = f"no network for {metric}: give " + " or ".join(f"metrics.{k}" for k in kinds)
+            if "fid_inception" in kinds:
+                reason += f" (`pip install \"l2l_fast[eval]\"` brings it), or metrics.use: {{{metric}: classifier}}"
+            skipped[metric] = reason
     return sources, skipped
 
 
@@ -173,6 +228,13 @@ def network_specs(metrics, shape) -> dict[str, str]:
     """kind -> spec of the networks a MetricsConfig names for models taking `shape` (C, H, W) images;
     the shipped classifier by default for Fashion-MNIST's 1x28x28."""
     specs = {kind: getattr(metrics, kind) for kind in NETWORKS if getattr(metrics, kind) is not None}
+    if specs.get("fid_inception") == AUTO:
+        from .metrics.inception import packaged_file
+
+        wanted = {"FID", "KID"} & set(metrics.compute)
+        if packaged_file() is None or not wanted or all(metrics.use.get(m, "fid_inception") != "fid_inception"
+                                                         for m in wanted):
+            del specs["fid_inception"]
     if "classifier" not in specs and tuple(shape) == (1, 28, 28):
         specs["classifier"] = SHIPPED
     if specs.get("classifier") == SHIPPED and shape[0] != 1:

@@ -1,6 +1,7 @@
 """The paper's evaluation table, computed one way: `evaluate` (the CLI, the benchmark studies and
 the tests all call it). For each mask and model, generate the forget ("F") and retain ("R") sets batch by batch, run every feature network
-over the generated images, and compute FID / IS / CLIP / accuracy against the real images.
+over the generated images, and compute FID / KID / IS / CLIP / accuracy against the real images,
+and hole MSE / PSNR and SSIM with no network (metrics/pixels.py).
 
 - The real images' network outputs are computed once per (set, network) and reused by
   every row and mask (kept on disk in `out/features/`, so a rerun reuses them too).
@@ -27,9 +28,11 @@ from tqdm.auto import tqdm
 from ..adapters import Adapter, adapter_for
 from ..io import read, save_tensors, write_text
 from ..models.masks import parse_mask
-from .config import EvalConfig
-from .metrics import frechet_distance, inception_score, mean_cosine
-from .networks import ClassifierNetwork, load_networks, network_specs, resolve_sources
+from .config import EvalConfig, MetricsConfig
+from .metrics import inception_score, mean_cosine
+from .metrics.fid import fid_from_features, kid_from_features
+from .metrics.pixels import PIXEL_METRICS, pixel_errors, pixel_summary
+from .networks import ClassifierNetwork, describe_network, load_networks, network_specs, resolve_sources
 from .plots import with_grey_hole
 from .sampling import sampler_for
 from .sets import EvalSet, digest, tensor_set
@@ -110,7 +113,8 @@ def _spread(count: int, total: int) -> torch.Tensor:
     return torch.linspace(0, total - 1, min(count, total)).round().long().unique()
 
 
-def _set_metrics(key: str, run: Run, real: dict, fake: dict, labels: torch.Tensor, row: dict) -> None:
+def _set_metrics(key: str, run: Run, real: dict, fake: dict, labels: torch.Tensor, row: dict,
+                 pixels: Optional[dict] = None) -> None:
     for metric, source in run.sources.items():
         name = f"{metric}_{key}"
         if source is None:
@@ -118,9 +122,16 @@ def _set_metrics(key: str, run: Run, real: dict, fake: dict, labels: torch.Tenso
             row["skipped"][name] = run.skipped[metric]
             continue
         kind, output = source
+        if kind == "pixels":
+            row["metrics"][name] = pixels[metric]
+            continue
         generated = fake[kind][output]
         if metric == "FID":
-            row["metrics"][name] = frechet_distance(real[kind][output], generated, nn.Identity())
+            row["metrics"][name] = fid_from_features(real[kind][output], generated)
+        elif metric == "KID":
+            row["metrics"][name] = kid_from_features(real[kind][output], generated, seed=run.config.seed,
+                                                     subsets=run.config.metrics.kid_subsets,
+                                                     subset_size=run.config.metrics.kid_subset_size)[0]
         elif metric == "IS":
             splits = min(run.config.metrics.is_splits, generated.shape[0])
             row["metrics"][name] = inception_score(generated, nn.Identity(), splits=splits, seed=run.config.seed)[0]
@@ -144,6 +155,7 @@ def evaluate_row(name: str, adapter, mask: str, run: Run) -> tuple[dict, dict[st
     row = {"method": name, "metrics": {}, "skipped": {}, "times": {}}
     keep: dict[str, torch.Tensor] = {}
     embed = run.sources.get("CLIP")
+    with_pixels = any(run.sources.get(m) is not None for m in PIXEL_METRICS)
     try:
         for eval_set in run.sets:
             missing = [kind for kind in run.networks if not _load_real(run, eval_set, kind)]
@@ -151,6 +163,7 @@ def evaluate_row(name: str, adapter, mask: str, run: Run) -> tuple[dict, dict[st
             fake_parts = {kind: {} for kind in run.networks}
             real_parts = {kind: {} for kind in missing}
             labels, picked, generated, every = [], _spread(run.grid_count, len(eval_set)), [], []
+            pixel_parts = {m: [] for m in PIXEL_METRICS}
             times = {"generate": 0.0, "features": 0.0, "real_features": 0.0}
             start = 0
             bar = tqdm(total=len(eval_set), unit="img", disable=not run.progress,
@@ -173,6 +186,9 @@ def evaluate_row(name: str, adapter, mask: str, run: Run) -> tuple[dict, dict[st
                     for output, value in network_outputs(run.networks[kind], images, run, kind).items():
                         real_parts[kind].setdefault(output, []).append(value)
                 times["real_features"] += time.perf_counter() - tick
+                if with_pixels:
+                    for metric, value in pixel_errors(fake, images, adapter.pixel_keep(corruption)).items():
+                        pixel_parts[metric].append(value)
                 inside = picked[(picked >= start) & (picked < start + images.shape[0])] - start
                 if inside.numel():
                     visible = adapter.pixel_keep(corruption)[inside].cpu()
@@ -194,7 +210,8 @@ def evaluate_row(name: str, adapter, mask: str, run: Run) -> tuple[dict, dict[st
             fake = {kind: _cat(parts) for kind, parts in fake_parts.items()}
             real = {kind: run.real[eval_set.fingerprint, kind] for kind in run.networks}
             tick = time.perf_counter()
-            _set_metrics(eval_set.key, run, real, fake, torch.cat(labels), row)
+            _set_metrics(eval_set.key, run, real, fake, torch.cat(labels), row,
+                         pixel_summary(pixel_parts) if with_pixels else None)
             row["times"].update({f"generate_{eval_set.key}": times["generate"],
                                  f"features_{eval_set.key}": times["features"],
                                  f"metrics_{eval_set.key}": time.perf_counter() - tick})
@@ -231,6 +248,21 @@ class Evaluation:
     skipped: dict[str, str]                         # metric -> why it is skipped
     network_specs: dict[str, str]                   # kind -> spec, for networks read from files
     times: dict[str, float]                         # the real images' feature times
+    networks: dict[str, dict] = field(default_factory=dict)  # kind -> {network, spec, file, sha256}
+
+    def metric_networks(self) -> dict[str, str]:
+        """metric -> the network and file hash it was read from (or why it is skipped)."""
+        out = {}
+        for metric, source in self.sources.items():
+            if source is None:
+                out[metric] = f"skipped ({self.skipped[metric]})"
+            elif source[0] == "pixels":
+                out[metric] = "pixels (no network)"
+            else:
+                found = self.networks.get(source[0], {})
+                sha = f", sha256 {found['sha256']}" if found.get("sha256") else ""
+                out[metric] = f"{found.get('network', source[0])} {source[1]}{sha}"
+        return out
 
 
 def evaluate(models, forget, retain, *, networks: Optional[Mapping[str, Union[nn.Module, str]]] = None,
@@ -243,7 +275,9 @@ def evaluate(models, forget, retain, *, networks: Optional[Mapping[str, Union[nn
       `out/rows/` and reused by a rerun with the same settings.
     forget, retain: EvalSets (`build_sets`) or (images, labels) tensors.
     networks: kind -> a module returning {output: [B, D]} or a spec loaded from a local file
-      (`networks.py`); default: those `metrics` names (the shipped classifier for 1x28x28).
+      (`networks.py`); default: those `metrics` names (the eval extra's FID InceptionV3 when it is
+      installed, the shipped classifier for 1x28x28). FID / KID read the classifier only where
+      `metrics.use` names it. `Evaluation.metric_networks()` names each metric's network and file hash.
     config / options: EvalConfig (mask, sampler, metrics, seed, out, batch_size, ...).
     keep_generated: each row's tensors also hold every generated image (`generated_F`, `generated_R`).
     """
@@ -300,7 +334,10 @@ def evaluate(models, forget, retain, *, networks: Optional[Mapping[str, Union[nn
                 write_text(json.dumps({"fingerprint": fingerprint, "row": row}, indent=2), paths[0])
             rows.append((row, keep))
         results[mask] = rows
-    return Evaluation(results, sources, skipped, specs, run.times)
+    described = {kind: describe_network(kind, spec) for kind, spec in specs.items()}
+    described.update({kind: {"network": f"{type(n).__name__} (a module given to evaluate)", "spec": None,
+                             "file": None, "sha256": None} for kind, n in networks.items() if not isinstance(n, str)})
+    return Evaluation(results, sources, skipped, specs, run.times, described)
 
 
 def _model(entry) -> nn.Module:
@@ -317,7 +354,9 @@ def _adapter(entry, device) -> Adapter:
 def evaluate_model(adapter, retain: tuple[torch.Tensor, torch.Tensor], forget: tuple[torch.Tensor, torch.Tensor], *,
                    classifier: nn.Module, **options) -> tuple[dict, dict[str, torch.Tensor]]:
     """`evaluate` for one model, one mask and a Fashion-MNIST-style classifier (its features give FID
-    and CLIP-style, its logits IS and accuracy): (metrics, generated images per set "R" and "F")."""
+    and CLIP-style, its logits IS and accuracy): (metrics, generated images per set "R" and "F").
+    FID and KID read the classifier's features because this wrapper names it for them (`metrics.use`)."""
+    options.setdefault("metrics", MetricsConfig(fid_inception=None, use={"FID": "classifier", "KID": "classifier"}))
     tables = evaluate(adapter, forget, retain, networks={"classifier": ClassifierNetwork(classifier)},
                       keep_generated=True, **options).tables
     (row, keep), = next(iter(tables.values()))

@@ -45,11 +45,22 @@ def times_table(results: dict) -> list[str]:
     return lines
 
 
-def markdown_table(rows: list[dict]) -> str:
-    header = "| method | " + " | ".join(f"{c}{BETTER[c]}" for c in COLUMNS) + " |"
-    lines = [header, "|" + "---|" * (len(COLUMNS) + 1)]
+# KID and the metrics with no network, in a second table: (column, better)
+MORE = (("KID_R", "↓"), ("MSE_hole_R", "↓"), ("PSNR_hole_R", "↑"), ("SSIM_R", "↑"),
+        ("KID_F", "↑"), ("MSE_hole_F", "↑"), ("PSNR_hole_F", "↓"), ("SSIM_F", "↓"))
+
+
+def _cell_more(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else _cell(value)
+
+
+def markdown_table(rows: list[dict], columns=None) -> str:
+    columns = columns or [(c, BETTER[c]) for c in COLUMNS]
+    header = "| method | " + " | ".join(f"{c}{better}" for c, better in columns) + " |"
+    lines = [header, "|" + "---|" * (len(columns) + 1)]
+    cell = _cell if columns[0][0] in COLUMNS else _cell_more
     for row in rows:
-        lines.append(f"| {row['method']} | " + " | ".join(_cell(row["metrics"].get(c, "")) for c in COLUMNS) + " |")
+        lines.append(f"| {row['method']} | " + " | ".join(cell(row["metrics"].get(c, "")) for c, _ in columns) + " |")
     return "\n".join(lines)
 
 
@@ -84,6 +95,10 @@ def write_report(folder, out=None) -> Path:
         name = table["name"]
         slug = name.replace(":", "_").replace(" ", "_").replace("=", "")
         lines += [f"## {name}", "", markdown_table(table["rows"]), ""]
+        more = [c for c in MORE if any(c[0] in r["metrics"] for r in table["rows"])]
+        if more:
+            lines += ["KID, and the hole's MSE / PSNR and the completion's SSIM (no network):", "",
+                      markdown_table(table["rows"], more), ""]
         csv_path = write_csv(folder / f"table_{slug}.csv", table["rows"])
         lines += [f"CSV: [{csv_path.name}]({csv_path.name})", ""]
         per_class = [r for r in table["rows"] if "per_class_F" in r["metrics"]]
@@ -104,6 +119,10 @@ def write_report(folder, out=None) -> Path:
         skipped = {k: v for r in table["rows"] for k, v in r.get("skipped", {}).items()}
         if skipped:
             lines += ["Skipped metrics:", ""] + [f"- {k}: {v}" for k, v in skipped.items()] + [""]
+    if results.get("networks"):
+        lines += ["Feature networks:", ""] + [
+            f"- {kind}: {n['network']}" + (f", file {n['file']}, sha256 {n['sha256']}" if n.get("sha256") else "")
+            for kind, n in results["networks"].items()] + [""]
     lines += times_table(results)
     out = Path(out) if out else folder / "report.md"
     return write_text("\n".join(lines), out)

@@ -51,7 +51,7 @@ def tsne_groups(rows: list[tuple[dict, dict]]) -> dict[str, torch.Tensor]:
 
 def write_results(out: Path, results: dict[str, list[tuple[dict, dict]]], *, title: str, notes: list[str],
                   config: dict, times: dict, tsne_title: str, plots: bool = True, seed: int = 0,
-                  class_names: Optional[dict[str, str]] = None) -> Path:
+                  class_names: Optional[dict[str, str]] = None, networks: Optional[dict] = None) -> Path:
     tables = []
     for mask, rows in results.items():
         table = {"name": mask, "rows": [row for row, _ in rows]}
@@ -67,4 +67,6 @@ def write_results(out: Path, results: dict[str, list[tuple[dict, dict]]], *, tit
         tables.append(table)
     document = {"title": title, "notes": notes, "config": config, "times": times, "tables": tables,
                 **({"class_names": class_names} if class_names else {})}
+    if networks:
+        document["networks"] = networks  # kind -> {network, spec, file, sha256}
     return write_text(json.dumps(document, indent=2), out / "results.json")

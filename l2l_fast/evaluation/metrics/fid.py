@@ -111,3 +111,73 @@ def inception_features(weights_path: Optional[str] = None) -> nn.Module:
         name="inception-v3-compat", features_list=["2048"], feature_extractor_weights_path=weights_path
     )
     return _InceptionPool(inception)
+
+
+def feature_statistics(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean [D], covariance [D, D]) of features [N, D] (N >= 2), in float64, unbiased (N - 1)."""
+    features = features.reshape(features.shape[0], -1).double()
+    if features.shape[0] < 2:
+        raise ValueError(f"FID needs at least 2 images per set, got {features.shape[0]}")
+    mean = features.mean(dim=0)
+    centred = features - mean
+    return mean, centred.T @ centred / (features.shape[0] - 1)
+
+
+def _psd_sqrt(matrix: torch.Tensor) -> torch.Tensor:
+    values, vectors = torch.linalg.eigh(matrix)
+    return (vectors * values.clamp(min=0).sqrt()) @ vectors.T
+
+
+def _trace_sqrt_product(a: torch.Tensor, b: torch.Tensor, cov_a: torch.Tensor, cov_b: torch.Tensor,
+                        gram: bool) -> torch.Tensor:
+    """tr((S_a S_b)^1/2). gram: the nuclear norm of A B^T / sqrt((N_a - 1)(N_b - 1)), A and B the
+    centred features (the eigenvalues of S_a S_b are the squared singular values of that N_a x N_b
+    matrix); else via the symmetric S_a^1/2 S_b S_a^1/2 (D x D)."""
+    if gram:
+        cross = (a - a.mean(0)) @ (b - b.mean(0)).T
+        return torch.linalg.svdvals(cross).sum() / ((a.shape[0] - 1) * (b.shape[0] - 1)) ** 0.5
+    root = _psd_sqrt(cov_a)
+    middle = root @ cov_b @ root
+    return torch.linalg.eigvalsh((middle + middle.T) / 2).clamp(min=0).sqrt().sum()
+
+
+def fid_from_features(a: torch.Tensor, b: torch.Tensor, *, gram: Optional[bool] = None) -> float:
+    """Fréchet distance between two feature sets [N, D]: |mu_a - mu_b|^2 + tr(S_a) + tr(S_b)
+    - 2 tr((S_a S_b)^1/2), in float64. The trace is exact for the singular covariances of fewer
+    images than features; it is computed on the smaller side (gram None: N x N when
+    min(N_a, N_b) < D, else D x D)."""
+    a = a.reshape(a.shape[0], -1).double()
+    b = b.reshape(b.shape[0], -1).double()
+    mean_a, cov_a = feature_statistics(a)
+    mean_b, cov_b = feature_statistics(b)
+    gram = min(a.shape[0], b.shape[0]) < a.shape[1] if gram is None else gram
+    trace = _trace_sqrt_product(a, b, cov_a, cov_b, gram)
+    return float((mean_a - mean_b).square().sum() + cov_a.trace() + cov_b.trace() - 2 * trace)
+
+
+def kid_from_features(a: torch.Tensor, b: torch.Tensor, *, subsets: int = 100, subset_size: int = 1000,
+                      seed: int = 0) -> tuple[float, float]:
+    """Kernel Inception Distance (Bińkowski et al., 2018) as clean-fid and torch-fidelity compute it:
+    the unbiased MMD^2 with the kernel k(x, y) = (x.y / D + 1)^3, averaged over `subsets` random
+    subsets of m = min(N_a, N_b, subset_size) images of each set (drawn with `seed`).
+    Returns (mean, std over subsets). With N_a = N_b <= subset_size every subset is the whole set."""
+    a = a.reshape(a.shape[0], -1).double()
+    b = b.reshape(b.shape[0], -1).double()
+    m = min(a.shape[0], b.shape[0], subset_size)
+    if m < 2:
+        raise ValueError(f"KID needs at least 2 images per set, got {a.shape[0]} and {b.shape[0]}")
+    dim = a.shape[1]
+    if m == a.shape[0] == b.shape[0]:
+        subsets = 1  # every subset is the whole of both sets: the same value each time
+    generator = torch.Generator().manual_seed(seed)
+    values = []
+    for _ in range(subsets):
+        x = a[torch.randperm(a.shape[0], generator=generator)[:m]]
+        y = b[torch.randperm(b.shape[0], generator=generator)[:m]]
+        kxx = (x @ x.T / dim + 1) ** 3
+        kyy = (y @ y.T / dim + 1) ** 3
+        kxy = (x @ y.T / dim + 1) ** 3
+        same = (kxx.sum() - kxx.diagonal().sum() + kyy.sum() - kyy.diagonal().sum()) / (m * (m - 1))
+        values.append(same - 2 * kxy.sum() / (m * m))
+    values = torch.stack(values)
+    return float(values.mean()), float(values.std(unbiased=False))
