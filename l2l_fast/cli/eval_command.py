@@ -103,7 +103,7 @@ def evaluate_config(config: EvalConfig, progress: bool = True) -> Path:
     except NetworkError as error:
         raise ConfigError(f"{source}: {error}") from error
     times.update(evaluation.times)
-    results, sources, skipped = evaluation.tables, evaluation.sources, evaluation.skipped
+    results, sources = evaluation.tables, evaluation.sources
     notes = [f"data: {data.dataset}, forget classes {data.forget}, retain "
              f"{data.retain}, {len(sets[0])} forget and {len(sets[1])} retain images"]
     for eval_set in sets:
