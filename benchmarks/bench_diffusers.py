@@ -14,9 +14,9 @@ L2L_FAST_BENCH_PAPER_SIZES=1 also the FLOPs of one step (forward and backward) a
 inpainting size (860M-parameter UNet at 64 x 64 latents, 84M-parameter VAE at 512 x 512),
 counted on the meta device (nothing is computed; fp32), batch 1 + 1 and 4 + 4.
 """
-import json
 import math
 import os
+import sys
 import types
 from pathlib import Path
 
@@ -35,6 +35,9 @@ from l2l_fast.unlearning.objectives import StepModels, ours  # noqa: E402
 from l2l_fast.unlearning.recipe import frozen_teacher  # noqa: E402
 from l2l_fast.unlearning.step_data import StepInputs  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from tiny_diffusers import tiny_inpaint_pipeline  # noqa: E402
+
 BATCH, LR, GRAD_CLIP, MASK = 4, 1e-4, 3.0, "inpaint:4"
 PAPER_SIZES = os.environ.get("L2L_FAST_BENCH_PAPER_SIZES") == "1"
 
@@ -42,36 +45,7 @@ PAPER_SIZES = os.environ.get("L2L_FAST_BENCH_PAPER_SIZES") == "1"
 def small_sd(tmp):
     """A StableDiffusionInpaintPipeline with the SD-1.5 inpainting layout at small width: 16 x 16
     latents, 32 x 32 images; a CLIP tokenizer of single letters written to `tmp`."""
-    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionInpaintPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
-
-    torch.manual_seed(0)
-    unet = UNet2DConditionModel(
-        sample_size=16, in_channels=9, out_channels=4, layers_per_block=1, block_out_channels=(32, 64),
-        norm_num_groups=4, cross_attention_dim=32, attention_head_dim=2,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"))
-    vae = AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(16, 32),
-        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2, norm_num_groups=4,
-        layers_per_block=1, sample_size=32)
-    folder = Path(tmp)
-    folder.mkdir(parents=True, exist_ok=True)
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
-    for letter in "abcdefghijklmnopqrstuvwxyz":
-        vocab[letter] = len(vocab)
-        vocab[letter + "</w>"] = len(vocab)
-    (folder / "vocab.json").write_text(json.dumps(vocab))
-    (folder / "merges.txt").write_text("#version: 0.2\n")
-    tokenizer = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=8)
-    text_encoder = CLIPTextModel(CLIPTextConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-        max_position_embeddings=8, bos_token_id=0, eos_token_id=1, pad_token_id=1))
-    scheduler = PNDMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                              skip_prk_steps=True, steps_offset=1, num_train_timesteps=1000)
-    pipe = StableDiffusionInpaintPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-                                          scheduler=scheduler, safety_checker=None, feature_extractor=None,
-                                          requires_safety_checker=False)
-    pipe.set_progress_bar_config(disable=True)
+    pipe = tiny_inpaint_pipeline(tmp, latent_size=16, unet_channels=(32, 64), vae_channels=(16, 32), text_width=32)
     return adapt_diffusers(pipe, prompt="a photo", guidance_scale=1.0)
 
 
