@@ -12,6 +12,7 @@ from torch import nn  # noqa: E402
 
 import l2l_fast  # noqa: E402
 from l2l_fast.models import MAE, MAGE, PaletteUNet  # noqa: E402
+from l2l_fast.evaluation.metrics.inception import FID_NETWORK_ENV  # noqa: E402
 from l2l_fast.ops import _backend  # noqa: E402
 
 import tiny_diffusers  # noqa: E402
@@ -33,6 +34,14 @@ def backend_params():
 @pytest.fixture(autouse=True)
 def _no_forced_backend(monkeypatch):
     monkeypatch.delenv(_backend.BACKEND_ENV, raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _no_fid_network_unless_asked(request, monkeypatch):
+    """InceptionV3 at 299 px costs about 0.3 CPU-s an image here: evaluations in tests run
+    without it (also in the processes they start), but for tests marked real_inception."""
+    if "real_inception" not in request.keywords:
+        monkeypatch.setenv(FID_NETWORK_ENV, "none")
 
 
 # Shared builders of the suite (and of distributed_worker.py): a tiny MAE with its

@@ -172,6 +172,15 @@ def test_the_fid_command_with_a_torchscript_network_file(tmp_path, capsys):
     assert cli_main(["fid", str(a), str(tmp_path / "missing"), "--network", str(tmp_path / "net.pt")]) == 2
 
 
+def test_the_fid_network_variable_overrides_auto(tmp_path, monkeypatch):
+    monkeypatch.setenv(inception.FID_NETWORK_ENV, str(tmp_path / "mine.pt"))
+    assert inception.packaged_file() == tmp_path / "mine.pt"
+    monkeypatch.setenv(inception.FID_NETWORK_ENV, "none")
+    assert inception.packaged_file() is None
+    monkeypatch.delenv(inception.FID_NETWORK_ENV)
+    assert inception.packaged_file() == EXTRA
+
+
 def test_the_fid_command_without_the_extra_is_one_line(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(inception, "packaged_file", lambda: None)
     a = _folder(tmp_path / "a", 3, 0)
@@ -182,6 +191,7 @@ def test_the_fid_command_without_the_extra_is_one_line(tmp_path, capsys, monkeyp
 
 @pytest.mark.slow
 @needs_extra
+@pytest.mark.real_inception
 def test_folder_fid_on_inception_v3_of_a_folder_against_itself(tmp_path):
     a = _folder(tmp_path / "a", 3, 0)
     result = folder_fid(a, a, cache_dir=tmp_path / "cache", progress=False)
@@ -224,6 +234,7 @@ def test_evaluate_without_a_feature_network_reports_hole_mse_psnr_and_ssim(monke
 
 @pytest.mark.slow
 @needs_extra
+@pytest.mark.real_inception
 def test_an_eval_file_without_a_metrics_section_gives_fid_on_inception_v3(tmp_path):
     root = make_folders(tmp_path / "data", per_class=2)
     model = str(save_model(tiny_model(0), tmp_path / "a.safetensors"))

