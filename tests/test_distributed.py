@@ -63,17 +63,24 @@ def assert_same_up_to_rounding(one: dict, two: dict, lr: float, steps: int):
     normalises each gradient, so where a gradient is near 0 rounding noise of the reductions
     (which differ between 1 and 2 processes, and between the compiled kernels' chunkings)
     becomes steps of up to ~lr. The attention key biases have a true gradient of 0 (softmax
-    ignores a constant shift of the keys): for them the bound is the whole movement."""
-    moved = 0.01 * lr * steps
+    ignores a constant shift of the keys): for them the bound is the whole movement. Elsewhere
+    1% of the movement, but for at most 0.1% of a tensor's elements (those whose gradient is
+    near 0: measured 1 of 49,152 at 1.15%, in a full CI run on an AMD EPYC), which stay within
+    the whole movement."""
+    whole = lr * steps
+    moved = max(1e-5, 0.01 * whole)
     assert one.keys() == two.keys()
     for name, value in one.items():
         if name.endswith("attn.qkv.bias"):
             dim = value.shape[0] // 3
-            torch.testing.assert_close(two[name][dim:2 * dim], value[dim:2 * dim], atol=lr * steps, rtol=0)
-            torch.testing.assert_close(two[name][:dim], value[:dim], atol=max(1e-5, moved), rtol=1e-4)
-            torch.testing.assert_close(two[name][2 * dim:], value[2 * dim:], atol=max(1e-5, moved), rtol=1e-4)
+            torch.testing.assert_close(two[name][dim:2 * dim], value[dim:2 * dim], atol=whole, rtol=0)
+            value, other = torch.cat([value[:dim], value[2 * dim:]]), torch.cat([two[name][:dim], two[name][2 * dim:]])
         else:
-            torch.testing.assert_close(two[name], value, atol=max(1e-5, moved), rtol=1e-4)
+            other = two[name]
+        difference, scale = (other - value).abs(), 1e-4 * value.abs()
+        outside = difference > moved + scale
+        assert outside.float().mean() <= 1e-3, f"{name}: {int(outside.sum())} of {value.numel()} elements differ by more than {moved:g}"
+        assert (difference <= whole + scale).all(), f"{name}: a difference of {difference.max():g} is above lr * steps"
 
 
 @pytest.mark.parametrize("case", list(CASES))
