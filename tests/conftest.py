@@ -123,6 +123,8 @@ CASES = {
     "ddp_channel_clamp": ("mae", dict(RUN, steps=3, noise_stats="channel", noise_clamp=(0.0, 1.0))),
     "ddp_mixed_mage_masks": ("mae", dict(RUN, steps=3, noise_stats="mixed", noise_clamp=(0.0, 1.0), mask="mage")),
     "fsdp": ("mae", dict(RUN, steps=5, mask="random:0.5", fsdp=True)),
+    "ddp_retain_budget": ("mae", dict(RUN, steps=6, mask="random:0.5", retain_holdout=4, check_every=2,
+                                      retain_budget=0.05)),
     "noisy_label": ("autoencoder", dict(method="noisy_label", steps=4, batch_size=4, lr=1e-2, mask="inpaint:2",
                                         progress=False)),
 }

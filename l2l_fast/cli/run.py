@@ -59,7 +59,10 @@ def run_data(config: RunConfig, model):
         retain_index = retain_index[~torch.isin(retain_index, forget_index)]
     else:
         forget_index = first_per_class(labels, data.forget, data.per_class).sort().values
-    return images[forget_index], images[retain_index]
+    retain = images[retain_index]
+    if config.unlearn.retain_budget is not None or config.unlearn.retain_holdout:  # the check reports per class
+        retain = torch.utils.data.TensorDataset(retain, labels[retain_index])
+    return images[forget_index], retain
 
 
 def _header(config: RunConfig, model, forget: int, retain: int) -> None:

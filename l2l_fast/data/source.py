@@ -37,6 +37,16 @@ class ImageSource:
             raise TypeError(f"{self.name}[{index}] must be a tensor image, got {type(item).__name__}")
         return item
 
+    def labels(self, indices: torch.Tensor):
+        """The labels of these items when the set yields (image, label) pairs, else None."""
+        if isinstance(self.data, torch.Tensor):
+            return None
+        items = [self.data[int(i)] for i in indices]
+        if not all(isinstance(item, (tuple, list)) and len(item) > 1 for item in items):
+            return None
+        labels = torch.tensor([int(item[1]) for item in items])
+        return None if bool((labels < 0).all()) else labels  # ImageFiles: -1, no class
+
     def batch(self, indices: torch.Tensor) -> torch.Tensor:
         if isinstance(self.data, torch.Tensor):
             return self.data[indices]

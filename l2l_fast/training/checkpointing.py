@@ -199,8 +199,9 @@ class Schedule:
 
 def write(ctx: distributed.Context, directory, step: int, *, module: nn.Module, optimizer,
           scaler: torch.amp.GradScaler, generator: torch.Generator, samplers: dict[str, Sampler], meta: dict,
-          device: torch.device) -> Path:
-    """Gather the run's state on every rank; rank 0 writes it; all wait for the write. Returns its path."""
+          device: torch.device, extra: Optional[dict[str, torch.Tensor]] = None) -> Path:
+    """Gather the run's state on every rank; rank 0 writes it (with the `extra` tensors of rank 0); all
+    wait for the write. Returns its path."""
     weights = distributed.full_state(module)
     optim, optim_meta = optimizer_tensors(optimizer)
     optim = {k: distributed.full(v) for k, v in optim.items()}
@@ -209,7 +210,7 @@ def write(ctx: distributed.Context, directory, step: int, *, module: nn.Module, 
         rng["cuda"] = distributed.gather_states(ctx, torch.cuda.get_rng_state(device))
     if ctx.is_main:
         tensors = {f"trainable.{k}": v for k, v in weights.items()}
-        tensors.update(optim, generator=generator.get_state())
+        tensors.update(optim, generator=generator.get_state(), **(extra or {}))
         tensors.update({f"sampler.{name}": s.state() for name, s in samplers.items()})
         tensors.update({f"rng.{kind}.{rank}": s for kind, states in rng.items() for rank, s in enumerate(states)})
         save(directory, step, tensors, {**meta, "optimizer": optim_meta, "grad_scaler": scaler.state_dict(),

@@ -105,6 +105,19 @@ class UnlearnConfig:
     precision: Optional[str] = option(None, _choice(tuple(PRECISIONS), optional=True),
                                       "autocast type (default bf16 on CUDA GPUs that have it, else fp32)",
                                       recorded=True)
+    retain_budget: Optional[float] = option(
+        None, _number(0.0, strict=True, optional=True),
+        "forget as much as possible while no retain class's held-out loss (the model's own loss on held-out "
+        "retain images: hole error, token cross-entropy or noise-prediction error) rises more than this "
+        "fraction above the original's, e.g. 0.05; the run ends at the checked state within it that forgot most",
+        recorded=True)
+    retain_holdout: Optional[int] = option(
+        None, _number(0, integer=True, optional=True),
+        "retain images held out of training to measure retain damage per class as the run goes (default with "
+        "retain_budget: a tenth of the retain set, at most 256; else 0, no check)", recorded=True)
+    check_every: Optional[int] = option(None, _number(1, integer=True, optional=True),
+                                        "steps between retain checks (default steps // 20, at least 1)",
+                                        recorded=True)
     repeat_samples: bool = option(False, _flag,
                                   "allow batch_size above the forget or retain set's size (images repeat in a step)")
     progress: bool = option(True, _flag, "show a progress bar (rank 0)")
@@ -144,6 +157,10 @@ class UnlearnConfig:
             raise ValueError("checkpoint_every needs checkpoint_dir")
         if self.fsdp and self.method not in ENCODER_METHODS:
             raise ValueError(f"fsdp shards the encoder: it applies to methods {ENCODER_METHODS}, not {self.method!r}")
+        if self.retain_budget is not None and self.retain_holdout == 0:
+            raise ValueError("retain_budget needs held-out retain images: retain_holdout must be at least 1")
+        if self.retain_budget is not None and self.fsdp:
+            raise ValueError("retain_budget checks the unsharded model: it does not combine with fsdp (use DDP)")
         if self.cache_targets and self.method != "ours":
             raise ValueError(f"cache_targets applies to method 'ours', not {self.method!r}")
 
@@ -166,6 +183,7 @@ class UnlearnConfig:
             warmup_steps=self.warmup_steps if self.warmup_steps is not None else max(1, self.steps // 20),
             log_every=self.log_every or (1 if device_type == "cpu" else 20),
             checkpoint_dir=checkpoint_dir,
+            check_every=self.check_every or max(1, self.steps // 20),
             checkpoint_every=self.checkpoint_every if checkpoint_dir else None,
         )
 

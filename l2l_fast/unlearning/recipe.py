@@ -34,6 +34,7 @@ from ..training.step import TrainStep, checkpointed
 from .caches import SampleCache, load_rows, save_rows, targets_cacheable
 from .config import PRECISIONS, UnlearnConfig
 from .objectives import OBJECTIVES, StepModels
+from .retain_check import RetainCheck, default_holdout, split_holdout
 from .step_data import StepInputs
 
 log = logging.getLogger(__name__)
@@ -115,7 +116,11 @@ class UnlearnRecipe:
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device {config.device!r}: no CUDA GPU is available here")
         bf16 = self.device.type == "cuda" and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-        self.config = config.resolved(self.device.type, bf16)
+        config = config.resolved(self.device.type, bf16)
+        holdout = config.retain_holdout
+        if holdout is None:
+            holdout = default_holdout(len(self.retain)) if config.retain_budget is not None else 0
+        self.config = dataclasses.replace(config, retain_holdout=holdout)
         self.spec = parse_mask(self.config.mask)
         self.objective = OBJECTIVES[self.config.method]
         self._check()
@@ -123,13 +128,18 @@ class UnlearnRecipe:
 
     def _check(self) -> None:
         config, adapter = self.config, self.adapter
+        if config.retain_holdout >= len(self.retain):
+            raise ValueError(f"retain_holdout {config.retain_holdout} leaves none of the retain set's {len(self.retain)} "
+                             "images to train on")
         for source in (self.forget, self.retain):
             if source.image_shape != tuple(adapter.image_shape):
                 raise ValueError(f"{source.name} images have shape {list(source.image_shape)} (C, H, W) but the "
                                  f"model takes {list(adapter.image_shape)}")
-            if config.batch_size > len(source) and not config.repeat_samples:
-                raise ValueError(f"batch_size {config.batch_size} is above the {source.name} set's {len(source)} "
-                                 "images: a step would repeat images; lower it, or set repeat_samples")
+            size = len(source) - (config.retain_holdout if source is self.retain else 0)
+            if config.batch_size > size and not config.repeat_samples:
+                held = f" (after the {config.retain_holdout} held out)" if size < len(source) else ""
+                raise ValueError(f"batch_size {config.batch_size} is above the {source.name} set's {size} images"
+                                 f"{held}: a step would repeat images; lower it, or set repeat_samples")
         try:
             adapter.draw(self.spec, 1, torch.Generator().manual_seed(0))
         except ValueError as error:
@@ -188,8 +198,9 @@ class UnlearnRecipe:
         self.optimizer = adamw(trainable_module.named_parameters(), config.lr, config.weight_decay)
         self.scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16")
         self.generator = torch.Generator().manual_seed(config.seed)
+        self.retain_rows, holdout = split_holdout(len(self.retain), config.retain_holdout, config.seed)
         self.samplers = {"forget": Sampler(len(self.forget), config.batch_size, self.generator),
-                         "retain": Sampler(len(self.retain), config.batch_size, self.generator)}
+                         "retain": Sampler(len(self.retain_rows), config.batch_size, self.generator)}
         self.start = 0
         if state is not None:
             checkpointing.restore(state, ctx, optimizer=self.optimizer, scaler=self.scaler,
@@ -208,6 +219,15 @@ class UnlearnRecipe:
                        **{f"prepared.{name}": c for name, c in (self.prepared or {}).items()}}
         if config.checkpoint_dir is not None:
             self._restore_cached_rows(state)
+        self.check, self.budget_message = None, None
+        if config.retain_holdout:
+            self.check = RetainCheck(adapter, trainable_module, self.retain, self.forget, holdout, spec=self.spec,
+                                     alpha=config.alpha, budget=config.retain_budget, every=config.check_every,
+                                     seed=config.seed, device=device, ctx=ctx)
+            if state is None:
+                self.check.start()
+            else:
+                self.check.load_state(state.meta["retain_check"], state.section("budget_best."))
 
     def _restore_cached_rows(self, state) -> None:
         """The cached rows the run had at the checkpoint resumed from (none on a fresh start):
@@ -251,7 +271,7 @@ class UnlearnRecipe:
         shard of them; when the run checkpoints, the generator's and samplers' states after them."""
         config, adapter, ctx = self.config, self.adapter, self.ctx
         batch, local = config.batch_size, self.local_batch
-        retain_index, forget_index = self.samplers["retain"].next(), self.samplers["forget"].next()
+        retain_index, forget_index = self.retain_rows[self.samplers["retain"].next()], self.samplers["forget"].next()
         corruption = adapter.draw(self.spec, 2 * batch, self.generator)
         state = None
         if config.checkpoint_dir is not None:  # any step may save: at its schedule or on an interrupt
@@ -272,7 +292,7 @@ class UnlearnRecipe:
         noise_clamp = adapter.noise_clamp if config.noise_clamp is None else config.noise_clamp
         return StepInputs(
             adapter=adapter, retain=images["retain"], forget=images["forget"],
-            corruption=plan.corruption, alpha=config.alpha, distance=config.distance, noise_seed=config.seed,
+            corruption=plan.corruption, alpha=config.alpha if self.check is None else self.check.alpha, distance=config.distance, noise_seed=config.seed,
             noise_offset=(step * config.batch_size + ctx.rank * self.local_batch) * image_numel,
             noise_stats=config.noise_stats, noise_clamp=noise_clamp, retain_index=plan.index["retain"],
             forget_index=plan.index["forget"], prepared=self.prepared, ctx=ctx,
@@ -288,6 +308,8 @@ class UnlearnRecipe:
 
         def deliver(record: dict) -> None:
             bad = {"bad_files": self.feed.bad_count} if self.feed.bad_count else {}
+            if self.check is not None and self.check.history:
+                bad["retain_damage"] = f"{self.check.history[-1].damage:+.1%}"
             bar.set_postfix(retain=f"{record['retain']:.4f}", forget=f"{record['forget']:.4f}", **bad, refresh=False)
             if self.callback is not None:
                 self.callback(record)
@@ -303,6 +325,8 @@ class UnlearnRecipe:
                     set_lr(self.optimizer, step_lr)
                     self.train_step(self.monitor, step, step_lr, self.inputs(step))
                     done = step + 1
+                    if self.check is not None and self.check.due(done, steps):
+                        self.check.check(done)
                     stop = interrupts.pending() if not ctx.enabled else None
                     checkpoint = saving and (schedule.due(done) or stop is not None)
                     if checkpoint or stop is not None or self.monitor.due(step) or done == steps:
@@ -315,6 +339,8 @@ class UnlearnRecipe:
             self.optimizer.zero_grad(set_to_none=True)
             if self.sharded:
                 self.adapter.encoder.load_state_dict(distributed.full_state(self.student))
+        if self.check is not None:
+            self.budget_message = self.check.finish()
         return self.model
 
     def save(self, done: int) -> Path:
@@ -326,11 +352,13 @@ class UnlearnRecipe:
             sampler.load_state(self.plan.state["samplers"][name])
         try:
             save_rows(self.config.checkpoint_dir, done, self.ctx.rank, self.caches)
+            check_meta, check_tensors = self.check.state() if self.check is not None else ({}, {})
             path = checkpointing.write(self.ctx, self.config.checkpoint_dir, done, module=self.trainable_module,
                                 optimizer=self.optimizer, scaler=self.scaler, generator=self.generator,
-                                samplers=self.samplers, device=self.device,
+                                samplers=self.samplers, device=self.device, extra=check_tensors,
                                 meta={"arguments": self.config.recorded(), "original_sha256": self.original,
-                                      "bad_files": {k: sorted(v.values()) for k, v in self.feed.bad.items()}})
+                                      "bad_files": {k: sorted(v.values()) for k, v in self.feed.bad.items()},
+                                      **({"retain_check": check_meta} if self.check is not None else {})})
         finally:
             self.generator.set_state(ahead[0])
             for name, sampler in self.samplers.items():
