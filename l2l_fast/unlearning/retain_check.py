@@ -13,11 +13,14 @@ The solver treats unlearning as Feng et al. (ICLR 2025) do: minimise the forget
 objective subject to a bound ε on the retain objective. Its Lagrangian, divided by
 the multiplier μ on the retain term, is the run's own loss with α_t = α / μ_t, so the
 run keeps its objective and the check moves μ by dual ascent on the measured
-violation, in multiplicative form (log μ ← log μ + η · (damage / ε − 1), μ in
+violation, in multiplicative form (log μ ← log μ + η · clip(damage / ε − 1, ±1), μ in
 [1, MAX_MULTIPLIER]; cf. the Lagrangian multiplier control of Stooke et al., ICML
-2020): above the budget the retain term gains weight until the damage falls under
-it; under it, the weight relaxes back to the user's α, the most aggressive setting
-the run uses. Each checked state within the budget is a candidate; the run ends at
+2020). μ starts at MAX_MULTIPLIER, on the retain side: Adam's steps do not shrink
+with the loss's scale, and the retain term's gradient is 0 at the original weights,
+so any forget weight moves the encoder at full speed at first and only the balance
+of the two terms, once they pull against each other, sets how far it drifts. Under
+the budget μ falls (the forget weight grows, by at most e per check) towards the
+user's α, the most aggressive setting the run uses; above it μ rises. Each checked state within the budget is a candidate; the run ends at
 the candidate that forgot most and says so when the last state broke the budget.
 This differs from Feng et al.'s solver (boundary solutions, then a walk along the
 Pareto front): a dual update needs no second pass over the data.
@@ -115,8 +118,9 @@ class RetainCheck:
                 self.best = Best(done, result.forget, result.damage, _copy(self.trainable))
             step = DUAL_STEP * min(1.0, max(-1.0, result.damage / self.budget - 1.0))
             self.multiplier = min(MAX_MULTIPLIER, max(1.0, self.multiplier * math.exp(step)))
+        alpha = "" if self.budget is None else f", alpha now {self.alpha:.3g}"
         log.info("step %d: retain damage %+.2f%% (worst class %s), forget %+.1f%%%s", done, 100 * result.damage,
-                 max(per_class, key=per_class.get), 100 * result.forget, "" if self.budget is None else f", alpha now {self.alpha:.3g}")
+                 max(per_class, key=per_class.get), 100 * result.forget, alpha)
         return result
 
     def finish(self) -> Optional[str]:
@@ -124,9 +128,8 @@ class RetainCheck:
         saying what was kept (None without a budget)."""
         if self.budget is None:
             return None
-        last = self.history[-1] if self.history else None
-        best = self.best
-        if last is not None and last.step == best.step:
+        last, best = self.history[-1], self.best
+        if last.step == best.step:
             message = f"retain_budget {self.budget:g}: met (damage {last.damage:+.2%}, forget {last.forget:+.1%})"
             log.info(message)
             return message
