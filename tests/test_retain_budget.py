@@ -1,8 +1,11 @@
 """retain_budget and the retain check: the damage is the relative rise of the model's own
 loss on held-out retain images, per class; a budgeted run ends within it where an
 unconstrained run breaks it; a resumed budgeted run repeats the straight one."""
+from pathlib import Path
+
 import pytest
 import torch
+import yaml
 
 import l2l_fast
 from l2l_fast import load_model
@@ -155,3 +158,17 @@ def test_bad_budget_options_name_the_option(options, message):
     with pytest.raises(ValueError, match=message):
         l2l_fast.unlearn(tiny_model(), FORGET, RETAIN, steps=2, batch_size=4, mask="inpaint:2", progress=False,
                          **options)
+
+
+def test_the_proxy_retain_example_parses_and_measures_classes_it_never_trains_on(monkeypatch, tmp_path):
+    from l2l_fast.cli.eval_config import parse_eval_config
+    from l2l_fast.cli.run_files import parse_config
+
+    examples = Path(__file__).resolve().parents[1] / "examples"
+    raw = yaml.safe_load((examples / "proxy_retain.yaml").read_text())
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / raw["run"]["output"]).write_bytes(b"")  # the model the run writes
+    run, evaluation = parse_config(raw["run"], "proxy_retain"), parse_eval_config(raw["eval"], "proxy_retain")
+    assert run.unlearn.retain_budget == 0.05
+    assert not set(run.data.retain) & set(evaluation.data.retain)
+    assert run.data.forget == evaluation.data.forget

@@ -59,6 +59,7 @@ METHODS = [
     ("RANDOM ENCODER", "random_encoder", "retain"),
     ("Ours", "ours", "retain"),
     ("Ours (proxy retain)", "ours", "proxy"),
+    ("Ours (proxy retain, budget)", "ours", "proxy_budget"),  # retain_budget on the labelled proxy set
 ]
 ALPHAS = (0.05, 0.1, 0.25, 0.5, 1.0)
 SPLITS = {  # name: (forget, retain, proxy); each proxy holds the kinds (tops, shoes, bags) its retain set holds
@@ -67,7 +68,7 @@ SPLITS = {  # name: (forget, retain, proxy); each proxy holds the kinds (tops, s
     "s3": ([4], [2, 6, 7, 1], [0, 3, 5, 9]),  # coat forgotten, pullover and shirt retained; never tuned on
 }
 FAMILY_NAMES = {"mae": "MAE", "vq": "MAGE (VQ-token model)", "diffusion": "Palette diffusion model"}
-SETTINGS = ("model", "forget", "retain", "proxy", "steps", "batch_size", "lr", "alpha", "sample_steps",
+SETTINGS = ("model", "forget", "retain", "proxy", "steps", "batch_size", "lr", "alpha", "retain_budget", "sample_steps",
             "test_per_class", "seeds")  # what a resumed run must share with the tables it keeps (see resumed_as)
 SPREAD = ("FID_R", "IS_R", "CLIP_R", "FID_F", "IS_F", "CLIP_F", "acc_R", "acc_F")
 GRID_EXAMPLES = 3
@@ -111,11 +112,13 @@ def unlearned(args, data, method, retain_set, mask, seed, log=None, alpha=None):
     """A fresh copy of the model unlearned with `method`; a diffusion model's RETAIN LABEL targets are
     sampled with the evaluation's DDIM steps."""
     model = load_model(args.model)
-    retain_images = data["train_retain"] if retain_set == "retain" else data["train_proxy"]
+    retain_images = {"retain": data["train_retain"], "proxy": data["train_proxy"],
+                     "proxy_budget": data["train_proxy_labelled"]}[retain_set]
+    budget = {"retain_budget": args.retain_budget} if retain_set == "proxy_budget" else {}
     unlearn(model, data["train_forget"], retain_images, adapter=evaluation_adapter(model, args.sample_steps),
             method=method, alpha=args.alpha if alpha is None else alpha, steps=args.steps,
             batch_size=args.batch_size, lr=args.lr, mask=mask, seed=seed, progress=False,
-            callback=None if log is None else log.append)
+            callback=None if log is None else log.append, **budget)
     return model
 
 
@@ -257,6 +260,8 @@ def main() -> None:
                         help="unlearning seeds: the first for the tables, all for the spread over seeds")
     parser.add_argument("--spread-methods", nargs="+", choices=[m[0] for m in METHODS],
                         help="methods whose spread over --seeds is measured (default every method run)")
+    parser.add_argument("--retain-budget", type=float, default=0.05,
+                        help="the budget row's retain_budget (chosen on tuning images: results/tradeoff_mae)")
     parser.add_argument("--sample-steps", type=int, default=50, help="diffusion: DDIM steps of every generation")
     parser.add_argument("--tsne-points", type=int, default=300)
     parser.add_argument("--no-ablation", action="store_true")
@@ -287,6 +292,7 @@ def main() -> None:
         "train_forget": subset(train_x, train_y, args.forget)[0],
         "train_retain": subset(train_x, train_y, args.retain)[0],
         "train_proxy": subset(train_x, train_y, args.proxy)[0],
+        "train_proxy_labelled": torch.utils.data.TensorDataset(*subset(train_x, train_y, args.proxy)),
         "test_forget": subset(test_x, test_y, args.forget),
         "test_retain": subset(test_x, test_y, args.retain),
     }
@@ -313,6 +319,8 @@ def main() -> None:
 def resumed_as(key, value):
     """What of a SETTINGS value a resumed run must share: of the seeds only the first, the one the tables'
     rows ran with (the spreads name the seeds they are over)."""
+    if key == "retain_budget" and value is None:
+        return 0.05  # tables made before the budget row: its default then
     return value[:1] if key == "seeds" and value else value
 
 

@@ -106,7 +106,8 @@ def plot(args) -> None:
     for sweep_name, style in (("alpha", "o-"), ("budget", "s-")):
         points = [r for r in rows if r["sweep"] == sweep_name]
         if points:
-            axis.plot([r["FID_R×"] for r in points], [r["FID_F×"] for r in points], style, label=f"Ours, {sweep_name} sweep")
+            axis.plot([r["FID_R×"] for r in points], [r["FID_F×"] for r in points], style,
+                      label=f"Ours, {sweep_name} sweep")
             for r in points:
                 axis.annotate(r["name"].split()[-1], (r["FID_R×"], r["FID_F×"]), fontsize=7)
     for r in rows:
@@ -120,7 +121,8 @@ def plot(args) -> None:
     figure.savefig(out / "tradeoff.png", dpi=120)
     lines = [f"# Trade-off of the shipped MAE: {records[0]['retain']} retain, split s1, tuning images", "",
              "Classifier features (the project's Fashion-MNIST classifier) for every FID; ratios to the original.", "",
-             "| run | FID_R× | FID_F× | worst retain class | its FID× | acc_R | seconds |", "|---|---|---|---|---|---|---|"]
+             "| run | FID_R× | FID_F× | worst retain class | its FID× | acc_R | seconds |",
+             "|---|---|---|---|---|---|---|"]
     lines += [f"| {r['name']} | {r['FID_R×']:.3f} | {r['FID_F×']:.2f} | {r['worst class']} | "
               f"{r['worst class FID×']:.2f} | {r['acc_R']:.3f} | {r['seconds']} |" for r in rows]
     (out / "report.md").write_text("\n".join(lines) + "\n")

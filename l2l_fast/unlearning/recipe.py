@@ -129,8 +129,8 @@ class UnlearnRecipe:
     def _check(self) -> None:
         config, adapter = self.config, self.adapter
         if config.retain_holdout >= len(self.retain):
-            raise ValueError(f"retain_holdout {config.retain_holdout} leaves none of the retain set's {len(self.retain)} "
-                             "images to train on")
+            raise ValueError(f"retain_holdout {config.retain_holdout} leaves none of the retain set's "
+                             f"{len(self.retain)} images to train on")
         for source in (self.forget, self.retain):
             if source.image_shape != tuple(adapter.image_shape):
                 raise ValueError(f"{source.name} images have shape {list(source.image_shape)} (C, H, W) but the "
@@ -292,7 +292,8 @@ class UnlearnRecipe:
         noise_clamp = adapter.noise_clamp if config.noise_clamp is None else config.noise_clamp
         return StepInputs(
             adapter=adapter, retain=images["retain"], forget=images["forget"],
-            corruption=plan.corruption, alpha=config.alpha if self.check is None else self.check.alpha, distance=config.distance, noise_seed=config.seed,
+            corruption=plan.corruption, alpha=config.alpha if self.check is None else self.check.alpha,
+            distance=config.distance, noise_seed=config.seed,
             noise_offset=(step * config.batch_size + ctx.rank * self.local_batch) * image_numel,
             noise_stats=config.noise_stats, noise_clamp=noise_clamp, retain_index=plan.index["retain"],
             forget_index=plan.index["forget"], prepared=self.prepared, ctx=ctx,

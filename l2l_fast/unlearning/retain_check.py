@@ -20,8 +20,8 @@ with the loss's scale, and the retain term's gradient is 0 at the original weigh
 so any forget weight moves the encoder at full speed at first and only the balance
 of the two terms, once they pull against each other, sets how far it drifts. Under
 the budget μ falls (the forget weight grows, by at most e per check) towards the
-user's α, the most aggressive setting the run uses; above it μ rises. Each checked state within the budget is a candidate; the run ends at
-the candidate that forgot most and says so when the last state broke the budget.
+user's α, the most aggressive setting the run uses; above it μ rises. Each checked
+state within the budget is a candidate; the run ends at the candidate that forgot most and says so when the last state broke the budget.
 This differs from Feng et al.'s solver (boundary solutions, then a walk along the
 Pareto front): a dual update needs no second pass over the data.
 """
@@ -197,7 +197,8 @@ def _groups(retain: ImageSource, holdout: torch.Tensor) -> dict[str, torch.Tenso
 def _mean_loss(adapter, images: torch.Tensor, corruption, index: torch.Tensor) -> float:
     total = 0.0
     for chunk in index.split(CHUNK):
-        total += float(adapter.task_loss(images[chunk.to(images.device)], adapter.select(corruption, chunk))) * len(chunk)
+        loss = adapter.task_loss(images[chunk.to(images.device)], adapter.select(corruption, chunk))
+        total += float(loss) * len(chunk)
     return total / index.numel()
 
 
