@@ -92,6 +92,24 @@ def test_noise_image_target_is_the_noised_gaussian_image():
     assert not torch.allclose(ours[2], authors[2])
 
 
+def test_whole_noise_target_is_the_teacher_on_a_whole_gaussian_image():
+    """The condition's visible part comes from the noise image too, so the target differs
+    from the student's input even where γ is near 0 (y_t almost all noise)."""
+    model, adapter, teacher, s = palette_step("whole_noise")
+    ours = objectives.ours(s, StepModels(model.encoder, teacher))
+    c = s.corruption
+    n = reference.gaussian_target(s.forget, seed=9, offset=0, stats="batch")
+    with torch.no_grad():
+        target = adapter.encode(teacher, torch.cat([s.retain, n]), c)
+    student = adapter.encode(model.encoder, torch.cat([s.retain, s.forget]), c)
+    per_sample = sum((a - b).square().flatten(1).mean(1) for a, b in zip(student, target))
+    expected = per_sample[:3].mean() + ALPHA * per_sample[3:].mean()
+    torch.testing.assert_close(ours[0], expected, rtol=1e-5, atol=1e-7)
+    model, _, teacher, s = palette_step("noise_image")
+    hole_only = objectives.ours(s, StepModels(model.encoder, teacher))
+    assert not torch.allclose(ours[2], hole_only[2])
+
+
 def test_diffusion_target_option_is_checked_and_recorded():
     assert UnlearnConfig(steps=1, batch_size=1).diffusion_target == "pure_noise"
     config = UnlearnConfig(steps=1, batch_size=1, diffusion_target="noise_image")

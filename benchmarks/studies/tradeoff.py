@@ -4,6 +4,12 @@
     python benchmarks/studies/tradeoff.py --retain proxy --out benchmarks/results/tradeoff_mae
     python benchmarks/studies/tradeoff.py --plot --out benchmarks/results/tradeoff_mae
 
+Palette's forget targets (`--targets`) against RANDOM ENCODER, at its tuned setting:
+
+    python benchmarks/studies/tradeoff.py --model benchmarks/results/quality_diffusion/palette_fm.safetensors \
+        --retain real --alphas --budgets --targets pure_noise whole_noise --baselines random_encoder --steps 100 \
+        --lr 4e-3 --batch-size 16 --held-out 50 --sample-steps 20 --out benchmarks/results/quality_diffusion_whole_noise
+
 Fashion-MNIST *train* is cut as in quality_tuning.py: `--held-out` seeded images per class
 are kept for evaluation and never seen by unlearning; the test split is not read. Split s1
 (forget {0, 1}, retain {2, 3, 4, 5}, proxy {6, 7, 8, 9}); unlearning sees the forget
@@ -22,11 +28,10 @@ from pathlib import Path
 
 import torch
 
-from quality import SPLITS
+from quality import SPLITS, evaluation_adapter
 from quality_tuning import pick, tuning_split
 
 from l2l_fast import load_model, unlearn
-from l2l_fast.adapters import adapter_for
 from l2l_fast.data import fashion_mnist
 from l2l_fast.evaluation import evaluate_model
 from l2l_fast.evaluation.metrics import Features, load_classifier
@@ -45,12 +50,14 @@ def runs(args) -> list[dict]:
     points += [{"name": f"alpha {a:g}", "sweep": "alpha", "options": dict(base, alpha=a)} for a in args.alphas]
     points += [{"name": f"budget {b:g}", "sweep": "budget", "options": dict(base, retain_budget=b)}
                for b in args.budgets]
+    points += [{"name": f"target {t}", "sweep": "target", "options": dict(base, diffusion_target=t)}
+               for t in args.targets]
     points += [{"name": m, "sweep": "baseline", "options": dict(base, method=m)} for m in args.baselines]
     return points
 
 
-def evaluate(model, sets, classifier) -> dict:
-    metrics, fake = evaluate_model(adapter_for(model), sets["R"], sets["F"], mask=MASK, classifier=classifier,
+def evaluate(model, sets, classifier, sample_steps) -> dict:
+    metrics, fake = evaluate_model(evaluation_adapter(model, sample_steps), sets["R"], sets["F"], mask=MASK, classifier=classifier,
                                    seed=0, batch_size=256, sampler=None)
     metrics["per_class_FID_R"] = per_class_fid(sets["R"][0], fake["R"], sets["R"][1], Features(classifier))
     return {k: v for k, v in metrics.items() if k in ("FID_R", "FID_F", "acc_R", "acc_F", "MSE_hole_R",
@@ -73,10 +80,10 @@ def sweep(args) -> None:
     for point in runs(args):
         if point["name"] in done or (args.points and point["name"] not in args.points):
             continue
-        model, started = load_model("demo"), time.perf_counter()
+        model, started = load_model(args.model), time.perf_counter()
         if point["options"] is not None:
-            unlearn(model, forget, retain, **point["options"])
-        record = {**point, "retain": args.retain, "metrics": evaluate(model, sets, classifier),
+            unlearn(model, forget, retain, adapter=evaluation_adapter(model, args.sample_steps), **point["options"])
+        record = {**point, "retain": args.retain, "metrics": evaluate(model, sets, classifier, args.sample_steps),
                   "seconds": round(time.perf_counter() - started, 1)}
         with path.open("a") as file:
             file.write(json.dumps(record) + "\n")
@@ -103,7 +110,7 @@ def plot(args) -> None:
     rows = ratios(records)
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(6, 4.5))
-    for sweep_name, style in (("alpha", "o-"), ("budget", "s-")):
+    for sweep_name, style in (("alpha", "o-"), ("budget", "s-"), ("target", "d")):
         points = [r for r in rows if r["sweep"] == sweep_name]
         if points:
             axis.plot([r["FID_R×"] for r in points], [r["FID_F×"] for r in points], style,
@@ -115,11 +122,11 @@ def plot(args) -> None:
             axis.plot(r["FID_R×"], r["FID_F×"], "x", label=r["name"])
     axis.set_xlabel("FID_R / original (lower is better)")
     axis.set_ylabel("FID_F / original (higher forgets more)")
-    axis.set_title(f"shipped MAE, split s1, {records[0]['retain']} retain, tuning images")
+    axis.set_title(f"{args.model}, split s1, {records[0]['retain']} retain, tuning images", fontsize=8)
     axis.legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(out / "tradeoff.png", dpi=120)
-    lines = [f"# Trade-off of the shipped MAE: {records[0]['retain']} retain, split s1, tuning images", "",
+    lines = [f"# Trade-off of {args.model}: {records[0]['retain']} retain, split s1, tuning images", "",
              "Classifier features (the project's Fashion-MNIST classifier) for every FID; ratios to the original.", "",
              "| run | FID_R× | FID_F× | worst retain class | its FID× | acc_R | seconds |",
              "|---|---|---|---|---|---|---|"]
@@ -135,7 +142,10 @@ def main() -> None:
     parser.add_argument("--retain", choices=("proxy", "real"), default="proxy")
     parser.add_argument("--alphas", type=float, nargs="*", default=[0.05, 0.25, 0.5, 1.0])
     parser.add_argument("--budgets", type=float, nargs="*", default=[0.05, 0.1, 0.2, 0.4])
+    parser.add_argument("--targets", nargs="*", default=[], help="diffusion_target values to compare (Palette)")
     parser.add_argument("--baselines", nargs="*", default=list(BASELINES))
+    parser.add_argument("--model", default="demo", help="'demo' (the shipped MAE) or a checkpoint")
+    parser.add_argument("--sample-steps", type=int, default=20, help="diffusion: DDIM steps of every generation")
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-3)

@@ -98,8 +98,9 @@ class UnlearnConfig:
     diffusion_target: str = option(
         "pure_noise", _choice(DIFFUSION_TARGETS),
         "diffusion forget target: the teacher on y_t whose hole is pure noise ε ('pure_noise', the authors' "
-        "q_sample without its y_0 term) or on the noised Gaussian image √γ·n + √(1−γ)·ε ('noise_image'); "
-        "other families always use the noise image", recorded=True)
+        "q_sample without its y_0 term), on the noised Gaussian image √γ·n + √(1−γ)·ε in the hole "
+        "('noise_image'), or on a whole Gaussian image, its visible part in the condition too ('whole_noise': a "
+        "pull at every noise level); other families always use the noise image", recorded=True)
     method: str = option("ours", _choice(METHODS), "the paper's objective or one of its baselines",
                          recorded=True)
     precision: Optional[str] = option(None, _choice(tuple(PRECISIONS), optional=True),

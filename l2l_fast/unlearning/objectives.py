@@ -73,7 +73,9 @@ def ours(s: StepInputs, m: StepModels):
     real, student = _encode_real(s, m.student)
     forget_corruption = s.part("forget")
     noise = s.noise(s.forget, s.adapter.noise_keep(forget_corruption))
-    noise = s.adapter.prepare(s.adapter.noise_input(s.forget, noise, forget_corruption))
+    if s.diffusion_target != "whole_noise":  # whole_noise: the Gaussian image alone, visible part included
+        noise = s.adapter.noise_input(s.forget, noise, forget_corruption)
+    noise = s.adapter.prepare(noise)
     corruption = s.adapter.target_corruption(s.corruption, s.num_retain, s.diffusion_target)
     with torch.no_grad():
         if cache is None:

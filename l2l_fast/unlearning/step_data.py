@@ -21,7 +21,7 @@ from ..ops import STATS, gaussian_target
 from ..training import distributed
 
 NOISE_STATS = STATS + ("mixed",)
-DIFFUSION_TARGETS = ("pure_noise", "noise_image")
+DIFFUSION_TARGETS = ("pure_noise", "noise_image", "whole_noise")
 
 
 @dataclass
