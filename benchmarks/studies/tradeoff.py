@@ -111,7 +111,7 @@ def plot(args) -> None:
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(6, 4.5))
     for sweep_name, style in (("alpha", "o-"), ("budget", "s-"), ("target", "d")):
-        points = [r for r in rows if r["sweep"] == sweep_name]
+        points = sorted((r for r in rows if r["sweep"] == sweep_name), key=lambda r: r["name"].split()[-1])
         if points:
             axis.plot([r["FID_R×"] for r in points], [r["FID_F×"] for r in points], style,
                       label=f"Ours, {sweep_name} sweep")
