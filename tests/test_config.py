@@ -64,7 +64,8 @@ NON_DEFAULT = {
     "precision": "bf16", "repeat_samples": True, "progress": False, "log_every": 2,
     "checkpoint_dir": "CKPT", "checkpoint_every": 2, "resume_from": "OLD", "fsdp": True,
     "checkpoint_activations": True, "cache_targets": False, "compile": True, "num_workers": 1, "prefetch": 3,
-    "decode_cache": "off", "cache_dir": "CACHE", "max_bad_fraction": 0.05,
+    "decode_cache": "off", "cache_dir": "CACHE", "max_bad_fraction": 0.05, "retain_budget": 0.2,
+    "retain_holdout": 5, "check_every": 2,
 }
 
 

@@ -151,13 +151,20 @@ def test_every_family_is_checked_on_its_own_loss(family):
     (dict(retain_holdout=12), "retain_holdout 12 leaves none"),
     (dict(retain_holdout=10), r"batch_size 4 is above the retain set's 2 images \(after the 10 held out\)"),
     (dict(retain_budget=0.1, retain_holdout=0), "retain_budget needs held-out retain images"),
-    (dict(retain_budget=0.1, fsdp=True), "does not combine with fsdp"),
     (dict(retain_budget=-0.1), "retain_budget"),
 ])
 def test_bad_budget_options_name_the_option(options, message):
     with pytest.raises(ValueError, match=message):
         l2l_fast.unlearn(tiny_model(), FORGET, RETAIN, steps=2, batch_size=4, mask="inpaint:2", progress=False,
                          **options)
+
+
+def test_a_budget_under_sharded_fsdp_is_refused_before_any_work(monkeypatch):
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")  # as torchrun sets them; nothing joins a group before the check
+    with pytest.raises(ValueError, match="does not combine with fsdp"):
+        UnlearnRecipe(tiny_model(), FORGET, RETAIN, UnlearnConfig(steps=2, batch_size=4, mask="inpaint:2",
+                                                                   retain_budget=0.1, fsdp=True))
 
 
 def test_the_proxy_retain_example_parses_and_measures_classes_it_never_trains_on(monkeypatch, tmp_path):

@@ -160,8 +160,6 @@ class UnlearnConfig:
             raise ValueError(f"fsdp shards the encoder: it applies to methods {ENCODER_METHODS}, not {self.method!r}")
         if self.retain_budget is not None and self.retain_holdout == 0:
             raise ValueError("retain_budget needs held-out retain images: retain_holdout must be at least 1")
-        if self.retain_budget is not None and self.fsdp:
-            raise ValueError("retain_budget checks the unsharded model: it does not combine with fsdp (use DDP)")
         if self.cache_targets and self.method != "ours":
             raise ValueError(f"cache_targets applies to method 'ours', not {self.method!r}")
 

@@ -128,6 +128,8 @@ class UnlearnRecipe:
 
     def _check(self) -> None:
         config, adapter = self.config, self.adapter
+        if config.retain_budget is not None and config.fsdp and distributed.launched().enabled:
+            raise ValueError("retain_budget checks the unsharded model: it does not combine with fsdp (use DDP)")
         if config.retain_holdout >= len(self.retain):
             raise ValueError(f"retain_holdout {config.retain_holdout} leaves none of the retain set's "
                              f"{len(self.retain)} images to train on")
