@@ -6,10 +6,10 @@ one in pytest-benchmark's statistics) and its baseline what a user would write i
 the steadiest on a shared machine; L2L_FAST_BENCH_THREADS changes it), larger ones on a GPU
 (L2L_FAST_BENCH_DEVICE=cuda). Ratios and the gate: ratios.py and conftest.py.
 
-The ratio's clock (CLOCK) is the process's CPU time on a CPU with one thread: time spent waiting
-for a core that another job holds is not counted, so a busy shared machine moves the ratio far
-less than it moves wall time (pytest-benchmark's own statistics stay wall time); wall time on a
-GPU or with more threads.
+The ratio's clock (conftest.clock) is the process's CPU time on a CPU with one thread: time spent
+waiting for a core that another job holds is not counted, so a busy shared machine moves the ratio
+far less than it moves wall time (pytest-benchmark's own statistics stay wall time); wall time on
+a GPU or with more threads.
 
 A pair below its floor in --ratio-baseline is re-measured (ratios.RETRIES more attempts); its
 ratio is the best attempt's, every attempt kept in extra_info["attempts"].
@@ -19,7 +19,6 @@ work that took a quarter of the step's own time when calibrated: matrix products
 change of load slows the added work as it slows the step. update_baselines.py refuses its results."""
 import os
 import statistics
-import time
 
 import pytest
 import torch
@@ -27,7 +26,7 @@ import torch
 from l2l_fast.ops import encoder_distance, gaussian_target
 
 import ratios
-from conftest import BENCH_DEVICE, sync
+from conftest import BENCH_DEVICE, clock, sync, timed
 from eager_baselines import eager_loss, eager_noise
 from step_models import build_step
 
@@ -40,7 +39,6 @@ STEP = ("mae_vit_tiny_224", "bf16", 32) if CUDA else ("mae_fashion_mnist", "fp32
 THREADS = int(os.environ.get("L2L_FAST_BENCH_THREADS", "1"))
 SLOWDOWN_ENV = "L2L_FAST_BENCH_SLOW_LEAN"
 SLOWDOWN = float(os.environ.get(SLOWDOWN_ENV, "0"))
-CLOCK = time.process_time if not CUDA and THREADS == 1 else time.perf_counter
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -57,10 +55,7 @@ def _threads():
 
 
 def _timed(run) -> float:
-    start = CLOCK()
-    run()
-    sync(BENCH_DEVICE)
-    return CLOCK() - start
+    return timed(run, BENCH_DEVICE)
 
 
 def measure_pair(benchmark, floor, pair: str, baseline, candidate, rounds: int, warmup: int = 1) -> None:
@@ -78,7 +73,7 @@ def measure_pair(benchmark, floor, pair: str, baseline, candidate, rounds: int, 
     _timed(baseline), _timed(candidate)
     benchmark.pedantic(run, setup=setup, rounds=rounds, warmup_rounds=warmup)
     measured = baseline_times[-rounds:], candidate_times[-rounds:]
-    benchmark.extra_info.update(pair=pair, threads=torch.get_num_threads(), clock=CLOCK.__name__,
+    benchmark.extra_info.update(pair=pair, threads=torch.get_num_threads(), clock=clock(BENCH_DEVICE).__name__,
                                 baseline_times=measured[0], candidate_times=measured[1], slowdown=SLOWDOWN)
     if not benchmark.stats:  # None under --benchmark-disable
         return
@@ -89,8 +84,9 @@ def measure_pair(benchmark, floor, pair: str, baseline, candidate, rounds: int, 
     benchmark.extra_info.update(ratio=max(attempts), attempts=attempts)
 
 
-def slowed(run, fraction: float):
-    """`run` followed by matrix products that took `fraction` of its time when calibrated."""
+def slowed(run, fraction: float, info: dict):
+    """`run` followed by matrix products that took `fraction` of its time when calibrated; `info`
+    gets the calibration and the slowdown then measured (slowed / plain time, median of 3 pairs)."""
     if not fraction:
         return run
     a = torch.randn(256, 256, device=BENCH_DEVICE)
@@ -108,6 +104,8 @@ def slowed(run, fraction: float):
         run()
         work(n)
 
+    measured = statistics.median(_timed(run_slowed) / _timed(run) for _ in range(3)) - 1
+    info.update(slowdown_calibration=dict(step_s=step, added_s=n * unit, measured=measured))
     return run_slowed
 
 
@@ -143,4 +141,5 @@ def test_step(benchmark, ratio_floor):
     authors = build_step(name, "authors", precision, batch, BENCH_DEVICE)
     lean = build_step(name, "lean", precision, batch, BENCH_DEVICE)
     pair = f"unlearning step lean/authors {name} {precision} batch {batch}+{batch}"
-    measure_pair(benchmark, ratio_floor(pair), pair, authors.run, slowed(lean.run, SLOWDOWN), rounds=16, warmup=2)
+    measure_pair(benchmark, ratio_floor(pair), pair, authors.run, slowed(lean.run, SLOWDOWN, benchmark.extra_info),
+                 rounds=16, warmup=2)

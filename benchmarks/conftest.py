@@ -5,6 +5,7 @@
     pytest benchmarks -m regression --ratio-baseline benchmarks/baselines/cpu-amd-epyc-2core.json
 """
 import os
+import time
 
 if os.environ.get("L2L_FAST_BENCH_INTERPRET") == "1":
     os.environ["TRITON_INTERPRET"] = "1"
@@ -43,6 +44,21 @@ def providers_filter(found):
 def sync(device: str) -> None:
     if device == "cuda":
         torch.cuda.synchronize()
+
+
+def clock(device: str):
+    """The process's CPU time on a CPU with one torch thread (time spent waiting for a core that
+    another job holds is not counted: the steadiest on a shared machine); wall time otherwise."""
+    return time.process_time if device == "cpu" and torch.get_num_threads() == 1 else time.perf_counter
+
+
+def timed(run, device: str) -> float:
+    """Seconds of one `run()` by clock(device), the device synchronised."""
+    now = clock(device)
+    start = now()
+    run()
+    sync(device)
+    return now() - start
 
 
 def pytest_benchmark_update_json(config, benchmarks, output_json):

@@ -23,14 +23,13 @@ import platform
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from authors_recipe import OPTIMIZER_IMPL  # noqa: E402
-from conftest import sync  # noqa: E402
+from conftest import clock, sync, timed  # noqa: E402
 from step_models import CPU_RUNS, GPU_MODELS, build_step, has_caches, step_flops  # noqa: E402
 
 RECIPES = ("authors", "lean", "lean_cached")
@@ -66,13 +65,6 @@ def commit() -> str:
         return "?"
 
 
-def timed(step, device: str) -> float:
-    start = time.perf_counter()
-    step.run()
-    sync(device)
-    return time.perf_counter() - start
-
-
 def profile(steps: dict, label: str, device: str, out: Path, top: int = 25) -> None:
     """torch.profiler's top ops (self CPU time) of one step of each recipe, in out/<label>-<recipe>.txt."""
     from torch.profiler import ProfilerActivity
@@ -103,7 +95,7 @@ def measure(name: str, precision: str, batch: int, device: str, repeats: int, ro
         per_round = {r: [] for r in recipes}
         for k in range(rounds):
             for r in recipes[k % len(recipes):] + recipes[:k % len(recipes)]:
-                per_round[r].append(timed(steps[r], device))
+                per_round[r].append(timed(steps[r].run, device))
         for r in recipes:
             times[r].append(per_round[r])
     rows = []
@@ -157,7 +149,8 @@ def main() -> None:
     header = dict(command=" ".join(["python", "benchmarks/measure_steps.py"] + sys.argv[1:]), commit=commit(),
                   date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                   machine=machine(args.device), precision_state=precision_state(), optimizers=OPTIMIZERS,
-                  repeats=args.repeats, rounds=args.rounds, load_before=os.getloadavg())
+                  repeats=args.repeats, rounds=args.rounds, clock=clock(args.device).__name__,
+                  load_before=os.getloadavg())
     print(f"{header['machine']['cpu']}, {header['machine']['threads']} threads, load {header['load_before']}")
     rows = []
     for name, precision, batch in runs:
@@ -180,7 +173,7 @@ def summary(data: dict) -> str:
             f"load average {data['load_before']} before, {data['load_after']} after",
             f"matmul precision: {data['precision_state']}",
             f"optimizers: {'; '.join(f'{k}: {v}' for k, v in data['optimizers'].items())}",
-            f"{data['repeats']} repeats x {data['rounds']} interleaved steps per recipe; times are medians; "
+            f"{data['repeats']} repeats x {data['rounds']} interleaved steps per recipe; times ({data['clock']}) are medians; "
             "ratio = authors' median / recipe's median in the same repeat, median of repeats (spread min-max)"]
     group = None
     for row in data["runs"]:
