@@ -65,8 +65,8 @@ def commit() -> str:
         return "?"
 
 
-def profile(steps: dict, label: str, device: str, out: Path, top: int = 25) -> None:
-    """torch.profiler's top ops (self CPU time) of one step of each recipe, in out/<label>-<recipe>.txt."""
+def profile(steps: dict, label: str, device: str, out: Path, count: int = 1, top: int = 25) -> None:
+    """torch.profiler's top ops (self CPU time) of `count` steps of each recipe, in out/<label>-<recipe>.txt."""
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as profiler
 
@@ -74,22 +74,24 @@ def profile(steps: dict, label: str, device: str, out: Path, top: int = 25) -> N
     out.mkdir(parents=True, exist_ok=True)
     for recipe, step in steps.items():
         with profiler(activities=activities) as prof:
-            step.run()
+            for _ in range(count):
+                step.run()
             sync(device)
         table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=top)
-        (out / f"{label}-{recipe}.txt").write_text(f"{label} {recipe}: one step, top {top} ops by self CPU time\n"
+        (out / f"{label}-{recipe}.txt").write_text(f"{label} {recipe}: {count} step(s), top {top} ops by self CPU time "
+                                                  f"(torch threads {torch.get_num_threads()}, load {os.getloadavg()})\n"
                                                   f"optimizer: {OPTIMIZERS[recipe.split('_')[0]]}\n{table}\n")
 
 
 def measure(name: str, precision: str, batch: int, device: str, repeats: int, rounds: int, flops: bool,
-            profile_dir: Path | None = None) -> list[dict]:
+            profile_dir: Path | None = None, profile_steps: int = 1) -> list[dict]:
     recipes = [r for r in RECIPES if r != "lean_cached" or has_caches(name, device)]
     steps = {r: build_step(name, r, precision, batch, device) for r in recipes}
     for step in steps.values():  # fills lean_cached's caches, warms up
         step.run()
         sync(device)
     if profile_dir is not None:
-        profile(steps, f"{name}-{precision}-b{batch}", device, profile_dir)
+        profile(steps, f"{name}-{precision}-b{batch}", device, profile_dir, profile_steps)
     times = {r: [] for r in recipes}
     for _ in range(repeats):
         per_round = {r: [] for r in recipes}
@@ -138,6 +140,7 @@ def main() -> None:
     parser.add_argument("--flops", action="store_true", help="count each step's FLOPs (one more step)")
     parser.add_argument("--models", nargs="*", help="a subset of the models")
     parser.add_argument("--profile", type=Path, metavar="DIR", help="write each recipe's top ops (torch.profiler) here")
+    parser.add_argument("--profile-steps", type=int, default=1, help="steps per recipe in a profile")
     parser.add_argument("--out", help="JSON to write")
     parser.add_argument("--summary", help="text table to write")
     args = parser.parse_args()
@@ -155,7 +158,8 @@ def main() -> None:
     rows = []
     for name, precision, batch in runs:
         print(f"\nunlearning step {precision} {name} batch {batch}+{batch}", flush=True)
-        rows += measure(name, precision, batch, args.device, args.repeats, args.rounds, args.flops, args.profile)
+        rows += measure(name, precision, batch, args.device, args.repeats, args.rounds, args.flops, args.profile,
+                        args.profile_steps)
     header["load_after"] = os.getloadavg()
     print(f"\nload after: {header['load_after']}")
     if args.out:
