@@ -84,8 +84,8 @@ def profile(steps: dict, label: str, device: str, out: Path, count: int = 1, top
 
 
 def measure(name: str, precision: str, batch: int, device: str, repeats: int, rounds: int, flops: bool,
-            profile_dir: Path | None = None, profile_steps: int = 1) -> list[dict]:
-    recipes = [r for r in RECIPES if r != "lean_cached" or has_caches(name, device)]
+            profile_dir: Path | None = None, profile_steps: int = 1, only=RECIPES) -> list[dict]:
+    recipes = [r for r in RECIPES if r in only and (r != "lean_cached" or has_caches(name, device))]
     steps = {r: build_step(name, r, precision, batch, device) for r in recipes}
     for step in steps.values():  # fills lean_cached's caches, warms up
         step.run()
@@ -141,6 +141,8 @@ def main() -> None:
     parser.add_argument("--models", nargs="*", help="a subset of the models")
     parser.add_argument("--profile", type=Path, metavar="DIR", help="write each recipe's top ops (torch.profiler) here")
     parser.add_argument("--profile-steps", type=int, default=1, help="steps per recipe in a profile")
+    parser.add_argument("--recipes", nargs="+", default=RECIPES, choices=RECIPES,
+                        help="a subset of the recipes (authors is always measured: the ratios' reference)")
     parser.add_argument("--out", help="JSON to write")
     parser.add_argument("--summary", help="text table to write")
     args = parser.parse_args()
@@ -159,7 +161,7 @@ def main() -> None:
     for name, precision, batch in runs:
         print(f"\nunlearning step {precision} {name} batch {batch}+{batch}", flush=True)
         rows += measure(name, precision, batch, args.device, args.repeats, args.rounds, args.flops, args.profile,
-                        args.profile_steps)
+                        args.profile_steps, {"authors", *args.recipes})
     header["load_after"] = os.getloadavg()
     print(f"\nload after: {header['load_after']}")
     if args.out:
