@@ -5,12 +5,14 @@ falls on every recipe alike.
 
     python benchmarks/measure_steps.py --repeats 3
     python benchmarks/measure_steps.py --repeats 3 --paper-sizes --flops   # batch 1+1 at the paper's sizes
+    python benchmarks/measure_steps.py --models mae_vit_l16_224 --paper-sizes --profile DIR   # top ops of each recipe
 
 Each repeat times `--rounds` steps of every recipe, one after another in a rotating order;
 a repeat's time is its median step, a ratio is authors' median over the recipe's median in
-the same repeat. Reported: the median over repeats, and the spread (min-max). The JSON
-records the machine, the load before and after, the threads, PyTorch's matmul precision and
-TF32 switches (left at their defaults)."""
+the same repeat. Reported: the median over repeats, and the spread (min-max); with `--flops`,
+the FLOP ratio beside it (authors' FLOPs / the recipe's, one step counted by torch's FLOP
+counter). The JSON records the machine, the load before and after, the threads, PyTorch's
+matmul precision and TF32 switches (left at their defaults) and each recipe's optimizer."""
 from __future__ import annotations
 
 import argparse
@@ -21,16 +23,18 @@ import platform
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from conftest import sync  # noqa: E402
+from authors_recipe import OPTIMIZER_IMPL  # noqa: E402
+from conftest import clock, sync, timed  # noqa: E402
 from step_models import CPU_RUNS, GPU_MODELS, build_step, has_caches, step_flops  # noqa: E402
 
 RECIPES = ("authors", "lean", "lean_cached")
+OPTIMIZERS = {"authors": f"torch.optim AdamW/Adam, {OPTIMIZER_IMPL} (torch's default on CUDA, the authors' target)",
+              "lean": "AdamW, fused=True (l2l_fast.training.optim.SkippableAdamW)"}
 
 
 def precision_state() -> dict:
@@ -61,28 +65,43 @@ def commit() -> str:
         return "?"
 
 
-def timed(step, device: str) -> float:
-    start = time.perf_counter()
-    step.run()
-    sync(device)
-    return time.perf_counter() - start
+def profile(steps: dict, label: str, device: str, out: Path, count: int = 1, top: int = 25) -> None:
+    """torch.profiler's top ops (self CPU time) of `count` steps of each recipe, in out/<label>-<recipe>.txt."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as profiler
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
+    out.mkdir(parents=True, exist_ok=True)
+    for recipe, step in steps.items():
+        with profiler(activities=activities) as prof:
+            for _ in range(count):
+                step.run()
+            sync(device)
+        table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=top)
+        (out / f"{label}-{recipe}.txt").write_text(f"{label} {recipe}: {count} step(s), top {top} ops by self CPU time "
+                                                  f"(torch threads {torch.get_num_threads()}, load {os.getloadavg()})\n"
+                                                  f"optimizer: {OPTIMIZERS[recipe.split('_')[0]]}\n{table}\n")
 
 
-def measure(name: str, precision: str, batch: int, device: str, repeats: int, rounds: int, flops: bool) -> list[dict]:
-    recipes = [r for r in RECIPES if r != "lean_cached" or has_caches(name, device)]
+def measure(name: str, precision: str, batch: int, device: str, repeats: int, rounds: int, flops: bool,
+            profile_dir: Path | None = None, profile_steps: int = 1, only=RECIPES) -> list[dict]:
+    recipes = [r for r in RECIPES if r in only and (r != "lean_cached" or has_caches(name, device))]
     steps = {r: build_step(name, r, precision, batch, device) for r in recipes}
     for step in steps.values():  # fills lean_cached's caches, warms up
         step.run()
         sync(device)
+    if profile_dir is not None:
+        profile(steps, f"{name}-{precision}-b{batch}", device, profile_dir, profile_steps)
     times = {r: [] for r in recipes}
     for _ in range(repeats):
         per_round = {r: [] for r in recipes}
         for k in range(rounds):
             for r in recipes[k % len(recipes):] + recipes[:k % len(recipes)]:
-                per_round[r].append(timed(steps[r], device))
+                per_round[r].append(timed(steps[r].run, device))
         for r in recipes:
             times[r].append(per_round[r])
     rows = []
+    counted = {r: step_flops(steps[r]) for r in recipes} if flops else {}
     for r in recipes:
         medians = [statistics.median(t) for t in times[r]]
         ratios = [statistics.median(a) / m for a, m in zip(times["authors"], medians)]
@@ -92,7 +111,7 @@ def measure(name: str, precision: str, batch: int, device: str, repeats: int, ro
                    vs_authors=dict(median=statistics.median(ratios), min=min(ratios), max=max(ratios),
                                    per_repeat=ratios))
         if flops:
-            row["flops"] = step_flops(steps[r])
+            row["flops"], row["flop_ratio"] = counted[r], counted["authors"] / counted[r]
         rows.append(row)
         print(line(row), flush=True)
     return rows
@@ -106,6 +125,8 @@ def line(row: dict) -> str:
     if row["recipe"] != "authors":
         v = row["vs_authors"]
         text += f"   {v['median']:.2f}x vs authors (spread {v['min']:.2f}-{v['max']:.2f})"
+        if row.get("flop_ratio"):
+            text += f", FLOP ratio {row['flop_ratio']:.2f}x"
     return text
 
 
@@ -118,6 +139,10 @@ def main() -> None:
     parser.add_argument("--paper-sizes", action="store_true", help="the GPU models at batch 1+1, fp32")
     parser.add_argument("--flops", action="store_true", help="count each step's FLOPs (one more step)")
     parser.add_argument("--models", nargs="*", help="a subset of the models")
+    parser.add_argument("--profile", type=Path, metavar="DIR", help="write each recipe's top ops (torch.profiler) here")
+    parser.add_argument("--profile-steps", type=int, default=1, help="steps per recipe in a profile")
+    parser.add_argument("--recipes", nargs="+", default=RECIPES, choices=RECIPES,
+                        help="a subset of the recipes (authors is always measured: the ratios' reference)")
     parser.add_argument("--out", help="JSON to write")
     parser.add_argument("--summary", help="text table to write")
     args = parser.parse_args()
@@ -128,13 +153,15 @@ def main() -> None:
     runs = [r for r in runs if not args.models or r[0] in args.models]
     header = dict(command=" ".join(["python", "benchmarks/measure_steps.py"] + sys.argv[1:]), commit=commit(),
                   date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                  machine=machine(args.device), precision_state=precision_state(),
-                  repeats=args.repeats, rounds=args.rounds, load_before=os.getloadavg())
+                  machine=machine(args.device), precision_state=precision_state(), optimizers=OPTIMIZERS,
+                  repeats=args.repeats, rounds=args.rounds, clock=clock(args.device).__name__,
+                  load_before=os.getloadavg())
     print(f"{header['machine']['cpu']}, {header['machine']['threads']} threads, load {header['load_before']}")
     rows = []
     for name, precision, batch in runs:
         print(f"\nunlearning step {precision} {name} batch {batch}+{batch}", flush=True)
-        rows += measure(name, precision, batch, args.device, args.repeats, args.rounds, args.flops)
+        rows += measure(name, precision, batch, args.device, args.repeats, args.rounds, args.flops, args.profile,
+                        args.profile_steps, {"authors", *args.recipes})
     header["load_after"] = os.getloadavg()
     print(f"\nload after: {header['load_after']}")
     if args.out:
@@ -151,7 +178,8 @@ def summary(data: dict) -> str:
             f"machine: {m['cpu']}, {m['cores']} cores, {m['threads']} torch threads, torch {m['torch']}; "
             f"load average {data['load_before']} before, {data['load_after']} after",
             f"matmul precision: {data['precision_state']}",
-            f"{data['repeats']} repeats x {data['rounds']} interleaved steps per recipe; times are medians; "
+            f"optimizers: {'; '.join(f'{k}: {v}' for k, v in data['optimizers'].items())}",
+            f"{data['repeats']} repeats x {data['rounds']} interleaved steps per recipe; times ({data['clock']}) are medians; "
             "ratio = authors' median / recipe's median in the same repeat, median of repeats (spread min-max)"]
     group = None
     for row in data["runs"]:

@@ -2,17 +2,22 @@
 in the same run (fused op vs the eager expression, lean step vs the authors' step), not
 their times. A paired benchmark (bench_regression.py) times its baseline and its candidate
 in alternate rounds, so that a change of load falls on both; its `extra_info` holds the
-pair's name and its ratio: the median over rounds of baseline time / candidate time (the
-candidate's speed-up; higher is better).
+pair's name and its ratio (STATISTIC): baseline time / candidate time, each side's mean over
+the rounds once its slowest TRIM of rounds is dropped (the candidate's speed-up; higher is
+better).
 
-A baseline file, benchmarks/baselines/<machine kind>.json:
+A baseline file, benchmarks/baselines/<machine kind>.json (kind: CPU model and cores, e.g.
+"cpu-amd-epyc-2core", or the GPU's short name), made by update_baselines.py from runs of one
+clean commit:
 
-    {"machine_kind": "cpu-2core", "statistic": "...", "fraction": 0.3, "fraction_rule": "...",
+    {"machine_kind": ..., "statistic": ..., "fraction": ..., "fraction_rule": FRACTION_RULE,
      "threads": 1, "source": {"commit", "date", "machine", "runs"},
      "pairs": {NAME: {"ratio": median over runs, "spread": [min, max], "runs": N, "fraction": F}}}
 
-A run regresses when a pair's ratio falls below its fraction (the pair's own, else the
-file's) x its baseline ratio.
+The gate (FRACTION_RULE): a pair's floor is its fraction x its baseline ratio, the fraction
+set from the spread of the baseline's runs; a pair below its floor is re-measured (RETRIES
+more attempts) and fails only if every attempt is below; a committed pair missing from the
+run fails. A floor of F x catches any slowdown of the candidate above 1/F - 1.
 
     python benchmarks/ratios.py --kind    # this machine's kind
 """
@@ -20,31 +25,97 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import re
 import statistics
+import subprocess
 import sys
+from pathlib import Path
 
-STATISTIC = "median of per-round ratios, interleaved"
+TRIM = 0.2
+STATISTIC = f"ratio of means over interleaved rounds, each side's slowest {TRIM:.0%} of rounds dropped"
 KIND_KEY = "l2l_fast_machine_kind"
+TREE_KEY = "l2l_fast_tree"
+K, LOWEST, HIGHEST, RETRIES = 3, 0.5, 0.9, 2
+FRACTION_RULE = (f"floor = fraction x baseline ratio; fraction = 1 - {K} x the largest drop below the median over "
+                 f"the baseline's runs (1 - min/median), kept within [{LOWEST}, {HIGHEST}]; a pair below its floor "
+                 f"is re-measured up to {RETRIES} times and fails only if every attempt is below; a committed pair "
+                 f"missing from the run fails")
+
+
+def fraction_from_spread(ratio: float, lowest_run: float) -> float:
+    """1 - K x the largest drop below the median, within [LOWEST, HIGHEST]: K times the noise
+    seen passes; never less than half the baseline is accepted, never a floor within 10% of it."""
+    drop = 1 - lowest_run / ratio
+    return round(min(HIGHEST, max(LOWEST, 1 - K * drop)), 2)
+
+
+def caught_slowdown(fraction: float) -> float:
+    """The slowdown of the candidate above which a floor of fraction x is crossed: 1/fraction - 1."""
+    return 1 / fraction - 1
+
+
+def cpu_model(name: str | None = None) -> str:
+    """The CPU's vendor and family in short, from its model name (this machine's by default):
+    "Intel(R) Xeon(R) Processor @ 2.80GHz" -> "intel-xeon", "AMD EPYC 7B13" -> "amd-epyc"."""
+    if name is None:
+        name = platform.processor()
+        try:
+            with open("/proc/cpuinfo") as handle:
+                name = next(line.split(":", 1)[1] for line in handle if line.startswith("model name"))
+        except (OSError, StopIteration):
+            pass
+    words = re.findall(r"[a-z0-9]+", re.sub(r"\((r|tm)\)", " ", name.lower()))
+    return "-".join(words[:2]) or platform.machine().lower() or "unknown"
 
 
 def machine_kind(device: str = "cpu") -> str:
-    """"cpu-<cores>core", or the GPU's name in short ("h200") for CUDA benchmarks."""
+    """"cpu-<model>-<cores>core" ("cpu-amd-epyc-2core"), or the GPU's name in short ("h200")."""
     if device == "cuda":
         import torch
 
         name = torch.cuda.get_device_name().lower()
         found = re.search(r"\b([a-z]+\d{2,4}[a-z]*)\b", name.replace("nvidia", ""))
         return found.group(1) if found else re.sub(r"[^a-z0-9]+", "-", name).strip("-")
-    return f"cpu-{os.cpu_count()}core"
+    return f"cpu-{cpu_model()}-{os.cpu_count()}core"
+
+
+def missing_extension() -> str | None:
+    """Why the regression set cannot run here, or None: without l2l_fast._C every operator is the
+    plain-PyTorch reference, and the gate would time that and report a false regression."""
+    import l2l_fast
+
+    if l2l_fast.backends()["cpu"]:
+        return None
+    return (f"the regression set needs l2l_fast's compiled extension, and l2l_fast imported from "
+            f"{Path(l2l_fast.__file__).parent} has no l2l_fast._C (a source checkout first on sys.path, e.g. "
+            f"`python -m pytest` from the repository root, imports it from there): every operator would run the "
+            f"plain-PyTorch reference. Build it (pip install --no-build-isolation -e .) or run the environment's "
+            f"`pytest` script")
+
+
+def tree_state(path=Path(__file__).parent) -> dict:
+    """The commit and the modified tracked files of the checkout at `path` (untracked files do not count)."""
+    def git(*args):
+        return subprocess.run(["git", *args], capture_output=True, text=True, cwd=path).stdout
+    modified = [line[3:] for line in git("status", "--porcelain", "--untracked-files=no").splitlines()]
+    return {"commit": git("rev-parse", "HEAD").strip() or "?", "modified": modified}
+
+
+def trimmed_mean(times) -> float:
+    """The mean of `times` without its slowest TRIM (a round that another job slowed)."""
+    kept = sorted(times)[:max(1, round(len(times) * (1 - TRIM)))]
+    return statistics.fmean(kept)
 
 
 def round_ratio(baseline_times, candidate_times) -> float:
-    """The median over rounds of baseline time / candidate time, rounds taken in pairs."""
+    """Baseline time / candidate time over rounds taken in pairs, each side's trimmed mean (STATISTIC).
+    Not the median of per-round ratios: a pair whose times alternate between two levels from
+    round to round (the allocator) gives a median that jumps between them from run to run."""
     if not candidate_times or len(baseline_times) != len(candidate_times):
         raise ValueError(f"one baseline time per candidate round expected, got {len(baseline_times)} "
                          f"and {len(candidate_times)}")
-    return statistics.median(b / c for b, c in zip(baseline_times, candidate_times))
+    return trimmed_mean(baseline_times) / trimmed_mean(candidate_times)
 
 
 def json_ratios(results: dict) -> dict[str, float]:
@@ -70,13 +141,26 @@ def fraction_of(baseline: dict, pair: str) -> float:
     return baseline["pairs"].get(pair, {}).get("fraction", baseline["fraction"])
 
 
+def floor(baseline: dict | None, pair: str) -> float | None:
+    """fraction x the pair's baseline ratio; None without a baseline for the pair."""
+    if baseline is None or pair not in baseline["pairs"]:
+        return None
+    return fraction_of(baseline, pair) * baseline["pairs"][pair]["ratio"]
+
+
 def regressions(ratios: dict[str, float], baseline: dict) -> list[str]:
-    """One message per pair whose ratio is below fraction x its baseline ratio."""
+    """One message per pair whose ratio is below its floor, and per committed pair not run."""
     source = baseline.get("source", {})
     found = []
-    for pair, ratio in sorted(ratios.items()):
-        base, fraction = baseline["pairs"].get(pair), fraction_of(baseline, pair)
-        if base and ratio < fraction * base["ratio"]:
+    for pair in sorted(set(ratios) | set(baseline["pairs"])):
+        base, ratio = baseline["pairs"].get(pair), ratios.get(pair)
+        if base is None:
+            continue
+        if ratio is None:
+            found.append(f"{pair}: missing from this run (committed in {baseline['machine_kind']}'s baseline; "
+                         f"every committed pair must run)")
+        elif ratio < floor(baseline, pair):
+            fraction = fraction_of(baseline, pair)
             low, high = base.get("spread", (base["ratio"], base["ratio"]))
             found.append(f"{pair}: ratio {ratio:.3f} is below {fraction} x baseline {base['ratio']:.3f} "
                          f"(= {fraction * base['ratio']:.3f}; baseline spread {low:.3f}-{high:.3f} over "
@@ -85,20 +169,23 @@ def regressions(ratios: dict[str, float], baseline: dict) -> list[str]:
     return found
 
 
-def report(ratios: dict[str, float], baseline: dict) -> list[str]:
-    """A line per pair: its ratio, its baseline and the floor."""
+def report(ratios: dict[str, float], baseline: dict, attempts: dict[str, list] | None = None) -> list[str]:
+    """A line per pair: its ratio (and every attempt), its baseline, the floor and what it catches."""
     lines = []
     for pair in sorted(set(ratios) | set(baseline["pairs"])):
-        base = baseline["pairs"].get(pair)
-        ratio = ratios.get(pair)
+        base, ratio = baseline["pairs"].get(pair), ratios.get(pair)
+        tried = (attempts or {}).get(pair, [])
+        tries = f" (attempts {', '.join(f'{a:.3f}' for a in tried)})" if len(tried) > 1 else ""
         if ratio is None:
-            lines.append(f"  {pair}: not run")
+            lines.append(f"  {pair}: not run REGRESSION" if base else f"  {pair}: not run")
         elif base is None:
             lines.append(f"  {pair}: {ratio:.3f} (no baseline)")
         else:
-            floor = fraction_of(baseline, pair) * base["ratio"]
-            state = "ok" if ratio >= floor else "REGRESSION"
-            lines.append(f"  {pair}: {ratio:.3f} vs baseline {base['ratio']:.3f} (floor {floor:.3f}) {state}")
+            fraction = fraction_of(baseline, pair)
+            state = "ok" if ratio >= floor(baseline, pair) else "REGRESSION"
+            lines.append(f"  {pair}: {ratio:.3f}{tries} vs baseline {base['ratio']:.3f} (floor {fraction} x = "
+                         f"{floor(baseline, pair):.3f}, catches a slowdown above {caught_slowdown(fraction):.0%}) "
+                         f"{state}")
     return lines
 
 

@@ -4,9 +4,11 @@ pytest-benchmark JSONs of the regression set, run on a machine of that kind:
     for i in 1 2 3; do pytest benchmarks -m regression --benchmark-json /tmp/reg$i.json; done
     python benchmarks/update_baselines.py /tmp/reg1.json /tmp/reg2.json /tmp/reg3.json
 
-Each pair's ratio is the median over the files, its spread their min and max. A results
-file from another machine kind is refused (exit status 2). `--fraction` sets the gate; by
-default each pair's fraction follows from its spread (FRACTION_RULE).
+Each pair's ratio is the median over the files, its spread their min and max. Refused (exit
+status 2): results from another machine kind, from a tree with modified tracked files (untracked
+ones do not count), from several commits, or timed with the test-only slowdown switch on
+(bench_regression.SLOWDOWN_ENV). `--fraction` sets the gate; by default each pair's fraction
+follows from its spread (ratios.FRACTION_RULE).
 """
 from __future__ import annotations
 
@@ -25,30 +27,29 @@ from l2l_fast.io import atomic_write  # noqa: E402
 BASELINES = Path(__file__).resolve().parent / "baselines"
 
 
-LOWEST, HIGHEST = 0.3, 0.5
-FRACTION_RULE = (f"a pair fails below fraction x its baseline ratio; fraction = 1 - 3 x the largest drop "
-                 f"below the median seen over the baseline's runs, kept within [{LOWEST}, {HIGHEST}]")
-
-
-def suggested_fraction(pair: dict) -> float:
-    """1 - 3 x the pair's largest drop below its median, within [LOWEST, HIGHEST]: three
-    times the noise seen passes, and at most half the baseline ratio is ever accepted."""
-    drop = 1 - pair["spread"][0] / pair["ratio"]
-    return round(min(HIGHEST, max(LOWEST, 1 - 3 * drop)), 2)
-
-
 def read_results(paths) -> tuple[str, list[dict]]:
-    kinds, runs = set(), []
+    kinds, commits, runs = set(), set(), []
     for path in paths:
         with open(path) as handle:
             data = json.load(handle)
-        kind = data.get("machine_info", {}).get(ratios.KIND_KEY)
-        if kind is None:
-            raise SystemExit(f"{path}: no {ratios.KIND_KEY} in machine_info (not written by benchmarks/conftest.py)")
+        info = data.get("machine_info", {})
+        kind, tree = info.get(ratios.KIND_KEY), info.get(ratios.TREE_KEY)
+        if kind is None or tree is None:
+            raise SystemExit(f"{path}: no {ratios.KIND_KEY} or {ratios.TREE_KEY} in machine_info "
+                             f"(not written by benchmarks/conftest.py)")
+        if tree.get("modified"):
+            raise SystemExit(f"{path}: measured on a tree with modified tracked files ({', '.join(tree['modified'])}): "
+                             f"commit, then measure")
+        slowed = [b["extra_info"]["pair"] for b in data["benchmarks"] if b.get("extra_info", {}).get("slowdown")]
+        if slowed:
+            raise SystemExit(f"{path}: timed with the test-only slowdown switch on ({', '.join(slowed)})")
         kinds.add(kind)
+        commits.add(tree.get("commit"))
         runs.append(data)
     if len(kinds) > 1:
         raise SystemExit(f"results from several machine kinds: {sorted(kinds)}")
+    if len(commits) > 1:
+        raise SystemExit(f"results from several commits: {sorted(map(str, commits))}")
     return kinds.pop(), runs
 
 
@@ -59,15 +60,16 @@ def build(kind: str, runs: list[dict], fraction: float | None) -> dict:
     for name in names:
         values = [m[name] for m in measured if name in m]
         pairs[name] = dict(ratio=statistics.median(values), spread=[min(values), max(values)], runs=len(values))
-        pairs[name]["fraction"] = fraction if fraction is not None else suggested_fraction(pairs[name])
+        pairs[name]["fraction"] = fraction if fraction is not None else ratios.fraction_from_spread(
+            pairs[name]["ratio"], pairs[name]["spread"][0])
     last = runs[-1]
     info = last.get("machine_info", {})
     return dict(
-        machine_kind=kind, statistic=ratios.STATISTIC, fraction=LOWEST if fraction is None else fraction,
-        fraction_rule=FRACTION_RULE if fraction is None else "given with --fraction",
+        machine_kind=kind, statistic=ratios.STATISTIC, fraction=ratios.LOWEST if fraction is None else fraction,
+        fraction_rule=ratios.FRACTION_RULE if fraction is None else "given with --fraction",
         threads=next((b["extra_info"].get("threads") for b in last["benchmarks"] if "pair" in b.get("extra_info", {})),
                      None),
-        source=dict(commit=last.get("commit_info", {}).get("id", "?")[:12],
+        source=dict(commit=info[ratios.TREE_KEY]["commit"][:12],
                     date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                     machine=dict(cpu=info.get("cpu", {}).get("brand_raw"), cores=info.get("cpu", {}).get("count"),
                                  node=info.get("node")),
@@ -107,7 +109,8 @@ def main(argv=None) -> int:
     print(f"wrote {path}")
     for name, pair in baseline["pairs"].items():
         print(f"  {name}: {pair['ratio']:.3f} (spread {pair['spread'][0]:.3f}-{pair['spread'][1]:.3f}, "
-              f"{pair['runs']} runs), fails below {pair['fraction']} x")
+              f"{pair['runs']} runs), fails below {pair['fraction']} x (catches a slowdown above "
+              f"{ratios.caught_slowdown(pair['fraction']):.0%})")
     return 0
 
 

@@ -18,7 +18,8 @@ from l2l_fast.unlearning.recipe import frozen_teacher
 from l2l_fast.unlearning.step_data import StepInputs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-from authors_recipe import authors_step  # noqa: E402
+import authors_recipe  # noqa: E402
+from authors_recipe import authors_step, authors_train_step  # noqa: E402
 
 TINY = dict(img_size=16, patch_size=4, in_chans=1, embed_dim=32, depth=2, num_heads=4,
             decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=2)
@@ -119,3 +120,13 @@ def test_noise_must_be_named():
     model, _, teacher, s = _setup("mae")
     with pytest.raises(ValueError, match="noise must be one of"):
         authors_step(s, model.encoder, teacher, noise="philox")
+
+
+@pytest.mark.parametrize("family", ["mae", "diffusion"])
+def test_authors_optimizer_is_torchs_cuda_default_foreach_on_any_device(family):
+    """torch's default on a CPU is the single-tensor loop; on the authors' GPU it is foreach."""
+    model, adapter, teacher, _ = _setup(family)
+    step = authors_train_step(adapter, model.encoder, teacher, torch.float32, lr=1e-4, grad_clip=3.0)
+    assert authors_recipe.OPTIMIZER_IMPL == "foreach"
+    assert step.optimizer.defaults["foreach"] is True and not step.optimizer.defaults.get("fused")
+    assert type(step.optimizer) is (torch.optim.Adam if family == "diffusion" else torch.optim.AdamW)
