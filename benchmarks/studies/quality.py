@@ -68,8 +68,8 @@ SPLITS = {  # name: (forget, retain, proxy); each proxy holds the kinds (tops, s
     "s3": ([4], [2, 6, 7, 1], [0, 3, 5, 9]),  # coat forgotten, pullover and shirt retained; never tuned on
 }
 FAMILY_NAMES = {"mae": "MAE", "vq": "MAGE (VQ-token model)", "diffusion": "Palette diffusion model"}
-SETTINGS = ("model", "forget", "retain", "proxy", "steps", "batch_size", "lr", "alpha", "retain_budget", "sample_steps",
-            "test_per_class", "seeds")  # what a resumed run must share with the tables it keeps (see resumed_as)
+SETTINGS = ("model", "forget", "retain", "proxy", "steps", "batch_size", "lr", "alpha", "retain_budget",
+            "diffusion_target", "sample_steps", "test_per_class", "seeds")  # what a resumed run must share with the tables it keeps (see resumed_as)
 SPREAD = ("FID_R", "IS_R", "CLIP_R", "FID_F", "IS_F", "CLIP_F", "acc_R", "acc_F")
 GRID_EXAMPLES = 3
 
@@ -114,11 +114,13 @@ def unlearned(args, data, method, retain_set, mask, seed, log=None, alpha=None):
     model = load_model(args.model)
     retain_images = {"retain": data["train_retain"], "proxy": data["train_proxy"],
                      "proxy_budget": data["train_proxy_labelled"]}[retain_set]
-    budget = {"retain_budget": args.retain_budget} if retain_set == "proxy_budget" else {}
+    extra = {"retain_budget": args.retain_budget} if retain_set == "proxy_budget" else {}
+    if method == "ours" and isinstance(model, PaletteUNet):
+        extra["diffusion_target"] = args.diffusion_target
     unlearn(model, data["train_forget"], retain_images, adapter=evaluation_adapter(model, args.sample_steps),
             method=method, alpha=args.alpha if alpha is None else alpha, steps=args.steps,
             batch_size=args.batch_size, lr=args.lr, mask=mask, seed=seed, progress=False,
-            callback=None if log is None else log.append, **budget)
+            callback=None if log is None else log.append, **extra)
     return model
 
 
@@ -262,6 +264,8 @@ def main() -> None:
                         help="methods whose spread over --seeds is measured (default every method run)")
     parser.add_argument("--retain-budget", type=float, default=0.05,
                         help="the budget row's retain_budget (chosen on tuning images: results/tradeoff_mae)")
+    parser.add_argument("--diffusion-target", default="pure_noise", choices=("pure_noise", "noise_image", "whole_noise"),
+                        help="Palette: the Ours rows' forget target")
     parser.add_argument("--sample-steps", type=int, default=50, help="diffusion: DDIM steps of every generation")
     parser.add_argument("--tsne-points", type=int, default=300)
     parser.add_argument("--no-ablation", action="store_true")
@@ -319,8 +323,8 @@ def main() -> None:
 def resumed_as(key, value):
     """What of a SETTINGS value a resumed run must share: of the seeds only the first, the one the tables'
     rows ran with (the spreads name the seeds they are over)."""
-    if key == "retain_budget" and value is None:
-        return 0.05  # tables made before the budget row: its default then
+    if value is None and key in ("retain_budget", "diffusion_target"):  # tables made before these options
+        return {"retain_budget": 0.05, "diffusion_target": "pure_noise"}[key]
     return value[:1] if key == "seeds" and value else value
 
 
