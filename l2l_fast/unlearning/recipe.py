@@ -310,10 +310,10 @@ class UnlearnRecipe:
                    disable=not config.progress or not ctx.is_main)
 
         def deliver(record: dict) -> None:
-            bad = {"bad_files": self.feed.bad_count} if self.feed.bad_count else {}
+            extra = {"bad_files": self.feed.bad_count} if self.feed.bad_count else {}
             if self.check is not None and self.check.history:
-                bad["retain_damage"] = f"{self.check.history[-1].damage:+.1%}"
-            bar.set_postfix(retain=f"{record['retain']:.4f}", forget=f"{record['forget']:.4f}", **bad, refresh=False)
+                extra["retain_damage"] = f"{self.check.history[-1].damage:+.1%}"
+            bar.set_postfix(retain=f"{record['retain']:.4f}", forget=f"{record['forget']:.4f}", **extra, refresh=False)
             if self.callback is not None:
                 self.callback(record)
 
