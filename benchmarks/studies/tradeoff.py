@@ -8,7 +8,7 @@ Palette's forget targets (`--targets`) against RANDOM ENCODER, at its tuned sett
 
     python benchmarks/studies/tradeoff.py --model benchmarks/results/quality_diffusion/palette_fm.safetensors \
         --retain real --alphas --budgets --targets pure_noise whole_noise --baselines random_encoder --steps 100 \
-        --lr 4e-3 --batch-size 16 --held-out 50 --sample-steps 20 --out benchmarks/results/quality_diffusion_whole_noise
+        --lr 4e-3 --batch-size 16 --held-out 50 --sample-steps 20 --out benchmarks/results/quality_diffusion_whole_noise/tuning
 
 Fashion-MNIST *train* is cut as in quality_tuning.py: `--held-out` seeded images per class
 are kept for evaluation and never seen by unlearning; the test split is not read. Split s1
