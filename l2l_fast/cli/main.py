@@ -1,5 +1,5 @@
 """The `l2l-fast` command: demo | unlearn | cache-images | eval | report | import | pretrain |
-train-classifier | make-demo-data."""
+train-classifier | make-demo-data | fid | audit."""
 from __future__ import annotations
 
 import argparse
@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..assets import DEMO
+from .audit_command import add_command as add_audit_command
 from .fid_command import add_command as add_fid_command
 from .import_model import add_command as add_import_command
 
@@ -237,6 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     cache.set_defaults(run=_cache_images)
     add_import_command(commands, common)
     add_fid_command(commands, common)
+    add_audit_command(commands, common)
 
     pre = commands.add_parser("pretrain", parents=[common], help="train a generator on Fashion-MNIST")
     pre.add_argument("--family", default="mae", choices=["mae", "vq", "diffusion"])
