@@ -140,7 +140,8 @@ def _distance(done: dict, reference: dict, visible: dict, shape) -> dict:
     if tuple(shape) == (1, 28, 28):
         network = load_networks(network_specs(MetricsConfig(fid_inception=None), shape), "cpu")["classifier"]
         for k in ("forget", "nonmembers"):
-            out[f"FID_{k}"] = fid_from_features(_features(done[k], network), _features(reference[k], network))
+            fid = fid_from_features(_features(done[k], network), _features(reference[k], network))
+            out[f"FID_{k}"] = max(fid, 0.0)  # equal sets give a rounding error's -1e-6, not a distance
         out["fid_network"] = "the shipped Fashion-MNIST classifier's features"
     else:
         out["fid_network"] = "skipped: FID between completions is read on the Fashion-MNIST classifier (1x28x28)"
