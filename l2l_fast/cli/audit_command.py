@@ -85,8 +85,19 @@ def _audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _keys_help() -> str:
+    from ..evaluation.audit import AuditConfig
+    from ..evaluation.audit_sets import AuditSet
+
+    lines = ["audit file keys besides model, reference, dataset (fashion-mnist | demo) and root:",
+             "  forget, nonmembers: {" + ", ".join(AuditSet.docs()) + "}"]
+    lines += [f"    {name}: {doc}" for name, doc in AuditSet.docs().items()]
+    return "\n".join(lines + [f"  {name}: {doc}" for name, doc in AuditConfig.docs().items()])
+
+
 def add_command(commands, common) -> None:
     audit = commands.add_parser("audit", parents=[common], help="membership, canaries and distance to a retrained model",
-                                description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                                description=__doc__.rsplit("\n\n", 1)[0], epilog=_keys_help(),
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     audit.add_argument("--config", required=True, help="audit file (above); paths in it are relative to it")
     audit.set_defaults(run=_audit)

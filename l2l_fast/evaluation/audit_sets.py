@@ -8,7 +8,7 @@ from typing import Optional, Union
 import torch
 
 from ..data.canaries import read_indices
-from ..options import check_keys, check_options, choice, described, fail, number, option, options
+from ..options import check_keys, check_options, choice, described, docs, fail, number, option, options
 
 DATASETS = ("fashion-mnist", "demo")
 
@@ -43,6 +43,10 @@ class AuditSet:
 
     def __post_init__(self):
         check_options(self, f"{self.where}.")
+
+    @classmethod
+    def docs(cls) -> dict[str, str]:
+        return docs(cls)
 
     @classmethod
     def from_dict(cls, given, where: str) -> "AuditSet":
