@@ -91,7 +91,8 @@ def audit_rows(results: dict, canaries: bool) -> list[str]:
                  f"{distance['hole_mse_nonmembers']:.4f}", f"{distance['FID_forget']:.2f}"]
         if canaries:
             cells += [f"{own['canary'][k]['rate']:.1%} [{own['canary'][k]['interval'][0]:.1%}, "
-                      f"{own['canary'][k]['interval'][1]:.1%}]" for k in ("forget", "nonmembers", "clean_nonmembers")]
+                      f"{own['canary'][k]['interval'][1]:.1%}] (r {own['canary'][k]['correlation']:.2f})"
+                      for k in ("forget", "nonmembers", "clean_nonmembers")]
         lines.append("| " + " | ".join(cells) + " |")
     reference = next(iter(results.values()))["models"]["reference"]
     cells = ["Retrained", f"{reference['auc']:.3f} [{reference['auc_interval'][0]:.3f}, "
@@ -99,7 +100,8 @@ def audit_rows(results: dict, canaries: bool) -> list[str]:
              f"{reference['mse_nonmembers']:.4f}", "0", "0", "0"]
     if canaries:
         cells += [f"{reference['canary'][k]['rate']:.1%} [{reference['canary'][k]['interval'][0]:.1%}, "
-                  f"{reference['canary'][k]['interval'][1]:.1%}]" for k in ("forget", "nonmembers", "clean_nonmembers")]
+                  f"{reference['canary'][k]['interval'][1]:.1%}] (r {reference['canary'][k]['correlation']:.2f})"
+                  for k in ("forget", "nonmembers", "clean_nonmembers")]
     lines.append("| " + " | ".join(cells) + " |")
     return lines
 

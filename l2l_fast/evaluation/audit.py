@@ -199,7 +199,7 @@ def audit_markdown(result: dict) -> str:
              f"{result['counts']['nonmembers']} non-members.", "",
              "Membership: ROC AUC of minus the hole MSE (0.5: members look like non-members, as for a model "
              "that never trained on them)" + (f"; canaries regenerated when the correlation with the glyph in the "
-                                             f"hole is at least {settings['threshold']}." if settings["canaries"]
+                                             f"hole is at least {settings['threshold']} (r: the mean correlation)." if settings["canaries"]
                                              else "."), ""]
     header = ["model", "hole MSE forget", "hole MSE non-members", f"AUC [{level}]"]
     if settings["canaries"]:
@@ -211,6 +211,7 @@ def audit_markdown(result: dict) -> str:
                  _interval(figures["auc"], figures["auc_interval"])]
         if settings["canaries"]:
             cells += [_interval(figures["canary"][k]["rate"], figures["canary"][k]["interval"])
+                      + f" (r {figures['canary'][k]['correlation']:.2f})"
                       for k in ("forget", "nonmembers", "clean_nonmembers", "clean")]
         lines.append("| " + " | ".join(cells) + " |")
     distance = result.get("distance_to_reference")
