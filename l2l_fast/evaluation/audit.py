@@ -25,6 +25,7 @@ from typing import Any, Optional
 
 import torch
 
+from ..adapters import Adapter, adapter_for
 from ..data.canaries import Glyph, plant
 from ..io import write_text
 from ..models.masks import parse_mask
@@ -36,7 +37,7 @@ from .metrics.fid import fid_from_features
 from .metrics.membership import bootstrap_interval, check_sizes, roc_auc
 from .metrics.pixels import pixel_errors
 from .networks import load_networks, network_specs
-from .protocol import _adapter, evaluate
+from .protocol import evaluate
 
 
 @described("one mask spec")
@@ -166,9 +167,8 @@ def audit(model, forget, nonmembers, *, reference=None, config: Optional[AuditCo
     if config.canaries:
         sets = {"forget": plant(forget, Glyph()), "nonmembers": plant(nonmembers, Glyph()),
                 "clean_nonmembers": nonmembers, "clean": forget}
-    models = {"model": _adapter(model, None)}
-    if reference is not None:
-        models["reference"] = _adapter(reference, None)
+    models = {name: m if isinstance(m, Adapter) else adapter_for(m)
+              for name, m in (("model", model), ("reference", reference)) if m is not None}
     visible = {name: {k: visible_pixels(adapter, v.shape[0], config.mask, config.seed, config.batch_size)
                       for k, v in sets.items()} for name, adapter in models.items()}
     if reference is not None and any(not torch.equal(visible["model"][k], visible["reference"][k]) for k in sets):
