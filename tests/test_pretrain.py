@@ -53,3 +53,24 @@ def test_pretrain_command_for_every_family(tmp_path, family):
                      "--batch-size", "4", "--out", str(out)]) == 0
     model = load_model(out)
     assert model.family == family and not (tmp_path / f"{family}.state.safetensors").exists()
+
+
+@pytest.mark.skipif(not DEFAULT_ROOT.is_dir(), reason="dataset-fashion-mnist is not installed")
+def test_pretrain_plants_canaries_and_retrains_without_them(tmp_path):
+    import json
+
+    from l2l_fast.io import read
+
+    first = tmp_path / "canary.safetensors"
+    assert cli.main(["pretrain", "--steps", "1", "--batch-size", "2", "--canaries", "5", "--out", str(first)]) == 0
+    record = json.loads((tmp_path / "canary.canaries.json").read_text())
+    assert len(set(record["indices"])) == 5 and record["glyph"]["size"] == 12
+    again = tmp_path / "again.safetensors"
+    assert cli.main(["pretrain", "--steps", "1", "--batch-size", "2", "--canaries", "5", "--out", str(again)]) == 0
+    assert json.loads((tmp_path / "again.canaries.json").read_text())["indices"] == record["indices"]  # seeded
+    without = tmp_path / "without.safetensors"
+    assert cli.main(["pretrain", "--steps", "1", "--batch-size", "2", "--exclude-indices",
+                     str(tmp_path / "canary.canaries.json"), "--exclude-classes", "0", "1", "--out", str(without)]) == 0
+    recipe = read(without)[1]["pretrain"]
+    assert recipe["exclude_classes"] == [0, 1] and recipe["excluded_images"] == 5
+    assert read(first)[1]["pretrain"]["canaries"] == 5

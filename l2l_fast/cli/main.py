@@ -1,5 +1,5 @@
 """The `l2l-fast` command: demo | unlearn | cache-images | eval | report | import | pretrain |
-train-classifier | make-demo-data."""
+train-classifier | make-demo-data | fid | audit."""
 from __future__ import annotations
 
 import argparse
@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..assets import DEMO
+from .audit_command import add_command as add_audit_command
 from .fid_command import add_command as add_fid_command
 from .import_model import add_command as add_import_command
 
@@ -26,7 +27,8 @@ def _pretrain(args: argparse.Namespace) -> int:
                 "diffusion": (PaletteUNet, presets.FASHION_MNIST_PALETTE)}
     model_type, config = families[args.family]
     torch.manual_seed(args.seed)
-    images, _ = fashion_mnist("train", root=args.root)
+    images, labels = fashion_mnist("train", root=args.root)
+    images, data_notes = _pretrain_images(images, labels, args)
     model = model_type(**config)
     out = Path(args.out)
     started = time.perf_counter()
@@ -43,13 +45,35 @@ def _pretrain(args: argparse.Namespace) -> int:
     )
     minutes = (time.perf_counter() - started) / 60
     save_model(model, out, extra={"pretrain": {
-        "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
+        "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed, **data_notes,
         "final_loss": losses[-1], "minutes": round(minutes, 2)}})
     print(f"saved {out} (final loss {losses[-1]:.4f}, {minutes:.1f} min this run)")
     if not args.keep_state:
         state.unlink(missing_ok=True)
         out.with_suffix(".tokenizer.state.safetensors").unlink(missing_ok=True)
     return 0
+
+
+def _pretrain_images(images, labels, args: argparse.Namespace):
+    """The training images after --exclude-classes / --exclude-indices, with --canaries planted
+    (their indices, into the whole train split, written to OUT.canaries.json), and what was done."""
+    import json
+
+    from ..data.canaries import Glyph, choose_canaries, kept_indices, plant, read_indices
+    from ..io import write_text
+
+    excluded = read_indices(args.exclude_indices) if args.exclude_indices else []
+    kept = kept_indices(labels, args.exclude_classes, excluded)
+    notes = {"exclude_classes": list(args.exclude_classes), "excluded_images": len(excluded)} \
+        if args.exclude_classes or excluded else {}
+    if args.canaries:
+        chosen = choose_canaries(kept, args.canaries, args.canary_seed)
+        images = images.clone()
+        images[chosen] = plant(images[chosen], Glyph())
+        record = {"indices": chosen.tolist(), "glyph": Glyph().to_dict(), "seed": args.canary_seed}
+        path = write_text(json.dumps(record), Path(args.out).with_suffix(".canaries.json"))
+        notes.update(canaries=args.canaries, canary_seed=args.canary_seed, canary_file=path.name)
+    return images[kept], notes
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -214,6 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     cache.set_defaults(run=_cache_images)
     add_import_command(commands, common)
     add_fid_command(commands, common)
+    add_audit_command(commands, common)
 
     pre = commands.add_parser("pretrain", parents=[common], help="train a generator on Fashion-MNIST")
     pre.add_argument("--family", default="mae", choices=["mae", "vq", "diffusion"])
@@ -226,6 +251,13 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--root", default=None, help="Fashion-MNIST folder (default: Debian's)")
     pre.add_argument("--checkpoint-every", type=int, default=250)
     pre.add_argument("--keep-state", action="store_true", help="keep the resumable training state")
+    pre.add_argument("--canaries", type=int, default=0,
+                     help="plant the canary glyph (l2l_fast.data.canaries) on N training images, chosen with "
+                          "--canary-seed; their indices go to OUT.canaries.json")
+    pre.add_argument("--canary-seed", type=int, default=0)
+    pre.add_argument("--exclude-classes", type=int, nargs="+", default=[], help="train without these classes")
+    pre.add_argument("--exclude-indices", default=None,
+                     help="train without these images: a JSON list of train-split indices, or a canaries file")
     pre.set_defaults(run=_pretrain)
 
     ev = commands.add_parser("eval", parents=[common],
