@@ -48,11 +48,12 @@ def wrong_types():
     cases = []
     for spec in dataclasses.fields(UnlearnConfig):
         kind = {"steps": int, "batch_size": int, "seed": int, "warmup_steps": int, "log_every": int,
-                "checkpoint_every": int, "num_workers": int, "prefetch": int}.get(spec.name)
+                "checkpoint_every": int, "num_workers": int, "prefetch": int, "retain_holdout": int,
+                "check_every": int}.get(spec.name)
         if kind is None:
             default = spec.default
             kind = bool if isinstance(default, bool) else float if isinstance(default, float) else str
-            if spec.name in ("lr", "grad_clip"):
+            if spec.name in ("lr", "grad_clip", "retain_budget"):
                 kind = float
         value = [1, 2, 3] if spec.name == "noise_clamp" else WRONG_VALUE[kind]
         cases.append((changed(unlearn={spec.name: value}), f"unlearn.{spec.name}"))
