@@ -138,6 +138,17 @@ def unlearn_kind(kind: str, **kwargs):
     return l2l_fast.unlearn(model, AE_FORGET, AE_RETAIN, adapter=adapter, **kwargs)
 
 
+def run_recipe(model, forget, retain, config, **kwargs):
+    """setup, train and close an UnlearnRecipe; the recipe (its check, caches, config) for inspection."""
+    recipe = l2l_fast.UnlearnRecipe(model, forget, retain, config, **kwargs)
+    try:
+        recipe.setup()
+        recipe.train()
+    finally:
+        recipe.close()
+    return recipe
+
+
 def run_case(name: str, callback=None):
     kind, kwargs = CASES[name]
     if kind == "mae":

@@ -57,6 +57,17 @@ def authors_palette_loss(model, teacher, s):
     return retain + ALPHA * forget, retain, forget
 
 
+def loss_with_forget_input(model, adapter, teacher, s, forget_input):
+    """Ours written out: the teacher on [retain; forget_input], the student on [retain; forget],
+    per-map MSE summed over maps, clean per-subset means."""
+    c = s.corruption
+    with torch.no_grad():
+        target = adapter.encode(teacher, torch.cat([s.retain, forget_input]), c)
+    student = adapter.encode(model.encoder, torch.cat([s.retain, s.forget]), c)
+    per_sample = sum((a - b).square().flatten(1).mean(1) for a, b in zip(student, target))
+    return per_sample[:3].mean() + ALPHA * per_sample[3:].mean()
+
+
 def encoder_grads(loss, model):
     params = [p for p in model.encoder.parameters() if p.requires_grad]
     return torch.autograd.grad(loss, params)
@@ -81,12 +92,8 @@ def test_noise_image_target_is_the_noised_gaussian_image():
     c = s.corruption
     n = reference.gaussian_target(s.forget, seed=9, offset=0, stats="batch")
     forget_input = torch.where(c.pixel[s.num_retain:].bool(), s.forget, n)
-    with torch.no_grad():
-        target = adapter.encode(teacher, torch.cat([s.retain, forget_input]), c)
-    student = adapter.encode(model.encoder, torch.cat([s.retain, s.forget]), c)
-    per_sample = sum((a - b).square().flatten(1).mean(1) for a, b in zip(student, target))
-    expected = per_sample[:3].mean() + ALPHA * per_sample[3:].mean()
-    torch.testing.assert_close(ours[0], expected, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(ours[0], loss_with_forget_input(model, adapter, teacher, s, forget_input),
+                               rtol=1e-5, atol=1e-7)
     model, _, teacher, s = palette_step("pure_noise")
     authors = objectives.ours(s, StepModels(model.encoder, teacher))
     assert not torch.allclose(ours[2], authors[2])
@@ -97,14 +104,8 @@ def test_whole_noise_target_is_the_teacher_on_a_whole_gaussian_image():
     from the student's input even where γ is near 0 (y_t almost all noise)."""
     model, adapter, teacher, s = palette_step("whole_noise")
     ours = objectives.ours(s, StepModels(model.encoder, teacher))
-    c = s.corruption
     n = reference.gaussian_target(s.forget, seed=9, offset=0, stats="batch")
-    with torch.no_grad():
-        target = adapter.encode(teacher, torch.cat([s.retain, n]), c)
-    student = adapter.encode(model.encoder, torch.cat([s.retain, s.forget]), c)
-    per_sample = sum((a - b).square().flatten(1).mean(1) for a, b in zip(student, target))
-    expected = per_sample[:3].mean() + ALPHA * per_sample[3:].mean()
-    torch.testing.assert_close(ours[0], expected, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(ours[0], loss_with_forget_input(model, adapter, teacher, s, n), rtol=1e-5, atol=1e-7)
     model, _, teacher, s = palette_step("noise_image")
     hole_only = objectives.ours(s, StepModels(model.encoder, teacher))
     assert not torch.allclose(ours[2], hole_only[2])

@@ -14,7 +14,7 @@ from l2l_fast.data import ClassFolders
 from l2l_fast.data.loader import BadFilesError
 from l2l_fast.training import checkpointing
 
-from conftest import AE_FORGET, AE_RETAIN, RUN, ConvAutoencoder, tiny_model
+from conftest import AE_FORGET, AE_RETAIN, RUN, ConvAutoencoder, run_recipe, tiny_model
 
 CLASSES = ["n01", "n02", "n03"]
 RUN_FOLDERS = dict(RUN, steps=6, precision="fp32")
@@ -47,14 +47,8 @@ def folder_sets(root):
 
 
 def recipe_run(forget, retain, callback=None, **options):
-    recipe = l2l_fast.UnlearnRecipe(tiny_model(), forget, retain, l2l_fast.UnlearnConfig(**{**RUN_FOLDERS, **options}),
-                                    callback=callback)
-    try:
-        recipe.setup()
-        recipe.train()
-    finally:
-        recipe.close()
-    return recipe
+    return run_recipe(tiny_model(), forget, retain, l2l_fast.UnlearnConfig(**{**RUN_FOLDERS, **options}),
+                      callback=callback)
 
 
 def same_weights(a, b):

@@ -15,7 +15,7 @@ from l2l_fast.models.masks import parse_mask
 from l2l_fast.unlearning.recipe import UnlearnRecipe, UnlearnConfig
 
 from conftest import (AE_FORGET, AE_RETAIN, FORGET, MAGE_FORGET, MAGE_RETAIN, RETAIN, autoencoder, images,
-                      mage_model, palette_model, tiny_model)
+                      mage_model, palette_model, run_recipe, tiny_model)
 
 HOLDOUT, SEED = 32, 3
 RUN = dict(steps=16, batch_size=8, lr=1e-3, alpha=0.5, mask="inpaint:3", seed=SEED, progress=False,
@@ -51,13 +51,7 @@ def held_out_damage(model, retain, seed: int = SEED, holdout: int = HOLDOUT) -> 
 
 
 def budget_run(forget, retain, **options):
-    recipe = UnlearnRecipe(load_model("demo"), forget, retain, UnlearnConfig(**{**RUN, **options}))
-    try:
-        recipe.setup()
-        recipe.train()
-    finally:
-        recipe.close()
-    return recipe
+    return run_recipe(load_model("demo"), forget, retain, UnlearnConfig(**{**RUN, **options}))
 
 
 def test_the_budget_holds_where_an_unconstrained_run_breaks_it(demo_sets):
@@ -128,12 +122,7 @@ def test_every_family_is_checked_on_its_own_loss(family):
     same_model, same_adapter, *_ = _family(family)  # the builders are seeded
     original = adapter_for(same_model, same_adapter)
     config = UnlearnConfig(steps=2, batch_size=2, mask=mask, progress=False, retain_holdout=4, check_every=2, seed=5)
-    recipe = UnlearnRecipe(model, forget, retain, config, adapter=adapter)
-    try:
-        recipe.setup()
-        recipe.train()
-    finally:
-        recipe.close()
+    recipe = run_recipe(model, forget, retain, config, adapter=adapter)
     held = torch.randperm(len(retain), generator=torch.Generator().manual_seed(5))[:4].sort().values
     tuned = recipe.adapter
     corruption = tuned.draw(parse_mask(mask), 4, torch.Generator().manual_seed(5))
