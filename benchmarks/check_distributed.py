@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 
 import l2l_fast
 from l2l_fast import load_model
-from l2l_fast.assets import load_demo_images
+from l2l_fast.data.assets import load_demo_images
 
 RUN = dict(steps=20, batch_size=64, lr=1e-3, mask="random:0.5", progress=False)
 CASES = {"ddp": {}, "fsdp": {"fsdp": True}}

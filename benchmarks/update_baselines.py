@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import ratios  # noqa: E402
 
-from l2l_fast.io import atomic_write  # noqa: E402
+from l2l_fast.training.files import atomic_write  # noqa: E402
 
 BASELINES = Path(__file__).resolve().parent / "baselines"
 

@@ -18,9 +18,9 @@ from pathlib import Path
 import torch
 
 from l2l_fast import adapt_diffusers, unlearn
-from l2l_fast.assets import DEMO, load_demo_images
+from l2l_fast.data.assets import DEMO, load_demo_images
 from l2l_fast.data import FASHION_MNIST_CLASSES, first_per_class
-from l2l_fast.demo import format_table, per_class, save_demo_grid
+from l2l_fast.evaluation.before_after import format_table, per_class, save_demo_grid
 from l2l_fast.evaluation.generation import generate, hole_errors, visible_pixels
 from l2l_fast.training.pretrain import pretrain
 
@@ -38,6 +38,26 @@ def build_adapter(sample_steps: int):
         norm_num_groups=8, attention_head_dim=8)
     scheduler = DDIMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", clip_sample=True)
     return adapt_diffusers(unet, scheduler=scheduler, patch_size=4, num_inference_steps=sample_steps)
+
+
+def trained_adapter(weights: Path, pretrain_steps: int, sample_steps: int):
+    """The adapter of the UNet trained on the demo's training images: read from `weights`, or trained for
+    `pretrain_steps` steps and written there."""
+    adapter = build_adapter(sample_steps)
+    unet = adapter.model.unet
+    if weights.exists():
+        from safetensors.torch import load_file
+        unet.load_state_dict(load_file(weights))
+    else:
+        train_images, _ = load_demo_images("train")
+        print(f"Training a {sum(p.numel() for p in unet.parameters()) / 1e6:.2f}M-parameter UNet2DModel inpainter "
+              f"on {train_images.shape[0]} images for {pretrain_steps} steps ...")
+        pretrain(adapter, train_images, steps=pretrain_steps, batch_size=32, lr=2e-3, masks=(MASK,))
+        from safetensors.torch import save_file
+        weights.parent.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in unet.state_dict().items()}, weights)
+    unet.eval()
+    return adapter
 
 
 def main(argv=None) -> dict:
@@ -59,20 +79,9 @@ def main(argv=None) -> dict:
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    adapter = build_adapter(args.sample_steps)
+    adapter = trained_adapter(out / "unet.safetensors", args.pretrain_steps, args.sample_steps)
     unet = adapter.model.unet
-    weights = out / "unet.safetensors"
     train_images, train_labels = load_demo_images("train")
-    if weights.exists():
-        from safetensors.torch import load_file
-        unet.load_state_dict(load_file(weights))
-    else:
-        print(f"Training a {sum(p.numel() for p in unet.parameters()) / 1e6:.2f}M-parameter UNet2DModel inpainter "
-              f"on {train_images.shape[0]} images for {args.pretrain_steps} steps ...")
-        pretrain(adapter, train_images, steps=args.pretrain_steps, batch_size=32, lr=2e-3, masks=(MASK,))
-        from safetensors.torch import save_file
-        save_file({k: v.contiguous() for k, v in unet.state_dict().items()}, weights)
-    unet.eval()
 
     test_images, test_labels = load_demo_images("test")
     index = first_per_class(test_labels, range(10), args.eval_per_class)

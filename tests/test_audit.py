@@ -6,7 +6,7 @@ from sklearn.metrics import roc_auc_score
 
 from l2l_fast import cli
 from l2l_fast.adapters import adapter_for
-from l2l_fast.assets import load_demo_images
+from l2l_fast.data.assets import load_demo_images
 from l2l_fast.data.canaries import Glyph, choose_canaries, kept_indices, plant
 from l2l_fast.evaluation import audit
 from l2l_fast.evaluation.metrics.canary import canary_correlation

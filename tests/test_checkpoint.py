@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from l2l_fast import load_model
-from l2l_fast.io import read, save_tensors
+from l2l_fast.training.files import read, save_tensors
 from l2l_fast.models import MAE, save_model
 from l2l_fast.models.masks import parse_mask, patch_keep
 from l2l_fast.training.checkpointing import optimizer_tensors, restore_optimizer

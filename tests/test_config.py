@@ -146,7 +146,7 @@ def test_unlearn_errors_come_back_with_the_file_name(tmp_path, capsys):
 
 
 def test_forget_individual_samples(tmp_path):
-    from l2l_fast.assets import load_demo_images
+    from l2l_fast.data.assets import load_demo_images
     from l2l_fast.cli.run import run_data
 
     images, labels = load_demo_images("train")

@@ -7,8 +7,8 @@ from PIL import Image
 
 import l2l_fast
 from l2l_fast import cli
-from l2l_fast.assets import DEMO_IMAGES, DEMO_MODEL, load_demo_images
-from l2l_fast.demo import format_table
+from l2l_fast.data.assets import DEMO_IMAGES, DEMO_MODEL, load_demo_images
+from l2l_fast.evaluation.before_after import format_table
 
 
 def test_shipped_assets_load():
@@ -57,7 +57,7 @@ def test_the_demo_writes_a_model_that_eval_reads(tmp_path, capsys):
 
 
 def test_the_table_says_which_direction_is_good_and_why_a_retain_class_moved():
-    from l2l_fast.demo import nearest_forgotten
+    from l2l_fast.evaluation.before_after import nearest_forgotten
 
     images, labels = load_demo_images("test")
     nearest = nearest_forgotten(images, labels, (0, 1))

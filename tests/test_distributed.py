@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 
 import l2l_fast
 from l2l_fast import cli, load_model
-from l2l_fast.io import read
+from l2l_fast.training.files import read
 
 from conftest import CASES, run_case
 

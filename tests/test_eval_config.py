@@ -53,7 +53,7 @@ def _write_fashion_folders(root: Path, images, labels, classes, per_class, corru
 def test_fashion_folders_match_the_built_in_path_and_evaluate(tmp_path, capsys):
     """The same images as PNG class folders (with a corrupt file among them) and as the built-in
     demo split give the same table, and both match `evaluate_model` on those images."""
-    from l2l_fast.assets import load_demo_images
+    from l2l_fast.data.assets import load_demo_images
 
     images, labels = load_demo_images("test")
     forget, retain, per_class = [0, 1], [2, 3], 5

@@ -183,7 +183,7 @@ def test_classifier_shapes_and_roundtrip(tmp_path):
 
 
 def test_load_classifier_rejects_other_families(tmp_path):
-    from l2l_fast.io import save_tensors
+    from l2l_fast.training.files import save_tensors
 
     path = save_tensors({"w": torch.zeros(1)}, {"family": "mae", "config": {}}, tmp_path / "m.safetensors")
     with pytest.raises(ValueError, match="not a classifier"):

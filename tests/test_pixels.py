@@ -6,7 +6,7 @@ from conftest import FORGET, RETAIN, tiny_model
 
 from l2l_fast import load_model
 from l2l_fast.adapters import adapter_for
-from l2l_fast.io import save_tensors
+from l2l_fast.training.files import save_tensors
 from l2l_fast.models import PaletteUNet, save_model
 from l2l_fast.models.masks import parse_mask, patch_keep
 from l2l_fast.models.pixels import IDENTITY, IMAGENET, Pixels, SYMMETRIC

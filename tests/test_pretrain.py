@@ -59,7 +59,7 @@ def test_pretrain_command_for_every_family(tmp_path, family):
 def test_pretrain_plants_canaries_and_retrains_without_them(tmp_path):
     import json
 
-    from l2l_fast.io import read
+    from l2l_fast.training.files import read
 
     first = tmp_path / "canary.safetensors"
     assert cli.main(["pretrain", "--steps", "1", "--batch-size", "2", "--canaries", "5", "--out", str(first)]) == 0

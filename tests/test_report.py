@@ -57,7 +57,7 @@ def test_generated_images_are_clamped_to_the_unit_range_as_saved_images_are():
 
 
 def test_evaluate_the_original_model_on_its_own_test_images():
-    from l2l_fast.assets import load_demo_images
+    from l2l_fast.data.assets import load_demo_images
 
     images, labels = load_demo_images("test")
 

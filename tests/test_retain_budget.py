@@ -10,7 +10,7 @@ import yaml
 import l2l_fast
 from l2l_fast import load_model
 from l2l_fast.adapters import adapter_for
-from l2l_fast.assets import load_demo_images
+from l2l_fast.data.assets import load_demo_images
 from l2l_fast.models.masks import parse_mask
 from l2l_fast.unlearning.recipe import UnlearnRecipe, UnlearnConfig
 

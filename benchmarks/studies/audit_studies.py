@@ -7,15 +7,19 @@ retrained_references.sh (run that first), each through `l2l_fast.evaluation.audi
 
 canary: the MAE trained with the canary glyph on N training images (Original) is unlearned on exactly
 those images (forget: the N as trained; retain: 5,000 other training images) with the demo's settings
-(l2l_fast.assets.DEMO); Original, Ours and the MAE retrained without the N are audited (forget: 500 of
+(l2l_fast.data.assets.DEMO); Original, Ours and the MAE retrained without the N are audited (forget: 500 of
 the N, non-members: 500 test images) with the glyph: how often each regenerates it, the membership AUC
 and the distance of each to Retrained; a grid of canary completions.
 
-classes: the MAE trained without the canaries (Original) is unlearned on split s1 (forget classes 0, 1;
-retain 2-5: 1,000 training images per class) with the demo's settings; Original, Ours and the MAE retrained
-without classes 0 and 1 are evaluated on the test split (hole MSE / PSNR, the classifier's accuracy and
-FID on its features) and audited (forget: 500 training images of classes 0, 1; non-members: 500 test
-images of the same classes), with each model's per-image hole-MSE distance to Retrained's completions.
+classes: the MAE trained without the canaries (Original) is unlearned on a class split of
+benchmarks/studies/quality.py (--split, default s1: forget classes 0, 1, retain 2-5, proxy 6-9; 1,000 training
+images per class) with the demo's settings: Ours (real retain), Ours (proxy retain), Ours (proxy retain with
+the recommended retain_budget) and the RANDOM ENCODER baseline; they, the Original and the MAE retrained
+without the forget classes are evaluated on the test split (hole MSE / PSNR, the classifier's accuracy and
+FID on its features) and audited (forget: 500 training images of the forget classes; non-members: 500 test
+images of the same classes), with each model's per-image hole-MSE distance to Retrained's completions:
+
+    python benchmarks/studies/audit_studies.py classes --split s2   # -> benchmarks/results/retrained_mae_s2/
 """
 from __future__ import annotations
 
@@ -29,42 +33,43 @@ import torch
 
 import l2l_fast
 from l2l_fast.adapters import adapter_for
-from l2l_fast.assets import DEMO
+from l2l_fast.data.assets import DEMO
 from l2l_fast.data import fashion_mnist, split_by_class
 from l2l_fast.data.canaries import plant, read_indices
 from l2l_fast.evaluation import MetricsConfig, audit, evaluate
 from l2l_fast.evaluation.generation import generate, visible_pixels
 from l2l_fast.evaluation.metrics.pixels import pixel_errors
 from l2l_fast.evaluation.plots import save_grid, with_grey_hole
-from l2l_fast.io import write_text
+from l2l_fast.training.files import write_text
 from l2l_fast.models import save_model
+from quality import SPLITS
 
 RESULTS = Path("benchmarks/results")
 CANARY = RESULTS / "canary_mae_2000"
-CLASSES = RESULTS / "retrained_mae_s1"
-S1 = ([0, 1], [2, 3, 4, 5])
+RETAIN_BUDGET = 0.05  # examples/proxy_retain.yaml's
 
 
 def pick(count: int, total: int, seed: int) -> torch.Tensor:
     return torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:count].sort().values
 
 
-def unlearned(original_path: Path, forget, retain, out: Path, steps: int) -> torch.nn.Module:
-    """Ours: the demo's settings on a copy of the original, saved to `out` (reused when there)."""
+def unlearned(original_path: Path, forget, retain, out: Path, steps: int, **options) -> torch.nn.Module:
+    """`method` (default Ours) with the demo's settings on a copy of the original, saved to `out` (reused
+    when there)."""
     if out.is_file():
         return l2l_fast.load_model(out)
     model = l2l_fast.load_model(original_path)
     tick = time.perf_counter()
     l2l_fast.unlearn(model, forget, retain, steps=steps, batch_size=DEMO.batch_size, lr=DEMO.lr,
-                     alpha=DEMO.alpha, mask=DEMO.mask, seed=DEMO.seed)
+                     alpha=DEMO.alpha, mask=DEMO.mask, seed=DEMO.seed, **options)
     save_model(model, out, extra={"unlearn": {"steps": steps, "batch_size": DEMO.batch_size, "lr": DEMO.lr,
-                                              "alpha": DEMO.alpha, "mask": DEMO.mask,
+                                              "alpha": DEMO.alpha, "mask": DEMO.mask, **options,
                                               "minutes": round((time.perf_counter() - tick) / 60, 2)}})
     return model
 
 
 def pretrain_minutes(path: Path) -> float:
-    from l2l_fast.io import read
+    from l2l_fast.training.files import read
 
     return read(path)[1]["pretrain"]["minutes"]
 
@@ -139,16 +144,27 @@ def canary_study(steps: int, folder: Path = CANARY) -> None:
                           f"Pretraining wall time (min): {minutes}", ""]), folder / "summary.md")
 
 
-def classes_study(steps: int) -> None:
+def classes_study(steps: int, split_name: str) -> None:
+    folder = RESULTS / f"retrained_mae_{split_name}"
+    forget_classes, retain_classes, proxy_classes = SPLITS[split_name]
     original_path = RESULTS / "canary_mae" / "retrained_mae.safetensors"
     train, train_labels = fashion_mnist("train")
-    split = split_by_class(train, train_labels, *S1, per_class=1000)
+    split = split_by_class(train, train_labels, forget_classes, retain_classes, proxy_classes, per_class=1000)
+    forget = split.forget[0]
+    unlearned_models = {
+        "Ours": unlearned(original_path, forget, split.retain[0], folder / "ours.safetensors", steps),
+        "Ours (proxy)": unlearned(original_path, forget, split.proxy[0], folder / "ours_proxy.safetensors", steps),
+        "Ours (proxy, budget)": unlearned(
+            original_path, forget, torch.utils.data.TensorDataset(*split.proxy),
+            folder / "ours_proxy_budget.safetensors", steps, retain_budget=RETAIN_BUDGET),
+        "RANDOM ENCODER": unlearned(original_path, forget, split.retain[0], folder / "random_encoder.safetensors",
+                                    steps, method="random_encoder"),
+    }
     original = l2l_fast.load_model(original_path)
-    retrained = l2l_fast.load_model(CLASSES / "retrained_mae.safetensors")
-    ours = unlearned(original_path, split.forget[0], split.retain[0], CLASSES / "ours.safetensors", steps)
-    models = {"Original": original, "Ours": ours, "Retrained": retrained}
+    retrained = l2l_fast.load_model(folder / "retrained_mae.safetensors")
+    models = {"Original": original, **unlearned_models, "Retrained": retrained}
     test, test_labels = fashion_mnist("test")
-    test_split = split_by_class(test, test_labels, *S1, per_class=500)
+    test_split = split_by_class(test, test_labels, forget_classes, retain_classes, per_class=500)
     evaluation = evaluate(models, test_split.forget, test_split.retain, mask=DEMO.mask, keep_generated=True,
                           metrics=MetricsConfig(fid_inception=None, compute=["FID", "acc", "MSE_hole", "PSNR_hole"],
                                                 use={"FID": "classifier"}))
@@ -163,21 +179,22 @@ def classes_study(steps: int) -> None:
         table.append({"method": row["method"], **{k: v for k, v in row["metrics"].items()
                                                   if not k.startswith("per_class")},
                       "MSE_to_Retrained_F": distance["F"], "MSE_to_Retrained_R": distance["R"]})
-    forget_train = train[torch.isin(train_labels, torch.tensor(S1[0]))]
+    forget_train = train[torch.isin(train_labels, torch.tensor(forget_classes))]
     members = forget_train[pick(500, forget_train.shape[0], seed=3)]
-    results = audits({"Original": original, "Ours": ours}, members, test_split.forget[0], retrained, CLASSES,
+    results = audits({"Original": original, **unlearned_models}, members, test_split.forget[0], retrained, folder,
                      canaries=False)
     columns = ["method", "MSE_hole_F", "PSNR_hole_F", "acc_F", "FID_F", "MSE_hole_R", "PSNR_hole_R", "acc_R",
                "FID_R", "MSE_to_Retrained_F", "MSE_to_Retrained_R"]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(r[c] if c == "method" else f"{r[c]:.4f}" for c in columns) + " |" for r in table]
     minutes = {name: pretrain_minutes(path) for name, path in (("Original", original_path),
-                                                               ("Retrained", CLASSES / "retrained_mae.safetensors"))}
-    write_text(json.dumps({"pretrain_minutes": minutes, "table": table, "audits": results,
-                           "networks": evaluation.metric_networks()}, indent=2), CLASSES / "summary.json")
-    write_text("\n".join(["# Class-level study (MAE, split s1: forget 0, 1; retain 2-5)", "", *lines, "",
-                          *audit_rows(results, canaries=False), "", f"Pretraining wall time (min): {minutes}", ""]),
-               CLASSES / "summary.md")
+                                                               ("Retrained", folder / "retrained_mae.safetensors"))}
+    write_text(json.dumps({"split": split_name, "pretrain_minutes": minutes, "table": table, "audits": results,
+                           "networks": evaluation.metric_networks()}, indent=2), folder / "summary.json")
+    title = (f"# Class-level study (MAE, split {split_name}: forget {forget_classes}; retain {retain_classes}; "
+             f"proxy {proxy_classes})")
+    write_text("\n".join([title, "", *lines, "", *audit_rows(results, canaries=False), "",
+                          f"Pretraining wall time (min): {minutes}", ""]), folder / "summary.md")
 
 
 if __name__ == "__main__":
@@ -185,6 +202,7 @@ if __name__ == "__main__":
     parser.add_argument("study", choices=["canary", "classes"])
     parser.add_argument("--steps", type=int, default=DEMO.steps, help="unlearning steps (default: the demo's)")
     parser.add_argument("--folder", type=Path, default=CANARY, help="canary: the models' folder")
+    parser.add_argument("--split", choices=sorted(SPLITS), default="s1", help="classes: the class split")
     args = parser.parse_args()
     torch.manual_seed(0)
-    canary_study(args.steps, args.folder) if args.study == "canary" else classes_study(args.steps)
+    canary_study(args.steps, args.folder) if args.study == "canary" else classes_study(args.steps, args.split)

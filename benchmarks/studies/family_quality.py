@@ -24,7 +24,7 @@ from l2l_fast import load_model
 from l2l_fast.data import fashion_mnist, first_per_class
 from l2l_fast.evaluation.generation import generate, hole_errors, visible_pixels
 from l2l_fast.evaluation.metrics import Features, accuracy, frechet_distance, load_classifier
-from l2l_fast.io import read
+from l2l_fast.training.files import read
 
 
 def completion_quality(adapter, images: torch.Tensor, labels: torch.Tensor, mask: str, classifier,

@@ -79,6 +79,24 @@ def subset(images, labels, classes):
     return images[chosen], labels[chosen]
 
 
+def split_data(forget, retain, proxy, test_per_class=None) -> dict:
+    """The training images of each role and the (images, labels) of the test split's forget and retain
+    classes (the first `test_per_class` test images of each class, or all)."""
+    train_x, train_y = fashion_mnist("train")
+    test_x, test_y = fashion_mnist("test")
+    if test_per_class:
+        keep = torch.cat([(test_y == c).nonzero().squeeze(1)[:test_per_class] for c in range(10)]).sort().values
+        test_x, test_y = test_x[keep], test_y[keep]
+    return {
+        "train_forget": subset(train_x, train_y, forget)[0],
+        "train_retain": subset(train_x, train_y, retain)[0],
+        "train_proxy": subset(train_x, train_y, proxy)[0],
+        "train_proxy_labelled": torch.utils.data.TensorDataset(*subset(train_x, train_y, proxy)),
+        "test_forget": subset(test_x, test_y, forget),
+        "test_retain": subset(test_x, test_y, retain),
+    }
+
+
 def grid_rows(test, generated_by_method, mask, adapter):
     """Rows: GRID_EXAMPLES forget and retain test images; columns: truth, input, each method."""
     rows = []
@@ -287,19 +305,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seeds[0])
-    train_x, train_y = fashion_mnist("train")
-    test_x, test_y = fashion_mnist("test")
-    if args.test_per_class:
-        keep = torch.cat([(test_y == c).nonzero().squeeze(1)[: args.test_per_class] for c in range(10)]).sort().values
-        test_x, test_y = test_x[keep], test_y[keep]
-    data = {
-        "train_forget": subset(train_x, train_y, args.forget)[0],
-        "train_retain": subset(train_x, train_y, args.retain)[0],
-        "train_proxy": subset(train_x, train_y, args.proxy)[0],
-        "train_proxy_labelled": torch.utils.data.TensorDataset(*subset(train_x, train_y, args.proxy)),
-        "test_forget": subset(test_x, test_y, args.forget),
-        "test_retain": subset(test_x, test_y, args.retain),
-    }
+    data = split_data(args.forget, args.retain, args.proxy, args.test_per_class)
     classifier = load_classifier()
     started, family = time.perf_counter(), load_model(args.model).family
     tables, ablation, earlier_notes = earlier_results(out, args) if args.resume else ([], None, [])

@@ -35,7 +35,7 @@ def parse_audit_file(raw, source: str = "<config>"):
     """(model, reference or None, dataset, root, forget AuditSet, nonmembers AuditSet, AuditConfig)."""
     from ..evaluation.audit import AuditConfig
     from ..evaluation.audit_sets import DATASETS, AuditSet
-    from ..options import check_keys
+    from ..training.options import check_keys
 
     config_keys = [f.name for f in dataclasses.fields(AuditConfig)]
     with naming(source):

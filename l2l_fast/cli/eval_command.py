@@ -19,7 +19,7 @@ from .run_files import ConfigError, naming
 
 def _model_path(spec: str) -> Path:
     if spec == "demo":
-        from ..assets import DEMO_MODEL
+        from ..data.assets import DEMO_MODEL
 
         return DEMO_MODEL
     return Path(spec)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..evaluation.config import EvalConfig
-from ..options import check_keys, options
+from ..training.options import check_keys, options
 from .paths import EVAL_PATHS, relative_to_file
 from .run_files import ConfigError, naming, read_yaml
 

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from .. import __version__
-from ..assets import DEMO
+from ..data.assets import DEMO
 from .audit_command import add_command as add_audit_command
 from .fid_command import add_command as add_fid_command
 from .import_model import add_command as add_import_command
@@ -60,7 +60,7 @@ def _pretrain_images(images, labels, args: argparse.Namespace):
     import json
 
     from ..data.canaries import Glyph, choose_canaries, kept_indices, plant, read_indices
-    from ..io import write_text
+    from ..training.files import write_text
 
     excluded = read_indices(args.exclude_indices) if args.exclude_indices else []
     kept = kept_indices(labels, args.exclude_classes, excluded)
@@ -77,7 +77,7 @@ def _pretrain_images(images, labels, args: argparse.Namespace):
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from ..demo import run_demo
+    from .demo import run_demo
 
     run_demo(out_dir=Path(args.out), steps=args.steps, batch_size=args.batch_size, lr=args.lr,
              alpha=args.alpha, seed=args.seed, eval_per_class=args.eval_per_class, progress=not args.no_progress)
@@ -174,7 +174,7 @@ def _train_classifier(args: argparse.Namespace) -> int:
 
 
 def _make_demo_data(args: argparse.Namespace) -> int:
-    from ..demo import export_demo_images
+    from ..data.assets import export_demo_images
 
     path = export_demo_images(Path(args.out), root=args.root)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")

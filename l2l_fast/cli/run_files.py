@@ -30,7 +30,7 @@ import yaml
 from ..data.config import DataConfig
 from ..models import presets
 from ..models.release import FAMILIES, MODEL_FAMILY
-from ..options import check_keys, fail
+from ..training.options import check_keys, fail
 from ..unlearning.config import UnlearnConfig
 from .paths import RUN_PATHS, relative_to_file
 

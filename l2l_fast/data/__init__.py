@@ -17,3 +17,6 @@ __all__ += ["decode_image", "FileImages"]
 from .config import DataConfig
 
 __all__ += ["DataConfig"]
+from .assets import load_demo_images
+
+__all__ += ["load_demo_images"]

@@ -9,9 +9,9 @@ from typing import Any, Optional, Union
 
 import torch
 
-from .. import options
-from ..options import check_options, choice, described, fail, option, path
-from ..assets import load_demo_images
+from ..training import options
+from ..training.options import check_options, choice, described, fail, option, path
+from .assets import load_demo_images
 from .fashion_mnist import CLASSES as FASHION_CLASSES, fashion_mnist
 from .folders import read_class_list
 from .splits import check_disjoint

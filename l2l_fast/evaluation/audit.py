@@ -27,9 +27,9 @@ import torch
 
 from ..adapters import Adapter, adapter_for
 from ..data.canaries import Glyph, plant
-from ..io import write_text
+from ..training.files import write_text
 from ..models.masks import parse_mask
-from ..options import check_options, described, docs, fail, flag, number, option, path
+from ..training.options import check_options, described, docs, fail, flag, number, option, path
 from .config import MetricsConfig, _integer
 from .generation import visible_pixels
 from .metrics.canary import THRESHOLD, canary_correlation, regenerated

@@ -8,7 +8,7 @@ from typing import Optional, Union
 import torch
 
 from ..data.canaries import read_indices
-from ..options import check_keys, check_options, choice, described, docs, fail, number, option, options
+from ..training.options import check_keys, check_options, choice, described, docs, fail, number, option, options
 
 DATASETS = ("fashion-mnist", "demo")
 
@@ -60,7 +60,7 @@ class AuditSet:
 def load_audit_set(spec: AuditSet, dataset: str = "fashion-mnist", root=None) -> tuple[torch.Tensor, torch.Tensor]:
     """(images, labels) the spec names, in the split's order."""
     if dataset == "demo":
-        from ..assets import load_demo_images
+        from ..data.assets import load_demo_images
 
         images, labels = load_demo_images(spec.split)
     else:

@@ -11,12 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from .. import options
+from ..training import options
 from ..data.config import DataConfig
 from ..data.folders import read_class_list
 from ..models.masks import parse_mask
 from ..models.palette import SAMPLERS as DIFFUSION_METHODS
-from ..options import check_options, choice, described, fail, number, option, optional_text, path, section
+from ..training.options import check_options, choice, described, fail, number, option, optional_text, path, section
 from .networks import AUTO, METRIC_SOURCES, METRICS, SHIPPED, split_clip_spec
 
 PRECISIONS = ("fp32", "bf16")

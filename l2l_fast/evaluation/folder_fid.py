@@ -19,7 +19,7 @@ from PIL import Image
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..io import read, save_tensors
+from ..training.files import read, save_tensors
 from .metrics.fid import fid_from_features, kid_from_features
 from .metrics import inception
 from .metrics.inception import EVAL_EXTRA, NAME, FIDInception, file_sha256, network_input

@@ -6,7 +6,7 @@ from typing import Sequence
 
 import torch
 
-from ..io import save_figure
+from ..training.files import save_figure
 
 
 def _pyplot():

@@ -26,7 +26,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..adapters import Adapter, adapter_for
-from ..io import read, save_tensors, write_text
+from ..training.files import read, save_tensors, write_text
 from ..models.masks import parse_mask
 from .config import EvalConfig, MetricsConfig
 from .metrics import inception_score, mean_cosine

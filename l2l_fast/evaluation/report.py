@@ -14,7 +14,7 @@ import json
 from io import StringIO
 from pathlib import Path
 
-from ..io import write_text
+from ..training.files import write_text
 from .generation import BETTER, COLUMNS
 from .neighbours import BASELINE, flag_lines
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from ..io import write_text
+from ..training.files import write_text
 from .plots import save_grid
 from .metrics import tsne_plot
 

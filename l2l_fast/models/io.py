@@ -9,8 +9,8 @@ from typing import Mapping, Optional, Union
 
 import torch
 
-from ..assets import DEMO_MODEL
-from ..io import read, save_tensors
+from ..data.assets import DEMO_MODEL
+from ..training.files import read, save_tensors
 from .families import MODEL_FAMILIES
 from .pixels import pixels_of, split_config
 

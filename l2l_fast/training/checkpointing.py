@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from ..data.source import EpochSampler
-from ..io import read, save_tensors, write_text
+from .files import read, save_tensors, write_text
 from . import distributed
 
 log = logging.getLogger(__name__)

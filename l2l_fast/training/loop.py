@@ -9,7 +9,7 @@ from typing import Callable, Optional
 import torch
 from tqdm.auto import tqdm
 
-from ..io import read, save_tensors
+from .files import read, save_tensors
 from .checkpointing import optimizer_tensors, restore_optimizer
 from .optim import WEIGHT_DECAY, adamw, set_lr, warmup_cosine
 

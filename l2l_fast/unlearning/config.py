@@ -13,9 +13,9 @@ from typing import Any, Optional
 
 import torch
 
-from .. import options
-from ..options import choice as _choice, described, flag as _flag, number as _number
-from ..options import optional_flag as _optional_flag
+from ..training import options
+from ..training.options import choice as _choice, described, flag as _flag, number as _number
+from ..training.options import optional_flag as _optional_flag
 from ..data.decode_cache import MODES as DECODE_CACHE_MODES
 from ..models.masks import parse_mask
 from ..ops import DISTANCES

@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...assets import FASHION_CLASSIFIER
-from ...io import read, save_tensors
+from ...data.assets import FASHION_CLASSIFIER
+from ...training.files import read, save_tensors
 from ...training.loop import train_loop
 from ._features import Images, rows
 

@@ -8,7 +8,7 @@ import torch
 from matplotlib.figure import Figure
 from sklearn.manifold import TSNE
 
-from ...io import save_figure
+from ...training.files import save_figure
 
 
 def tsne_plot(

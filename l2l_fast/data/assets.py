@@ -1,5 +1,6 @@
 """The files shipped in l2l_fast/assets (the demo MAE, the demo's Fashion-MNIST subset, the
-Fashion-MNIST evaluation classifier) and the settings the demo runs with."""
+Fashion-MNIST evaluation classifier), the settings the demo runs with and the writer of the demo's
+images file."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,6 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from ..training.files import atomic_write
+from .fashion_mnist import fashion_mnist
+from .splits import first_per_class
 
 
 def asset(name: str) -> Path:
@@ -45,3 +50,21 @@ class DemoSettings:
 
 
 DEMO = DemoSettings()
+
+
+def export_demo_images(path: Path, root=None, train_per_class: int = 300, test_per_class: int = 100) -> Path:
+    """Write the first N images of each class of both splits as a compressed npz."""
+    arrays = {}
+    for split, count in (("train", train_per_class), ("test", test_per_class)):
+        images, labels = fashion_mnist(split, root=root)
+        index = first_per_class(labels, range(10), count)
+        arrays[f"{split}_images"] = (images[index, 0] * 255).round().to(torch.uint8).numpy()
+        arrays[f"{split}_labels"] = labels[index].numpy().astype(np.uint8)
+
+    def write(tmp):
+        with open(tmp, "wb") as handle:  # a file object: savez appends .npz to a name without it
+            np.savez_compressed(handle, **arrays)
+
+    return atomic_write(path, write)
+
+
