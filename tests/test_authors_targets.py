@@ -148,3 +148,44 @@ def test_mixed_noise_statistics_by_hand():
                             distance="mse", noise_seed=4, noise_offset=32, noise_stats="batch", noise_clamp=None)
     assert not torch.allclose(batch_only.noise(forget), s.noise(forget))
     assert UnlearnConfig(steps=1, batch_size=1, noise_stats="mixed").recorded()["noise_stats"] == "mixed"
+
+
+# the forget term on the deepest maps only
+
+def test_forget_maps_puts_the_forget_term_on_the_last_maps_only():
+    """Written out: retain rows over every map, forget rows over the last N maps, per-map MSE,
+    clean per-subset means; N = all the maps is the default loss."""
+    model, adapter, teacher, s = palette_step("whole_noise")
+    n = reference.gaussian_target(s.forget, seed=9, offset=0, stats="batch")
+    c = s.corruption
+    with torch.no_grad():
+        target = adapter.encode(teacher, torch.cat([s.retain, n]), c)
+    student = adapter.encode(model.encoder, torch.cat([s.retain, s.forget]), c)
+    maps = len(student)
+    assert maps > 2
+    for last in (1, 2, maps):
+        s.forget_maps = last
+        ours = objectives.ours(s, StepModels(model.encoder, teacher))
+        retain = sum((a - b).square().flatten(1).mean(1) for a, b in zip(student, target))[:3].mean()
+        forget = sum((a - b).square().flatten(1).mean(1)
+                     for a, b in zip(student[maps - last:], target[maps - last:]))[3:].mean()
+        torch.testing.assert_close(ours[0], retain + ALPHA * forget, rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(ours[2], forget, rtol=1e-5, atol=1e-7)
+    s.forget_maps = None
+    torch.testing.assert_close(objectives.ours(s, StepModels(model.encoder, teacher))[0],
+                               loss_with_forget_input(model, adapter, teacher, s, n), rtol=1e-5, atol=1e-7)
+    s.forget_maps = maps + 1
+    with pytest.raises(ValueError, match=f"forget_maps {maps + 1}: this model's encoder gives {maps} feature maps"):
+        objectives.ours(s, StepModels(model.encoder, teacher))
+
+
+def test_forget_maps_is_checked_and_refused_where_it_cannot_apply():
+    assert UnlearnConfig(steps=1, batch_size=1, forget_maps=1).recorded()["forget_maps"] == 1
+    with pytest.raises(ValueError, match="forget_maps must be"):
+        UnlearnConfig(steps=1, batch_size=1, forget_maps=0)
+    with pytest.raises(ValueError, match="forget_maps applies to method 'ours', not 'random_encoder'"):
+        UnlearnConfig(steps=1, batch_size=1, forget_maps=1, method="random_encoder")
+    with pytest.raises(ValueError, match="forget_maps 1: this model's encoder gives 1 feature map;"):
+        demo = torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+        l2l_fast.unlearn(l2l_fast.load_model("demo"), demo[:2], demo[2:], steps=1, batch_size=2, forget_maps=1,
+                         progress=False)

@@ -4,7 +4,8 @@
     python benchmarks/studies/tradeoff.py --retain proxy --out benchmarks/results/tradeoff_mae
     python benchmarks/studies/tradeoff.py --plot --out benchmarks/results/tradeoff_mae
 
-Palette's forget targets (`--targets`) against RANDOM ENCODER, at its tuned setting:
+Palette's forget targets (`--targets`) against RANDOM ENCODER, at its tuned setting; with
+`--diffusion-target whole_noise --forget-maps 1`, the α sweep of that target on the middle block alone:
 
     python benchmarks/studies/tradeoff.py --model benchmarks/results/quality_diffusion/palette_fm.safetensors \
         --retain real --alphas --budgets --targets pure_noise whole_noise --baselines random_encoder --steps 100 \
@@ -46,13 +47,17 @@ def runs(args) -> list[dict]:
     """(name, unlearn options) of every point, in the order they run."""
     base = dict(steps=args.steps, batch_size=args.batch_size, lr=args.lr, alpha=args.alpha, mask=MASK,
                 seed=args.seed, progress=False)
+    base.update({k: v for k, v in (("diffusion_target", args.diffusion_target), ("forget_maps", args.forget_maps))
+                 if v is not None})
     points = [{"name": "Original", "sweep": "original", "options": None}]
     points += [{"name": f"alpha {a:g}", "sweep": "alpha", "options": dict(base, alpha=a)} for a in args.alphas]
     points += [{"name": f"budget {b:g}", "sweep": "budget", "options": dict(base, retain_budget=b)}
                for b in args.budgets]
     points += [{"name": f"target {t}", "sweep": "target", "options": dict(base, diffusion_target=t)}
                for t in args.targets]
-    points += [{"name": m, "sweep": "baseline", "options": dict(base, method=m)} for m in args.baselines]
+    ours_only = ("diffusion_target", "forget_maps")
+    points += [{"name": m, "sweep": "baseline", "options": {**{k: v for k, v in base.items() if k not in ours_only},
+                                                            "method": m}} for m in args.baselines]
     return points
 
 
@@ -143,6 +148,8 @@ def main() -> None:
     parser.add_argument("--alphas", type=float, nargs="*", default=[0.05, 0.25, 0.5, 1.0])
     parser.add_argument("--budgets", type=float, nargs="*", default=[0.05, 0.1, 0.2, 0.4])
     parser.add_argument("--targets", nargs="*", default=[], help="diffusion_target values to compare (Palette)")
+    parser.add_argument("--diffusion-target", help="Palette: every Ours point's forget target (default the library's)")
+    parser.add_argument("--forget-maps", type=int, help="every Ours point's forget_maps (default: every map)")
     parser.add_argument("--baselines", nargs="*", default=list(BASELINES))
     parser.add_argument("--model", default="demo", help="'demo' (the shipped MAE) or a checkpoint")
     parser.add_argument("--sample-steps", type=int, default=20, help="diffusion: DDIM steps of every generation")

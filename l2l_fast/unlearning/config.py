@@ -101,6 +101,12 @@ class UnlearnConfig:
         "q_sample without its y_0 term), on the noised Gaussian image √γ·n + √(1−γ)·ε in the hole "
         "('noise_image'), or on a whole Gaussian image, its visible part in the condition too ('whole_noise': a "
         "pull at every noise level); other families always use the noise image", recorded=True)
+    forget_maps: Optional[int] = option(
+        None, _number(1, integer=True, optional=True),
+        "encoders that give several feature maps (UNets: the down path's residuals, then the middle block): the "
+        "forget term on the last N maps only (1: the middle block), the retain term on all; None: every map "
+        "(the authors'). The shallow maps are local and cannot tell a forget image from a retain one, so "
+        "pulling them towards the noise target damages every class", recorded=True)
     method: str = option("ours", _choice(METHODS), "the paper's objective or one of its baselines",
                          recorded=True)
     precision: Optional[str] = option(None, _choice(tuple(PRECISIONS), optional=True),
@@ -160,8 +166,9 @@ class UnlearnConfig:
             raise ValueError(f"fsdp shards the encoder: it applies to methods {ENCODER_METHODS}, not {self.method!r}")
         if self.retain_budget is not None and self.retain_holdout == 0:
             raise ValueError("retain_budget needs held-out retain images: retain_holdout must be at least 1")
-        if self.cache_targets and self.method != "ours":
-            raise ValueError(f"cache_targets applies to method 'ours', not {self.method!r}")
+        for name in ("cache_targets", "forget_maps"):
+            if getattr(self, name) and self.method != "ours":
+                raise ValueError(f"{name} applies to method 'ours', not {self.method!r}")
 
     @classmethod
     def from_dict(cls, options: dict[str, Any]) -> "UnlearnConfig":

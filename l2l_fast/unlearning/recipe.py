@@ -299,7 +299,7 @@ class UnlearnRecipe:
             noise_offset=(step * config.batch_size + ctx.rank * self.local_batch) * image_numel,
             noise_stats=config.noise_stats, noise_clamp=noise_clamp, retain_index=plan.index["retain"],
             forget_index=plan.index["forget"], prepared=self.prepared, ctx=ctx,
-            diffusion_target=config.diffusion_target,
+            diffusion_target=config.diffusion_target, forget_maps=config.forget_maps,
         )
 
     def train(self) -> nn.Module:

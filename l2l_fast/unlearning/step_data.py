@@ -43,6 +43,7 @@ class StepInputs:
     prepared: Optional[dict] = None  # {"retain", "forget"}: SampleCaches of adapter.prepare (frozen_prepare)
     ctx: distributed.Context = distributed.Context()
     diffusion_target: str = "pure_noise"  # a DIFFUSION_TARGETS entry (UnlearnConfig.diffusion_target)
+    forget_maps: Optional[int] = None  # the forget term on the last N maps (UnlearnConfig.forget_maps)
 
     @property
     def num_retain(self) -> int:
