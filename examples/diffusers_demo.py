@@ -66,10 +66,13 @@ def main(argv=None) -> dict:
     parser.add_argument("--pretrain-steps", type=int, default=400)
     parser.add_argument("--steps", type=int, default=150, help="unlearning steps")
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--lr", type=float, default=5e-4)
-    parser.add_argument("--alpha", type=float, default=0.25, help="weight of the forget term")
-    parser.add_argument("--diffusion-target", default="pure_noise", choices=("pure_noise", "noise_image", "whole_noise"),
+    # lr, alpha, target and forget maps: chosen on tuning images (benchmarks/results/diffusers_tuning)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--alpha", type=float, default=16.0, help="weight of the forget term")
+    parser.add_argument("--diffusion-target", default="whole_noise", choices=("pure_noise", "noise_image", "whole_noise"),
                         help="the forget target (UnlearnConfig.diffusion_target)")
+    parser.add_argument("--forget-maps", type=lambda v: None if v == "all" else int(v), default=1,
+                        help="the forget term on the last N encoder maps (UnlearnConfig.forget_maps; all: every map)")
     parser.add_argument("--sample-steps", type=int, default=10)
     parser.add_argument("--eval-per-class", type=int, default=20)
     parser.add_argument("--threads", type=int, default=1,
@@ -95,7 +98,7 @@ def main(argv=None) -> dict:
     print(f"Unlearning {names} ({int(is_forget.sum())} images), keeping {int((~is_forget).sum())}; mask {MASK}.")
     unlearn(unet, train_images[is_forget], train_images[~is_forget], adapter=adapter, steps=args.steps,
             batch_size=args.batch_size, lr=args.lr, alpha=args.alpha, mask=MASK, progress=True,
-            diffusion_target=args.diffusion_target)
+            diffusion_target=args.diffusion_target, forget_maps=args.forget_maps, seed=0)
     unet.eval()
     after_images = generate(adapter, test_images, MASK, batch_size=500)
     after = per_class(hole_errors(test_images, after_images, visible), test_labels)

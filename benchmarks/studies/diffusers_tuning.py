@@ -6,7 +6,7 @@ The demo's UNet2DModel inpainter (examples/diffusers_demo.py; trained once and k
 with each setting of the grid on the demo's training images less the last --tuning-per-class of each class,
 and its mean hole MSE per class is measured on those held-out training images (same mask, DDIM steps and
 seed as the demo). Chosen: the setting that raises the forget classes' hole MSE most with the retain
-classes' mean within --retain-limit. Writes OUT/results.json and OUT/README.md.
+classes. mean within --retain-limit. Writes OUT/results.json and OUT/report.md.
 """
 from __future__ import annotations
 
@@ -52,6 +52,8 @@ def main() -> None:
     parser.add_argument("--lr", type=float, nargs="+", default=[5e-4, 2e-3, 4e-3])
     parser.add_argument("--alpha", type=float, nargs="+", default=[0.25, 1.0])
     parser.add_argument("--target", nargs="+", default=["pure_noise", "whole_noise"])
+    parser.add_argument("--forget-maps", nargs="+", type=lambda v: None if v == "all" else int(v), default=[None],
+                        help="UnlearnConfig.forget_maps values ('all': every map, the authors')")
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--tuning-per-class", type=int, default=20)
@@ -76,46 +78,52 @@ def main() -> None:
                     "forget_classes": list(FORGET_CLASSES), "tuning_per_class": args.tuning_per_class,
                     "steps": args.steps, "batch_size": args.batch_size, "sample_steps": args.sample_steps,
                     "retain_limit": args.retain_limit, "before": before})
-    done = {(r["lr"], r["alpha"], r["target"]) for r in results["runs"]}
-    for lr, alpha, target in itertools.product(args.lr, args.alpha, args.target):
-        if (lr, alpha, target) in done:
+    done = {(r["lr"], r["alpha"], r["target"], r.get("forget_maps")) for r in results["runs"]}
+    for lr, alpha, target, maps in itertools.product(args.lr, args.alpha, args.target, args.forget_maps):
+        if (lr, alpha, target, maps) in done:
             continue
         unet.load_state_dict(original)
         started = time.perf_counter()
         unlearn(unet, train_images[is_forget], train_images[~is_forget], adapter=adapter, steps=args.steps,
                 batch_size=args.batch_size, lr=lr, alpha=alpha, mask=MASK, seed=0, progress=False,
-                diffusion_target=target)
+                diffusion_target=target, forget_maps=maps)
         unet.eval()
         after = per_class(hole_errors(tune_images, generate(adapter, tune_images, MASK, batch_size=500), visible),
                           tune_labels)
-        run = {"lr": lr, "alpha": alpha, "target": target, **ratios(before, after), "after": after,
-               "seconds": round(time.perf_counter() - started, 1)}
+        run = {"lr": lr, "alpha": alpha, "target": target, "forget_maps": maps, **ratios(before, after), "after": after,
+               "seconds": round(time.perf_counter() - started, 1), "command": " ".join(sys.argv[1:])}
         results["runs"].append(run)
-        print(f"lr {lr} alpha {alpha} {target}: forget {run['forget']:.2f}x retain {run['retain']:.3f}x "
+        print(f"lr {lr} alpha {alpha} {target} forget_maps {maps}: forget {run['forget']:.2f}x "
+              f"retain {run['retain']:.3f}x "
               f"(worst class {run['worst_retain_class']:.2f}x) {run['seconds']:.0f} s", flush=True)
         write_text(json.dumps(results, indent=2), path)
     within = [r for r in results["runs"] if r["retain"] <= args.retain_limit]
     results["chosen"] = max(within, key=lambda r: r["forget"]) if within else None
     write_text(json.dumps(results, indent=2), path)
-    write_text(report(results), args.out / "README.md")
+    write_text(report(results), args.out / "report.md")
     print(f"chosen: {results['chosen']}")
 
 
 def report(results) -> str:
     lines = ["# The diffusers demo's settings, chosen on tuning images", "",
-             "Rebuilt by `python benchmarks/studies/diffusers_tuning.py " + " ".join(sys.argv[1:]) + "`.", "",
+             "Rebuilt by, one after the other (each adds its runs to results.json):", "",
+             *[f"    python benchmarks/studies/diffusers_tuning.py {command}"
+               for command in dict.fromkeys(r["command"] for r in results["runs"])], "",
              f"Tuning images: the last {results['tuning_per_class']} training images of each class of the demo's "
              f"shipped set (held out of the unlearning sets); mask {results['mask']}, {results['steps']} steps of "
              f"{results['batch_size']} + {results['batch_size']} images, DDIM {results['sample_steps']} steps, seed 0, "
              "one thread. Ratios: mean hole MSE after / before over the forget (T-shirt/top, Trouser) and the "
              "retain classes.", "",
-             "| lr | alpha | target | forget × | retain × | worst retain class × | seconds |", "|---|---|---|---|---|---|---|"]
-    for r in sorted(results["runs"], key=lambda r: (r["target"], r["lr"], r["alpha"])):
-        lines.append(f"| {r['lr']:g} | {r['alpha']:g} | {r['target']} | {r['forget']:.2f} | {r['retain']:.3f} | "
+             "| lr | alpha | target | forget_maps | forget × | retain × | worst retain class × | seconds |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in sorted(results["runs"], key=lambda r: (r["target"], r.get("forget_maps") or 0, r["lr"], r["alpha"])):
+        lines.append(f"| {r['lr']:g} | {r['alpha']:g} | {r['target']} | {r.get('forget_maps') or 'all'} | "
+                     f"{r['forget']:.2f} | {r['retain']:.3f} | "
                      f"{r['worst_retain_class']:.2f} | {r['seconds']:.0f} |")
     chosen = results["chosen"]
     lines += ["", (f"Chosen (most forgetting with retain ≤ {results['retain_limit']}×): lr {chosen['lr']:g}, "
-                   f"alpha {chosen['alpha']:g}, {chosen['target']}." if chosen else
+                   f"alpha {chosen['alpha']:g}, {chosen['target']}, forget_maps {chosen.get('forget_maps') or 'all'}."
+                   if chosen else
                    f"No setting kept retain within {results['retain_limit']}×.")]
     return "\n".join(lines) + "\n"
 
