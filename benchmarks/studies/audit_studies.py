@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import re
 import time
 from pathlib import Path
 
@@ -79,7 +80,7 @@ def audits(models: dict, forget, nonmembers, reference, out: Path, canaries: boo
     results = {}
     for name, model in models.items():
         results[name] = audit(model, forget, nonmembers, reference=reference, canaries=canaries,
-                              mask=DEMO.mask, out=out / f"audit_{name.lower()}")
+                              mask=DEMO.mask, out=out / ("audit_" + re.sub(r"\W+", "_", name.lower()).strip("_")))
     return results
 
 
