@@ -65,7 +65,7 @@ NON_DEFAULT = {
     "checkpoint_dir": "CKPT", "checkpoint_every": 2, "resume_from": "OLD", "fsdp": True,
     "checkpoint_activations": True, "cache_targets": False, "compile": True, "num_workers": 1, "prefetch": 3,
     "decode_cache": "off", "cache_dir": "CACHE", "max_bad_fraction": 0.05, "retain_budget": 0.2,
-    "retain_holdout": 5, "check_every": 2,
+    "retain_holdout": 5, "check_every": 2, "forget_maps": 2,
 }
 
 

@@ -25,6 +25,7 @@ from .step_data import DIFFUSION_TARGETS, NOISE_STATS
 
 METHODS = tuple(OBJECTIVES)
 ENCODER_METHODS = tuple(name for name, objective in OBJECTIVES.items() if objective.encoder_only)
+EMBEDDING_METHODS = ("ours", "random_encoder")  # a forget and a retain term on the encoder's maps
 # precision name -> the autocast type of the student and the type of the teacher's weights
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 _path = options.path("folder")
@@ -105,8 +106,9 @@ class UnlearnConfig:
         None, _number(1, integer=True, optional=True),
         "encoders that give several feature maps (UNets: the down path's residuals, then the middle block): the "
         "forget term on the last N maps only (1: the middle block), the retain term on all; None: every map "
-        "(the authors'). The shallow maps are local and cannot tell a forget image from a retain one, so "
-        "pulling them towards the noise target damages every class", recorded=True)
+        "(the authors'); methods 'ours' and 'random_encoder'. The shallow maps are local and cannot tell a "
+        "forget image from a retain one, so pulling them towards the noise target damages every class",
+        recorded=True)
     method: str = option("ours", _choice(METHODS), "the paper's objective or one of its baselines",
                          recorded=True)
     precision: Optional[str] = option(None, _choice(tuple(PRECISIONS), optional=True),
@@ -166,9 +168,10 @@ class UnlearnConfig:
             raise ValueError(f"fsdp shards the encoder: it applies to methods {ENCODER_METHODS}, not {self.method!r}")
         if self.retain_budget is not None and self.retain_holdout == 0:
             raise ValueError("retain_budget needs held-out retain images: retain_holdout must be at least 1")
-        for name in ("cache_targets", "forget_maps"):
-            if getattr(self, name) and self.method != "ours":
-                raise ValueError(f"{name} applies to method 'ours', not {self.method!r}")
+        if self.cache_targets and self.method != "ours":
+            raise ValueError(f"cache_targets applies to method 'ours', not {self.method!r}")
+        if self.forget_maps is not None and self.method not in EMBEDDING_METHODS:
+            raise ValueError(f"forget_maps applies to methods {EMBEDDING_METHODS}, not {self.method!r}")
 
     @classmethod
     def from_dict(cls, options: dict[str, Any]) -> "UnlearnConfig":

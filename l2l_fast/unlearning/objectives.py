@@ -143,7 +143,7 @@ def random_encoder(s: StepInputs, m: StepModels):
         forget_part = _gaussian_like(_rows(teacher_out, slice(s.num_retain, None)), s)
         target = _cat(retain_part, forget_part)
     weights = sample_weights(s.num_retain, s.forget.shape[0], s.alpha, s.retain.device)
-    return _split(per_sample_distance(student, target, weights, s.distance), s.num_retain, s.alpha)
+    return _split(_distances(student, target, weights, s), s.num_retain, s.alpha)
 
 
 def max_loss(s: StepInputs, m: StepModels):
