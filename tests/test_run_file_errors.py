@@ -49,7 +49,7 @@ def wrong_types():
     for spec in dataclasses.fields(UnlearnConfig):
         kind = {"steps": int, "batch_size": int, "seed": int, "warmup_steps": int, "log_every": int,
                 "checkpoint_every": int, "num_workers": int, "prefetch": int, "retain_holdout": int,
-                "check_every": int}.get(spec.name)
+                "check_every": int, "forget_maps": int}.get(spec.name)
         if kind is None:
             default = spec.default
             kind = bool if isinstance(default, bool) else float if isinstance(default, float) else str

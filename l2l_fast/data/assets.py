@@ -66,5 +66,3 @@ def export_demo_images(path: Path, root=None, train_per_class: int = 300, test_p
             np.savez_compressed(handle, **arrays)
 
     return atomic_write(path, write)
-
-
