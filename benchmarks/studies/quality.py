@@ -60,6 +60,7 @@ METHODS = [
     ("Ours", "ours", "retain"),
     ("Ours (proxy retain)", "ours", "proxy"),
     ("Ours (proxy retain, budget)", "ours", "proxy_budget"),  # retain_budget on the labelled proxy set
+    ("Ours (budget)", "ours", "retain_budget"),  # retain_budget on the labelled retain set
 ]
 ALPHAS = (0.05, 0.1, 0.25, 0.5, 1.0)
 SPLITS = {  # name: (forget, retain, proxy); each proxy holds the kinds (tops, shoes, bags) its retain set holds
@@ -92,6 +93,7 @@ def split_data(forget, retain, proxy, test_per_class=None) -> dict:
         "train_retain": subset(train_x, train_y, retain)[0],
         "train_proxy": subset(train_x, train_y, proxy)[0],
         "train_proxy_labelled": torch.utils.data.TensorDataset(*subset(train_x, train_y, proxy)),
+        "train_retain_labelled": torch.utils.data.TensorDataset(*subset(train_x, train_y, retain)),
         "test_forget": subset(test_x, test_y, forget),
         "test_retain": subset(test_x, test_y, retain),
     }
@@ -131,8 +133,9 @@ def unlearned(args, data, method, retain_set, mask, seed, log=None, alpha=None):
     sampled with the evaluation's DDIM steps."""
     model = load_model(args.model)
     retain_images = {"retain": data["train_retain"], "proxy": data["train_proxy"],
-                     "proxy_budget": data["train_proxy_labelled"]}[retain_set]
-    extra = {"retain_budget": args.retain_budget} if retain_set == "proxy_budget" else {}
+                     "proxy_budget": data["train_proxy_labelled"],
+                     "retain_budget": data["train_retain_labelled"]}[retain_set]
+    extra = {"retain_budget": args.retain_budget} if retain_set.endswith("_budget") else {}
     if method == "ours" and isinstance(model, PaletteUNet):
         extra["diffusion_target"] = args.diffusion_target
     unlearn(model, data["train_forget"], retain_images, adapter=evaluation_adapter(model, args.sample_steps),

@@ -6,13 +6,19 @@
 Per folder and mask, Ours against Original on the test split (the mean over seeds
 when the folder has a spread table, with the standard deviation over seeds of the
 ratio): FID_R ratio <= 1.1, CLIP_R ratio >= 0.97, FID_F ratio >= 2, the CLIP_F drop
-at least 3x the CLIP_R drop, and the proxy-retain FID_R ratio <= 1.15.
+at least 3x the CLIP_R drop, and the proxy-retain FID_R ratio <= 1.15. A second table
+per folder and mask: the retain class whose FID rose most under Ours (seed 0), whether
+Ours dominates RANDOM ENCODER (no higher FID_R, higher FID_F; means over seeds), and the
+proxy-retain run with `retain_budget`, from the folder itself or its `<folder>_budget`
+sibling (benchmarks/studies/quality.py --methods "Ours (proxy retain, budget)").
 """
 from __future__ import annotations
 
 import argparse
 import json
 from pathlib import Path
+
+from l2l_fast.data.fashion_mnist import CLASSES
 
 TARGETS = "FID_R× ≤ 1.1, CLIP_R× ≥ 0.97, FID_F× ≥ 2, CLIP_F drop ≥ 3 × CLIP_R drop, proxy FID_R× ≤ 1.15"
 
@@ -68,6 +74,48 @@ def summary_rows(folder: Path) -> list[str]:
     return lines
 
 
+def _ratio_cell(row, original, std=None) -> str:
+    if row is None:
+        return "–"
+    cell = f"{row['FID_R'] / original['FID_R']:.3f} / {row['FID_F'] / original['FID_F']:.2f}"
+    return cell + ("" if std is not None else " (one seed)")
+
+
+def neighbour_rows(folder: Path) -> list[str]:
+    """Worst retain class, Ours against RANDOM ENCODER and the budget run, per mask of `folder`."""
+    results = json.loads((folder / "results.json").read_text())
+    sibling = folder.parent / f"{folder.name}_budget"
+    budget_results = json.loads((sibling / "results.json").read_text()) if (sibling / "results.json").is_file() else None
+    lines = []
+    for mask in [t["name"] for t in results["tables"] if "spread" not in t["name"]]:
+        rows = _rows(results, mask)
+        original, (ours, ours_std, _) = rows["Original"], _over_seeds(rows, "Ours")
+        if ours is None:
+            continue
+        per_class, original_per_class = rows["Ours"].get("per_class_FID_R"), original.get("per_class_FID_R")
+        worst = "–"
+        if per_class and original_per_class:
+            name = max(per_class, key=lambda c: per_class[c] / original_per_class[c])
+            worst = f"{CLASSES[int(name)]}: {per_class[name] / original_per_class[name]:.2f}"
+        random_encoder, re_std, _ = _over_seeds(rows, "RANDOM ENCODER")
+        dominates = "–" if random_encoder is None else (
+            "yes" if ours["FID_R"] <= random_encoder["FID_R"] and ours["FID_F"] > random_encoder["FID_F"] else "**no**")
+        budget, budget_std = _over_seeds(rows, "Ours (proxy retain, budget)")[:2]
+        if budget is None and budget_results is not None:
+            budget_rows = _rows(budget_results, mask)
+            budget, budget_std = _over_seeds(budget_rows, "Ours (proxy retain, budget)")[:2]
+            original_for_budget = budget_rows.get("Original", original)
+        else:
+            original_for_budget = original
+        budget_cell = _ratio_cell(budget, original_for_budget, budget_std)
+        if budget is not None:
+            budget_cell += f" ({_mark(budget['FID_R'] / original_for_budget['FID_R'] <= 1.15)})"
+        lines.append(f"| {folder.name} | {mask} | {worst} ({_mark(worst == '–' or float(worst.split(': ')[1]) <= 1.5)}) "
+                     f"| {_ratio_cell(ours, original, ours_std)} | {_ratio_cell(random_encoder, original, re_std)} "
+                     f"| {dominates} | {budget_cell} |")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folders", nargs="+", type=Path)
@@ -79,9 +127,17 @@ def main() -> None:
              "settings.",
              "", "| folder | mask | seeds | FID_R× | CLIP_R× | FID_F× | CLIP_F drop ÷ CLIP_R drop | proxy FID_R× |",
              "|---|---|---|---|---|---|---|---|"]
-    for folder in args.folders:
-        if (folder / "results.json").is_file():
-            lines += summary_rows(folder)
+    folders = [f for f in args.folders if (f / "results.json").is_file() and not f.name.endswith("_budget")]
+    for folder in folders:
+        lines += summary_rows(folder)
+    lines += ["", "Neighbours, the baseline and the budget: the retain class whose classifier FID rose most under Ours "
+              "(seed 0; target ≤ 1.5), FID_R× / FID_F× of Ours and of RANDOM ENCODER (means over seeds where the "
+              "folder has them), whether Ours dominates it (no higher FID_R, higher FID_F), and the proxy-retain run "
+              "with retain_budget (target FID_R× ≤ 1.15).", "",
+              "| folder | mask | worst retain class, FID× | Ours FID_R× / FID_F× | RANDOM ENCODER | Ours dominates "
+              "| proxy + budget |", "|---|---|---|---|---|---|---|"]
+    for folder in folders:
+        lines += neighbour_rows(folder)
     args.out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
