@@ -9,8 +9,9 @@ ratio): FID_R ratio <= 1.1, CLIP_R ratio >= 0.97, FID_F ratio >= 2, the CLIP_F d
 at least 3x the CLIP_R drop, and the proxy-retain FID_R ratio <= 1.15. A second table
 per folder and mask: the retain class whose FID rose most under Ours (seed 0), whether
 Ours dominates RANDOM ENCODER (no higher FID_R, higher FID_F; means over seeds), and the
-proxy-retain run with `retain_budget`, from the folder itself or its `<folder>_budget`
-sibling (benchmarks/studies/quality.py --methods "Ours (proxy retain, budget)").
+runs with `retain_budget` on the real and the proxy retain set, from the folder itself or
+its `<folder>_budget` and `<folder>_real_budget` siblings (benchmarks/studies/quality.py
+--methods "Ours (proxy retain, budget)" or "Ours (budget)").
 """
 from __future__ import annotations
 
@@ -74,6 +75,9 @@ def summary_rows(folder: Path) -> list[str]:
     return lines
 
 
+BUDGET_FOLDERS = ("_budget", "_real_budget")  # siblings quality.py wrote with --methods "Ours (... budget)"
+
+
 def _ratio_cell(row, original, std=None) -> str:
     if row is None:
         return "–"
@@ -81,38 +85,47 @@ def _ratio_cell(row, original, std=None) -> str:
     return cell + ("" if std is not None else " (one seed)")
 
 
+def _worst_class(row, original) -> str:
+    """The retain class whose FID rose most from `original` to `row` (seed 0's rows), its ratio and mark."""
+    per_class, base = row.get("per_class_FID_R"), original.get("per_class_FID_R")
+    if not per_class or not base:
+        return "–"
+    name = max(per_class, key=lambda c: per_class[c] / base[c])
+    ratio = per_class[name] / base[name]
+    return f"{CLASSES[int(name)]}: {ratio:.2f} ({_mark(ratio <= 1.5)})"
+
+
+def _budget_cell(folder: Path, mask: str, rows: dict, name: str, limit: float) -> str:
+    """Row `name` of `folder` or of its BUDGET_FOLDERS siblings: FID_R× / FID_F×, the FID_R× mark against
+    `limit` and the worst retain class."""
+    sources = [rows] + [_rows(json.loads((sibling / "results.json").read_text()), mask)
+                        for sibling in (folder.parent / f"{folder.name}{suffix}" for suffix in BUDGET_FOLDERS)
+                        if (sibling / "results.json").is_file()]
+    for source in sources:
+        metrics, std, _ = _over_seeds(source, name)
+        if metrics is not None:
+            original = source["Original"]
+            mark = _mark(metrics["FID_R"] / original["FID_R"] <= limit)
+            return f"{_ratio_cell(metrics, original, std)} ({mark}); {_worst_class(source[name], original)}"
+    return "–"
+
+
 def neighbour_rows(folder: Path) -> list[str]:
-    """Worst retain class, Ours against RANDOM ENCODER and the budget run, per mask of `folder`."""
+    """Worst retain class, Ours against RANDOM ENCODER and the budget runs, per mask of `folder`."""
     results = json.loads((folder / "results.json").read_text())
-    sibling = folder.parent / f"{folder.name}_budget"
-    budget_results = json.loads((sibling / "results.json").read_text()) if (sibling / "results.json").is_file() else None
     lines = []
     for mask in [t["name"] for t in results["tables"] if "spread" not in t["name"]]:
         rows = _rows(results, mask)
         original, (ours, ours_std, _) = rows["Original"], _over_seeds(rows, "Ours")
         if ours is None:
             continue
-        per_class, original_per_class = rows["Ours"].get("per_class_FID_R"), original.get("per_class_FID_R")
-        worst = "–"
-        if per_class and original_per_class:
-            name = max(per_class, key=lambda c: per_class[c] / original_per_class[c])
-            worst = f"{CLASSES[int(name)]}: {per_class[name] / original_per_class[name]:.2f}"
         random_encoder, re_std, _ = _over_seeds(rows, "RANDOM ENCODER")
         dominates = "–" if random_encoder is None else (
             "yes" if ours["FID_R"] <= random_encoder["FID_R"] and ours["FID_F"] > random_encoder["FID_F"] else "**no**")
-        budget, budget_std = _over_seeds(rows, "Ours (proxy retain, budget)")[:2]
-        if budget is None and budget_results is not None:
-            budget_rows = _rows(budget_results, mask)
-            budget, budget_std = _over_seeds(budget_rows, "Ours (proxy retain, budget)")[:2]
-            original_for_budget = budget_rows.get("Original", original)
-        else:
-            original_for_budget = original
-        budget_cell = _ratio_cell(budget, original_for_budget, budget_std)
-        if budget is not None:
-            budget_cell += f" ({_mark(budget['FID_R'] / original_for_budget['FID_R'] <= 1.15)})"
-        lines.append(f"| {folder.name} | {mask} | {worst} ({_mark(worst == '–' or float(worst.split(': ')[1]) <= 1.5)}) "
+        lines.append(f"| {folder.name} | {mask} | {_worst_class(rows['Ours'], original)} "
                      f"| {_ratio_cell(ours, original, ours_std)} | {_ratio_cell(random_encoder, original, re_std)} "
-                     f"| {dominates} | {budget_cell} |")
+                     f"| {dominates} | {_budget_cell(folder, mask, rows, 'Ours (budget)', 1.1)} "
+                     f"| {_budget_cell(folder, mask, rows, 'Ours (proxy retain, budget)', 1.15)} |")
     return lines
 
 
@@ -127,15 +140,16 @@ def main() -> None:
              "settings.",
              "", "| folder | mask | seeds | FID_R× | CLIP_R× | FID_F× | CLIP_F drop ÷ CLIP_R drop | proxy FID_R× |",
              "|---|---|---|---|---|---|---|---|"]
-    folders = [f for f in args.folders if (f / "results.json").is_file() and not f.name.endswith("_budget")]
+    folders = [f for f in args.folders if (f / "results.json").is_file() and not f.name.endswith(BUDGET_FOLDERS)]
     for folder in folders:
         lines += summary_rows(folder)
     lines += ["", "Neighbours, the baseline and the budget: the retain class whose classifier FID rose most under Ours "
               "(seed 0; target ≤ 1.5), FID_R× / FID_F× of Ours and of RANDOM ENCODER (means over seeds where the "
-              "folder has them), whether Ours dominates it (no higher FID_R, higher FID_F), and the proxy-retain run "
-              "with retain_budget (target FID_R× ≤ 1.15).", "",
+              "folder has them), whether Ours dominates it (no higher FID_R, higher FID_F), and the runs with "
+              "retain_budget (quality.py's default 0.05) on the real retain set (target FID_R× ≤ 1.1) and on the proxy "
+              "set (target ≤ 1.15), each with its worst retain class.", "",
               "| folder | mask | worst retain class, FID× | Ours FID_R× / FID_F× | RANDOM ENCODER | Ours dominates "
-              "| proxy + budget |", "|---|---|---|---|---|---|---|"]
+              "| Ours (budget) | Ours (proxy retain, budget) |", "|---|---|---|---|---|---|---|---|"]
     for folder in folders:
         lines += neighbour_rows(folder)
     args.out.write_text("\n".join(lines) + "\n")
