@@ -5,7 +5,7 @@
 
 The table's settings (model, class split, steps, batch, lr, alpha, retain_budget, diffusion target, DDIM
 steps, test images) are read from FOLDER/results.json; Original, RANDOM ENCODER, Ours and Ours (proxy
-retain) (and the budget row where FOLDER has one) are re-run with seed 0 on --mask, and each row's FID_R and
+retain) (and the budget rows where FOLDER has them) are re-run with seed 0 on --mask, and each row's FID_R and
 FID_F are computed in two feature spaces on the same generated images:
 
     classifier  the project's Fashion-MNIST classifier (penultimate layer), as the committed tables
@@ -33,7 +33,7 @@ from l2l_fast.evaluation.metrics.fid import fid_from_features
 from l2l_fast.evaluation.metrics.inception import FIDInception, file_sha256
 from l2l_fast.training.files import write_text
 
-ROWS = ("RANDOM ENCODER", "Ours", "Ours (proxy retain)", "Ours (proxy retain, budget)")
+ROWS = ("RANDOM ENCODER", "Ours", "Ours (proxy retain)", "Ours (proxy retain, budget)", "Ours (budget)")
 SPACES = ("classifier", "inception")
 
 

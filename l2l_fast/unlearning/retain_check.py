@@ -24,6 +24,11 @@ user's α, the most aggressive setting the run uses; above it μ rises. Each che
 state within the budget is a candidate; the run ends at the candidate that forgot most and says so when the last state broke the budget.
 This differs from Feng et al.'s solver (boundary solutions, then a walk along the
 Pareto front): a dual update needs no second pass over the data.
+Limit: μ scales the loss, which Adam's normalisation cancels, so it cannot slow the first
+lr-sized steps; where those alone break the budget (the Fashion-MNIST Palette at lr 4e-3:
++73% at step 5 with a forget weight of 5e-5) no checked state meets it and the run ends at
+the original weights, saying so. A smaller lr gives the check early states within it
+(lr 1e-3: step 10), little forgotten yet (benchmarks/results/tradeoff_diffusion).
 """
 from __future__ import annotations
 
