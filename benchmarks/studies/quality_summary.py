@@ -95,12 +95,9 @@ def _worst_class(row, original) -> str:
     return f"{CLASSES[int(name)]}: {ratio:.2f} ({_mark(ratio <= 1.5)})"
 
 
-def _budget_cell(folder: Path, mask: str, rows: dict, name: str, limit: float) -> str:
-    """Row `name` of `folder` or of its BUDGET_FOLDERS siblings: FID_R× / FID_F×, the FID_R× mark against
-    `limit` and the worst retain class."""
-    sources = [rows] + [_rows(json.loads((sibling / "results.json").read_text()), mask)
-                        for sibling in (folder.parent / f"{folder.name}{suffix}" for suffix in BUDGET_FOLDERS)
-                        if (sibling / "results.json").is_file()]
+def _budget_cell(sources: list[dict], name: str, limit: float) -> str:
+    """Row `name` of the first of `sources` (rows by method) that has it: FID_R× / FID_F×, the FID_R× mark
+    against `limit` and the worst retain class."""
     for source in sources:
         metrics, std, _ = _over_seeds(source, name)
         if metrics is not None:
@@ -113,9 +110,13 @@ def _budget_cell(folder: Path, mask: str, rows: dict, name: str, limit: float) -
 def neighbour_rows(folder: Path) -> list[str]:
     """Worst retain class, Ours against RANDOM ENCODER and the budget runs, per mask of `folder`."""
     results = json.loads((folder / "results.json").read_text())
+    siblings = [json.loads((sibling / "results.json").read_text())
+                for sibling in (folder.parent / f"{folder.name}{suffix}" for suffix in BUDGET_FOLDERS)
+                if (sibling / "results.json").is_file()]
     lines = []
     for mask in [t["name"] for t in results["tables"] if "spread" not in t["name"]]:
         rows = _rows(results, mask)
+        sources = [rows] + [_rows(sibling, mask) for sibling in siblings]
         original, (ours, ours_std, _) = rows["Original"], _over_seeds(rows, "Ours")
         if ours is None:
             continue
@@ -124,8 +125,8 @@ def neighbour_rows(folder: Path) -> list[str]:
             "yes" if ours["FID_R"] <= random_encoder["FID_R"] and ours["FID_F"] > random_encoder["FID_F"] else "**no**")
         lines.append(f"| {folder.name} | {mask} | {_worst_class(rows['Ours'], original)} "
                      f"| {_ratio_cell(ours, original, ours_std)} | {_ratio_cell(random_encoder, original, re_std)} "
-                     f"| {dominates} | {_budget_cell(folder, mask, rows, 'Ours (budget)', 1.1)} "
-                     f"| {_budget_cell(folder, mask, rows, 'Ours (proxy retain, budget)', 1.15)} |")
+                     f"| {dominates} | {_budget_cell(sources, 'Ours (budget)', 1.1)} "
+                     f"| {_budget_cell(sources, 'Ours (proxy retain, budget)', 1.15)} |")
     return lines
 
 

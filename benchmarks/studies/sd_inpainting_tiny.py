@@ -53,7 +53,7 @@ def build_pipeline():
 
 
 def train_vae(vae, images: torch.Tensor, steps: int, batch_size: int = 64) -> float:
-    """Reconstruction + a small KL term; sets the latents' scaling factor to 1 / their std."""
+    """Reconstruction + a small KL term."""
     optimizer = torch.optim.Adam(vae.parameters(), lr=1e-3)
     generator = torch.Generator().manual_seed(0)
     for step in range(steps):
@@ -66,10 +66,14 @@ def train_vae(vae, images: torch.Tensor, steps: int, batch_size: int = 64) -> fl
         optimizer.step()
         if step % 100 == 0 or step == steps - 1:
             print(f"vae step {step}: loss {loss.item():.4f}", flush=True)
+    return loss.item()
+
+
+def set_scaling_factor(vae, images: torch.Tensor) -> None:
+    """The latents' scaling factor: 1 / their std over the first 512 images."""
     with torch.no_grad():
         latents = vae.encode(rgb(images[:512]) * 2 - 1).latent_dist.mode()
     vae.register_to_config(scaling_factor=float(1.0 / latents.std()))
-    return loss.item()
 
 
 def trained_pipeline(out: Path, images: torch.Tensor, vae_steps: int, unet_steps: int):
@@ -79,12 +83,11 @@ def trained_pipeline(out: Path, images: torch.Tensor, vae_steps: int, unet_steps
     paths = {"vae": out / "vae.safetensors", "unet": out / "unet.safetensors"}
     if paths["vae"].exists():
         pipe.vae.load_state_dict(load_file(paths["vae"]))
-        pipe.vae.register_to_config(scaling_factor=json.loads((out / "vae_scale.json").read_text())["scaling_factor"])
     else:
         train_vae(pipe.vae, images, vae_steps)
         save_file({k: v.contiguous() for k, v in pipe.vae.state_dict().items()}, paths["vae"])
-        write_text(json.dumps({"scaling_factor": pipe.vae.config.scaling_factor}), out / "vae_scale.json")
     pipe.vae.eval()
+    set_scaling_factor(pipe.vae, images)
     adapter = adapt_diffusers(pipe, prompt_embeds=torch.zeros(1, 1, TEXT_WIDTH), guidance_scale=1.0,
                               num_inference_steps=10, patch_size=4)
     if paths["unet"].exists():
