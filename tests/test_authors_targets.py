@@ -10,7 +10,7 @@ from l2l_fast.ops import reference
 from l2l_fast.unlearning import objectives
 from l2l_fast.unlearning.config import UnlearnConfig
 from l2l_fast.unlearning.objectives import StepModels
-from l2l_fast.unlearning.recipe import frozen_teacher
+from l2l_fast.unlearning.recipe import UnlearnRecipe, frozen_teacher
 from l2l_fast.unlearning.step_data import StepInputs
 
 from conftest import images, palette_model as tiny_model
@@ -179,13 +179,19 @@ def test_forget_maps_puts_the_forget_term_on_the_last_maps_only():
         objectives.ours(s, StepModels(model.encoder, teacher))
 
 
-def test_forget_maps_is_checked_and_refused_where_it_cannot_apply():
+def test_forget_maps_is_checked_and_refused_where_it_cannot_apply(monkeypatch):
     assert UnlearnConfig(steps=1, batch_size=1, forget_maps=1).recorded()["forget_maps"] == 1
     with pytest.raises(ValueError, match="forget_maps must be"):
         UnlearnConfig(steps=1, batch_size=1, forget_maps=0)
     with pytest.raises(ValueError, match=r"forget_maps applies to methods \(.*\), not 'noisy_label'"):
         UnlearnConfig(steps=1, batch_size=1, forget_maps=1, method="noisy_label")
+    monkeypatch.setattr(UnlearnRecipe, "train", lambda self: pytest.fail("refused only once training began"))
     with pytest.raises(ValueError, match="forget_maps 1: this model's encoder gives 1 feature map;"):
         demo = torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(0))
         l2l_fast.unlearn(l2l_fast.load_model("demo"), demo[:2], demo[2:], steps=1, batch_size=2, forget_maps=1,
+                         progress=False)
+    model, adapter, _, s = palette_step("whole_noise")
+    maps = len(adapter.encode(model.encoder, torch.cat([s.retain, s.forget]), s.corruption))
+    with pytest.raises(ValueError, match=f"forget_maps {maps + 1}: this model's encoder gives {maps} feature maps"):
+        l2l_fast.unlearn(model, s.forget, s.retain, steps=1, batch_size=2, mask="inpaint:2", forget_maps=maps + 1,
                          progress=False)

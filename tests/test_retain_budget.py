@@ -1,6 +1,7 @@
 """retain_budget and the retain check: the damage is the relative rise of the model's own
 loss on held-out retain images, per class; a budgeted run ends within it where an
-unconstrained run breaks it; a resumed budgeted run repeats the straight one."""
+unconstrained run breaks it, backtracking when the steps themselves break it; a resumed
+budgeted run repeats the straight one."""
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from l2l_fast.adapters import adapter_for
 from l2l_fast.data.assets import load_demo_images
 from l2l_fast.models.masks import parse_mask
 from l2l_fast.unlearning.recipe import UnlearnRecipe, UnlearnConfig
+from l2l_fast.unlearning.retain_check import MAX_MULTIPLIER
 
 from conftest import (AE_FORGET, AE_RETAIN, FORGET, MAGE_FORGET, MAGE_RETAIN, RETAIN, autoencoder, images,
                       mage_model, palette_model, run_recipe, tiny_model)
@@ -79,9 +81,26 @@ def test_an_impossible_budget_gives_back_the_original_and_says_so(demo_sets, cap
     assert "could not be met" in recipe.budget_message
 
 
-def test_a_resumed_budget_run_repeats_the_straight_run(demo_sets, tmp_path):
+def test_steps_too_long_for_the_budget_are_taken_back_and_halved(demo_sets):
+    """At lr 1e-2 the first steps break a 5% budget even with the forget weight at its least; the run
+    goes back to the best state within the budget and halves the step length until states meet it."""
     forget, retain = demo_sets
-    options = dict(retain_budget=0.05, steps=12)
+    recipe = budget_run(forget, retain, lr=1e-2, retain_budget=0.05)
+    history, least = recipe.check.history, RUN["alpha"] / MAX_MULTIPLIER
+    assert history[0].damage > 0.05 and history[0].alpha == least
+    for before, after in zip(history, history[1:]):
+        broke = before.damage > 0.05 and before.alpha == least
+        assert after.step_scale == before.step_scale / (2 if broke else 1)
+    halvings = sum(c.damage > 0.05 and c.alpha == least for c in history)
+    assert recipe.check.step_scale == 0.5 ** halvings and f"halved {halvings} times" in recipe.budget_message
+    assert recipe.check.best.step > 0 and recipe.check.best.forget > 0
+    assert held_out_damage(recipe.model, retain) <= 0.05
+
+
+@pytest.mark.parametrize("lr", [1e-3, 1e-2])  # 1e-2: the run backtracks before the checkpoint
+def test_a_resumed_budget_run_repeats_the_straight_run(demo_sets, tmp_path, lr):
+    forget, retain = demo_sets
+    options = dict(retain_budget=0.05, steps=12, lr=lr)
     straight = budget_run(forget, retain, **options)
     budget_run(forget, retain, checkpoint_dir=str(tmp_path), checkpoint_every=4, **options)
     for path in tmp_path.glob("step-00000012.*"):

@@ -117,17 +117,22 @@ def _on(index: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 def targets_cacheable(adapter, teacher, spec, device: torch.device, dtype: torch.dtype) -> bool:
     """Whether the teacher's embedding is one tensor (what a SampleCache holds): so for
-    the MAE and VQ families; for other models, one image of zeros through the teacher as
-    the step runs it (autocast to `dtype`), with a corruption from a generator of its own."""
+    the MAE and VQ families; for other models, probed (`probe_embedding`)."""
     from ..adapters.mae import MAEAdapter
     from ..adapters.vq import VQAdapter
 
     if isinstance(adapter, (MAEAdapter, VQAdapter)):
         return True
+    return isinstance(probe_embedding(adapter, teacher, spec, device, dtype), torch.Tensor)
+
+
+def probe_embedding(adapter, teacher, spec, device: torch.device, dtype: torch.dtype):
+    """The teacher's embedding of one image of zeros, run as the step runs it (autocast to
+    `dtype`), with a corruption from a generator of its own."""
     probe = torch.zeros(1, *adapter.image_shape, device=device)
     corruption = adapter.draw(spec, 1, torch.Generator().manual_seed(0))
     with torch.no_grad(), torch.autocast(device.type, dtype, enabled=dtype != torch.float32):
-        return isinstance(adapter.encode(teacher, adapter.prepare(probe), corruption), torch.Tensor)
+        return adapter.encode(teacher, adapter.prepare(probe), corruption)
 
 
 def cached_prepare(cache: SampleCache, adapter, images: torch.Tensor, index: torch.Tensor):

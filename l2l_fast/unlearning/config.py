@@ -118,8 +118,9 @@ class UnlearnConfig:
         None, _number(0.0, strict=True, optional=True),
         "forget as much as possible while no retain class's held-out loss (the model's own loss on held-out "
         "retain images: hole error, token cross-entropy or noise-prediction error) rises more than this "
-        "fraction above the original's, e.g. 0.05; the run ends at the checked state within it that forgot most",
-        recorded=True)
+        "fraction above the original's, e.g. 0.05; the run ends at the checked state within it that forgot most. "
+        "Where steps break it even with the forget weight at its least, the run goes back to that state and halves "
+        "the learning rate", recorded=True)
     retain_holdout: Optional[int] = option(
         None, _number(0, integer=True, optional=True),
         "retain images held out of training to measure retain damage per class as the run goes (default with "

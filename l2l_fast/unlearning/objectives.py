@@ -91,15 +91,20 @@ def _distances(student, target, weights: torch.Tensor, s: StepInputs) -> torch.T
     """per_sample_distance; with s.forget_maps = N, the forget rows' over the last N maps only."""
     if s.forget_maps is None:
         return per_sample_distance(student, target, weights, s.distance)
-    if not isinstance(student, (list, tuple)) or s.forget_maps > len(student):
-        maps = len(student) if isinstance(student, (list, tuple)) else 1
-        raise ValueError(f"forget_maps {s.forget_maps}: this model's encoder gives {maps} feature map"
-                         f"{'s' if maps > 1 else ''}; it applies to encoders with more than one (UNets)")
+    check_forget_maps(s.forget_maps, student)
     n, deep = s.num_retain, slice(len(student) - s.forget_maps, None)
     retain = per_sample_distance(_rows(student, slice(0, n)), _rows(target, slice(0, n)), weights[:n], s.distance)
     forget = per_sample_distance([m[n:] for m in student[deep]], [t[n:] for t in target[deep]], weights[n:],
                                  s.distance)
     return torch.cat([retain, forget])
+
+
+def check_forget_maps(forget_maps: int, embedding) -> None:
+    """forget_maps against an embedding: a list of at least that many maps."""
+    if not isinstance(embedding, (list, tuple)) or forget_maps > len(embedding):
+        maps = len(embedding) if isinstance(embedding, (list, tuple)) else 1
+        raise ValueError(f"forget_maps {forget_maps}: this model's encoder gives {maps} feature map"
+                         f"{'s' if maps > 1 else ''}; it applies to encoders with more than one (UNets)")
 
 
 def _cached_targets(s: StepInputs, teacher: nn.Module, real, noise, cache, corruption):

@@ -31,9 +31,9 @@ from ..training.monitor import NonFiniteLossError, StepMonitor
 from ..training.optim import adamw, set_lr, warmup_cosine
 from ..training.seeding import rank_seed, seeded_global_rng
 from ..training.step import TrainStep, checkpointed
-from .caches import SampleCache, load_rows, save_rows, targets_cacheable
+from .caches import SampleCache, load_rows, probe_embedding, save_rows, targets_cacheable
 from .config import PRECISIONS, UnlearnConfig
-from .objectives import OBJECTIVES, StepModels
+from .objectives import OBJECTIVES, StepModels, check_forget_maps
 from .retain_check import RetainCheck, default_holdout, split_holdout
 from .step_data import StepInputs
 
@@ -173,6 +173,9 @@ class UnlearnRecipe:
         if state is not None:
             checkpointing.check_resumable(state, config.recorded(), self.original)
         reference = self._frozen_reference()
+        if config.forget_maps is not None:  # before any work: the teacher's maps on one probe image
+            check_forget_maps(config.forget_maps, probe_embedding(adapter, reference, self.spec, device,
+                                                                  PRECISIONS[config.precision]))
         if state is not None:
             trainable_module.load_state_dict(state.section("trainable."))
 
@@ -325,6 +328,8 @@ class UnlearnRecipe:
             with waiting:
                 for step in bar:
                     step_lr = config.lr * warmup_cosine(step, steps, config.warmup_steps)
+                    if self.check is not None:
+                        step_lr *= self.check.step_scale
                     set_lr(self.optimizer, step_lr)
                     self.train_step(self.monitor, step, step_lr, self.inputs(step))
                     done = step + 1

@@ -24,11 +24,15 @@ user's α, the most aggressive setting the run uses; above it μ rises. Each che
 state within the budget is a candidate; the run ends at the candidate that forgot most and says so when the last state broke the budget.
 This differs from Feng et al.'s solver (boundary solutions, then a walk along the
 Pareto front): a dual update needs no second pass over the data.
-Limit: μ scales the loss, which Adam's normalisation cancels, so it cannot slow the first
-lr-sized steps; where those alone break the budget (the Fashion-MNIST Palette at lr 4e-3:
-+73% at step 5 with a forget weight of 5e-5) no checked state meets it and the run ends at
-the original weights, saying so. A smaller lr gives the check early states within it
-(lr 1e-3: step 10), little forgotten yet (benchmarks/results/tradeoff_diffusion).
+The multiplier scales the loss, which Adam's normalisation cancels, so it cannot shorten
+the steps: with μ at MAX_MULTIPLIER the forget weight is already negligible, yet Adam turns
+the retain term's small, noisy gradient near the original weights into lr-sized steps
+(the Fashion-MNIST Palette at lr 4e-3: +73% at step 5 with a forget weight of 5e-5). A check
+that breaks the budget with μ already at its bound therefore backtracks, as a line search
+does: the weights go back to the best state within the budget and the step length (a factor
+on the lr schedule, Adam's moments kept) halves. Near the retain optimum the damage grows with
+the square of the distance moved and the forgetting with the distance itself, so short
+enough steps always find states within the budget that forget; the factor never grows back.
 """
 from __future__ import annotations
 
@@ -69,6 +73,7 @@ class Check:
     per_class: dict[str, float]  # {class: relative rise}; {"all": ...} without labels
     forget: float  # relative rise of the loss on the forget slice
     alpha: float  # the forget weight the steps up to this check used
+    step_scale: float = 1.0  # the factor on the lr the steps up to this check used
 
 
 @dataclass
@@ -95,6 +100,7 @@ class RetainCheck:
                            for i, (name, images) in enumerate(self.images.items())}
         # from the retain side: the weight on forgetting grows while the damage stays under the budget
         self.multiplier, self.history = (1.0 if budget is None else MAX_MULTIPLIER), []
+        self.step_scale = 1.0  # halved each time the budget breaks with the multiplier at its bound
         self.baseline: dict[str, float] = {}
         self.best: Optional[Best] = None
 
@@ -116,14 +122,21 @@ class RetainCheck:
         rise = {name: losses[name] / self.baseline[name] - 1.0 for name in losses}
         per_class = {name[len("class "):] if name != "retain" else "all": value
                      for name, value in rise.items() if name != "forget"}
-        result = Check(done, max(per_class.values()), per_class, rise["forget"], self.alpha)
+        result = Check(done, max(per_class.values()), per_class, rise["forget"], self.alpha, self.step_scale)
         self.history.append(result)
+        backtrack = False
         if self.budget is not None:
             if result.damage <= self.budget and result.forget > self.best.forget:
                 self.best = Best(done, result.forget, result.damage, _copy(self.trainable))
+            backtrack = result.damage > self.budget and self.multiplier == MAX_MULTIPLIER
+            if backtrack:  # the forget weight cannot fall further: the steps' length breaks the budget
+                self.trainable.load_state_dict(self.best.weights)
+                self.step_scale /= 2
             step = DUAL_STEP * min(1.0, max(-1.0, result.damage / self.budget - 1.0))
             self.multiplier = min(MAX_MULTIPLIER, max(1.0, self.multiplier * math.exp(step)))
         alpha = "" if self.budget is None else f", alpha now {self.alpha:.3g}"
+        if backtrack:
+            alpha += f"; back to step {self.best.step}, step length x{self.step_scale:g}"
         log.info("step %d: retain damage %+.2f%% (worst class %s), forget %+.1f%%%s", done, 100 * result.damage,
                  max(per_class, key=per_class.get), 100 * result.forget, alpha)
         return result
@@ -134,12 +147,11 @@ class RetainCheck:
         if self.budget is None:
             return None
         last, best = self.history[-1], self.best
+        if last.step != best.step:
+            self.trainable.load_state_dict(best.weights)
         if last.step == best.step:
             message = f"retain_budget {self.budget:g}: met (damage {last.damage:+.2%}, forget {last.forget:+.1%})"
-            log.info(message)
-            return message
-        self.trainable.load_state_dict(best.weights)
-        if last.damage <= self.budget:
+        elif last.damage <= self.budget:
             message = (f"retain_budget {self.budget:g}: met; kept the state of step {best.step}, which forgot more "
                        f"(forget {best.forget:+.1%}, {last.forget:+.1%} at the end)")
         elif best.step == 0:
@@ -148,12 +160,14 @@ class RetainCheck:
         else:
             message = (f"retain_budget {self.budget:g}: the last state broke it (damage {last.damage:+.2%}); kept the "
                        f"state of step {best.step} (damage {best.damage:+.2%}, forget {best.forget:+.1%})")
+        if self.step_scale < 1.0:
+            message += f"; the step length was halved {round(-math.log2(self.step_scale))} times"
         (log.info if last.damage <= self.budget else log.warning)(message)
         return message
 
     def state(self) -> tuple[dict, dict[str, torch.Tensor]]:
         """(JSON meta, tensors) for a run checkpoint."""
-        meta = {"multiplier": self.multiplier, "baseline": self.baseline,
+        meta = {"multiplier": self.multiplier, "step_scale": self.step_scale, "baseline": self.baseline,
                 "history": [asdict(c) for c in self.history]}
         tensors = {}
         if self.best is not None:
@@ -163,6 +177,7 @@ class RetainCheck:
 
     def load_state(self, meta: dict, tensors: dict[str, torch.Tensor]) -> None:
         self.multiplier, self.baseline = meta["multiplier"], meta["baseline"]
+        self.step_scale = meta.get("step_scale", 1.0)  # checkpoints from before backtracking
         self.history = [Check(**c) for c in meta["history"]]
         if "best" in meta:
             self.best = Best(**meta["best"], weights=dict(tensors))
