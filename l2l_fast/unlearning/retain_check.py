@@ -21,7 +21,8 @@ so any forget weight moves the encoder at full speed at first and only the balan
 of the two terms, once they pull against each other, sets how far it drifts. Under
 the budget μ falls (the forget weight grows, by at most e per check) towards the
 user's α, the most aggressive setting the run uses; above it μ rises. Each checked
-state within the budget is a candidate; the run ends at the candidate that forgot most and says so when the last state broke the budget.
+state within the budget is a candidate; the run ends at the candidate that forgot most and
+says so when the last state broke the budget.
 This differs from Feng et al.'s solver (boundary solutions, then a walk along the
 Pareto front): a dual update needs no second pass over the data.
 The multiplier scales the loss, which Adam's normalisation cancels, so it cannot shorten
@@ -149,19 +150,19 @@ class RetainCheck:
         if self.budget is None:
             return None
         last, best = self.history[-1], self.best
-        if last.step != best.step:
-            self.trainable.load_state_dict(best.weights)
         if last.step == best.step:
             message = f"retain_budget {self.budget:g}: met (damage {last.damage:+.2%}, forget {last.forget:+.1%})"
-        elif last.damage <= self.budget:
-            message = (f"retain_budget {self.budget:g}: met; kept the state of step {best.step}, which forgot more "
-                       f"(forget {best.forget:+.1%}, {last.forget:+.1%} at the end)")
-        elif best.step == 0:
-            message = (f"retain_budget {self.budget:g} could not be met: every checked state broke it (last: damage "
-                       f"{last.damage:+.2%}); the model is the original")
         else:
-            message = (f"retain_budget {self.budget:g}: the last state broke it (damage {last.damage:+.2%}); kept the "
-                       f"state of step {best.step} (damage {best.damage:+.2%}, forget {best.forget:+.1%})")
+            self.trainable.load_state_dict(best.weights)
+            if last.damage <= self.budget:
+                message = (f"retain_budget {self.budget:g}: met; kept the state of step {best.step}, which forgot more "
+                           f"(forget {best.forget:+.1%}, {last.forget:+.1%} at the end)")
+            elif best.step == 0:
+                message = (f"retain_budget {self.budget:g} could not be met: every checked state broke it (last: "
+                           f"damage {last.damage:+.2%}); the model is the original")
+            else:
+                message = (f"retain_budget {self.budget:g}: the last state broke it (damage {last.damage:+.2%}); kept "
+                           f"the state of step {best.step} (damage {best.damage:+.2%}, forget {best.forget:+.1%})")
         if self.step_scale < 1.0:
             halvings = round(-math.log2(self.step_scale))
             message += f"; the step length was halved {halvings} time{'s' if halvings > 1 else ''}"
