@@ -117,6 +117,16 @@ def make_folders(root, per_class=3, bad=0):
     return root
 
 
+def demo_budget_sets():
+    """The demo's first 16 T-shirts and trousers to forget; 12 images of each other class, with labels."""
+    from l2l_fast.data.assets import load_demo_images
+
+    images, labels = load_demo_images("train")
+    forget = torch.cat([images[labels == c][:16] for c in (0, 1)])
+    keep = torch.cat([(labels == c).nonzero().flatten()[:12] for c in range(2, 10)])
+    return forget, torch.utils.data.TensorDataset(images[keep], labels[keep])
+
+
 # name -> (model kind, unlearn arguments); the same global batch in every case
 CASES = {
     "ddp": ("mae", dict(RUN, steps=5, mask="random:0.5")),
@@ -127,6 +137,9 @@ CASES = {
                                       retain_budget=0.05)),
     "noisy_label": ("autoencoder", dict(method="noisy_label", steps=4, batch_size=4, lr=1e-2, mask="inpaint:2",
                                         progress=False)),
+    # the checks at steps 4, 8 and 12 break the budget many times over: three backtracks, then within it
+    "ddp_budget_backtracks": ("demo", dict(steps=16, batch_size=8, lr=1e-2, alpha=0.5, mask="inpaint:3", seed=3,
+                                           progress=False, retain_holdout=32, check_every=4, retain_budget=0.1)),
 }
 
 
@@ -153,6 +166,8 @@ def run_case(name: str, callback=None):
     kind, kwargs = CASES[name]
     if kind == "mae":
         return l2l_fast.unlearn(tiny_model(), FORGET, RETAIN, callback=callback, **kwargs)
+    if kind == "demo":
+        return l2l_fast.unlearn(l2l_fast.load_model("demo"), *demo_budget_sets(), callback=callback, **kwargs)
     model, adapter = autoencoder()
     return l2l_fast.unlearn(model, AE_FORGET, AE_RETAIN, adapter=adapter, callback=callback, **kwargs)
 

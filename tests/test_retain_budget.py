@@ -11,13 +11,12 @@ import yaml
 import l2l_fast
 from l2l_fast import load_model
 from l2l_fast.adapters import adapter_for
-from l2l_fast.data.assets import load_demo_images
 from l2l_fast.models.masks import parse_mask
 from l2l_fast.unlearning.recipe import UnlearnRecipe, UnlearnConfig
 from l2l_fast.unlearning.retain_check import MAX_MULTIPLIER
 
-from conftest import (AE_FORGET, AE_RETAIN, FORGET, MAGE_FORGET, MAGE_RETAIN, RETAIN, autoencoder, images,
-                      mage_model, palette_model, run_recipe, tiny_model)
+from conftest import (AE_FORGET, AE_RETAIN, FORGET, MAGE_FORGET, MAGE_RETAIN, RETAIN, autoencoder, demo_budget_sets,
+                      images, mage_model, palette_model, run_recipe, tiny_model)
 
 HOLDOUT, SEED = 32, 3
 RUN = dict(steps=16, batch_size=8, lr=1e-3, alpha=0.5, mask="inpaint:3", seed=SEED, progress=False,
@@ -26,11 +25,7 @@ RUN = dict(steps=16, batch_size=8, lr=1e-3, alpha=0.5, mask="inpaint:3", seed=SE
 
 @pytest.fixture(scope="module")
 def demo_sets():
-    """The demo's first 16 T-shirts and trousers to forget; 12 images of each other class, with labels."""
-    images, labels = load_demo_images("train")
-    forget = torch.cat([images[labels == c][:16] for c in (0, 1)])
-    keep = torch.cat([(labels == c).nonzero().flatten()[:12] for c in range(2, 10)])
-    return forget, torch.utils.data.TensorDataset(images[keep], labels[keep])
+    return demo_budget_sets()
 
 
 def held_out_damage(model, retain, seed: int = SEED, holdout: int = HOLDOUT) -> float:
