@@ -1,7 +1,7 @@
 """Several CPU processes on gloo (as torchrun starts them) against one process:
 the same loss curve and encoder up to fp32 rounding, DDP, FSDP2 and a whole-model
 baseline; resume inside a multi-process run; the non-finite stop; `torchrun -m
-l2l_fast.cli unlearn`."""
+l2l_fast unlearn`."""
 import json
 import os
 import socket
@@ -160,7 +160,7 @@ def test_torchrun_cli_saves_once_and_matches_one_process(tmp_path):
                   "unlearn": {**config["unlearn"], "checkpoint_dir": str(tmp_path / "checkpoints")}}
     (tmp_path / "two.yaml").write_text(yaml.safe_dump(two_config))
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-               "-m", "l2l_fast.cli", "unlearn", "--config", str(tmp_path / "two.yaml"), "--no-progress"]
+               "-m", "l2l_fast", "unlearn", "--config", str(tmp_path / "two.yaml"), "--no-progress"]
     result = subprocess.run(command, env=child_env(), capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("saved the unlearned model") == 1
