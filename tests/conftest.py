@@ -11,6 +11,7 @@ from PIL import Image  # noqa: E402
 from torch import nn  # noqa: E402
 
 import l2l_fast  # noqa: E402
+from l2l_fast.data.assets import load_demo_images  # noqa: E402
 from l2l_fast.models import MAE, MAGE, PaletteUNet  # noqa: E402
 from l2l_fast.evaluation.metrics.inception import FID_NETWORK_ENV  # noqa: E402
 from l2l_fast.ops import _backend  # noqa: E402
@@ -119,8 +120,6 @@ def make_folders(root, per_class=3, bad=0):
 
 def demo_budget_sets():
     """The demo's first 16 T-shirts and trousers to forget; 12 images of each other class, with labels."""
-    from l2l_fast.data.assets import load_demo_images
-
     images, labels = load_demo_images("train")
     forget = torch.cat([images[labels == c][:16] for c in (0, 1)])
     keep = torch.cat([(labels == c).nonzero().flatten()[:12] for c in range(2, 10)])

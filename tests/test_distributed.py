@@ -15,7 +15,7 @@ import yaml
 from safetensors.torch import load_file
 
 import l2l_fast
-from l2l_fast import cli, load_model
+from l2l_fast import UnlearnConfig, cli, load_model
 from l2l_fast.training.files import read
 from l2l_fast.training.optim import warmup_cosine
 
@@ -100,10 +100,9 @@ def test_two_processes_match_one(two_processes, case):
 def test_two_processes_backtrack_as_one_does(two_processes):
     """The budget case's steps run at the schedule's lr until the first check, then at an eighth of it
     after three backtracks (test_two_processes_match_one: the same lr at every step as one process)."""
-    kwargs = CASES["ddp_budget_backtracks"][1]
-    steps, warmup = kwargs["steps"], max(1, kwargs["steps"] // 20)
+    config = UnlearnConfig(**CASES["ddp_budget_backtracks"][1]).resolved("cpu")
     log = json.loads((two_processes / "ddp_budget_backtracks.json").read_text())
-    scale = [r["lr"] / (kwargs["lr"] * warmup_cosine(r["step"], steps, warmup)) for r in log]
+    scale = [r["lr"] / (config.lr * warmup_cosine(r["step"], config.steps, config.warmup_steps)) for r in log]
     assert scale == pytest.approx([1.0] * 4 + [0.5] * 4 + [0.25] * 4 + [0.125] * 4)
 
 

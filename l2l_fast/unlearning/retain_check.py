@@ -127,7 +127,7 @@ class RetainCheck:
                      for name, value in rise.items() if name != "forget"}
         result = Check(done, max(per_class.values()), per_class, rise["forget"], self.alpha, self.step_scale)
         self.history.append(result)
-        backtrack = False
+        note = ""
         if self.budget is not None:
             if result.damage <= self.budget and result.forget > self.best.forget:
                 self.best = Best(done, result.forget, result.damage, _copy(self.trainable))
@@ -137,11 +137,11 @@ class RetainCheck:
                 self.step_scale /= 2
             step = DUAL_STEP * min(1.0, max(-1.0, result.damage / self.budget - 1.0))
             self.multiplier = min(MAX_MULTIPLIER, max(1.0, self.multiplier * math.exp(step)))
-        alpha = "" if self.budget is None else f", alpha now {self.alpha:.3g}"
-        if backtrack:
-            alpha += f"; back to step {self.best.step}, step length x{self.step_scale:g}"
+            note = f", alpha now {self.alpha:.3g}"
+            if backtrack:
+                note += f"; back to step {self.best.step}, step length x{self.step_scale:g}"
         log.info("step %d: retain damage %+.2f%% (worst class %s), forget %+.1f%%%s", done, 100 * result.damage,
-                 max(per_class, key=per_class.get), 100 * result.forget, alpha)
+                 max(per_class, key=per_class.get), 100 * result.forget, note)
         return result
 
     def finish(self) -> Optional[str]:
