@@ -51,6 +51,7 @@ from l2l_fast.evaluation.neighbours import per_class_fid
 from l2l_fast.evaluation.plots import loss_curves, save_grid, with_grey_hole
 from l2l_fast.evaluation.report import write_report
 from l2l_fast.models.palette import PaletteUNet
+from l2l_fast.unlearning.step_data import NOISE_STATS
 
 METHODS = [
     ("MAX LOSS", "max_loss", "retain"),
@@ -70,7 +71,7 @@ SPLITS = {  # name: (forget, retain, proxy); each proxy holds the kinds (tops, s
 }
 FAMILY_NAMES = {"mae": "MAE", "vq": "MAGE (VQ-token model)", "diffusion": "Palette diffusion model"}
 SETTINGS = ("model", "forget", "retain", "proxy", "steps", "batch_size", "lr", "alpha", "retain_budget",
-            "diffusion_target", "sample_steps", "test_per_class", "seeds")  # what a resumed run must share with the tables it keeps (see resumed_as)
+            "noise_stats", "diffusion_target", "sample_steps", "test_per_class", "seeds")  # what a resumed run must share with the tables it keeps (see resumed_as)
 SPREAD = ("FID_R", "IS_R", "CLIP_R", "FID_F", "IS_F", "CLIP_F", "acc_R", "acc_F")
 GRID_EXAMPLES = 3
 
@@ -139,7 +140,7 @@ def unlearned(args, data, method, retain_set, mask, seed, log=None, alpha=None):
     if method == "ours" and isinstance(model, PaletteUNet):
         extra["diffusion_target"] = args.diffusion_target
     unlearn(model, data["train_forget"], retain_images, adapter=evaluation_adapter(model, args.sample_steps),
-            method=method, alpha=args.alpha if alpha is None else alpha, steps=args.steps,
+            method=method, alpha=args.alpha if alpha is None else alpha, steps=args.steps, noise_stats=args.noise_stats,
             batch_size=args.batch_size, lr=args.lr, mask=mask, seed=seed, progress=False,
             callback=None if log is None else log.append, **extra)
     return model
@@ -285,6 +286,9 @@ def main() -> None:
                         help="methods whose spread over --seeds is measured (default every method run)")
     parser.add_argument("--retain-budget", type=float, default=0.05,
                         help="the budget row's retain_budget (chosen on tuning images: results/tradeoff_mae)")
+    parser.add_argument("--noise-stats", default="batch", choices=NOISE_STATS,
+                        help="statistics of the forget targets' noise images (outpainting: 'standard', chosen on tuning "
+                        "images: results/tradeoff_mae_outpaint)")
     parser.add_argument("--diffusion-target", default="pure_noise", choices=("pure_noise", "noise_image", "whole_noise"),
                         help="Palette: the Ours rows' forget target")
     parser.add_argument("--sample-steps", type=int, default=50, help="diffusion: DDIM steps of every generation")
@@ -332,8 +336,9 @@ def main() -> None:
 def resumed_as(key, value):
     """What of a SETTINGS value a resumed run must share: of the seeds only the first, the one the tables'
     rows ran with (the spreads name the seeds they are over)."""
-    if value is None and key in ("retain_budget", "diffusion_target"):  # tables made before these options
-        return {"retain_budget": 0.05, "diffusion_target": "pure_noise"}[key]
+    earlier_defaults = {"retain_budget": 0.05, "diffusion_target": "pure_noise", "noise_stats": "batch"}
+    if value is None and key in earlier_defaults:  # tables made before these options
+        return earlier_defaults[key]
     return value[:1] if key == "seeds" and value else value
 
 
@@ -367,7 +372,8 @@ def save(out, args, family, data, tables, ablation, started, earlier_notes, fini
             "rebuilt by: python benchmarks/studies/quality.py " + " ".join(sys.argv[1:]),
             f"model: {args.model}; forget classes {args.forget}, retain {args.retain}, proxy {args.proxy}",
             f"unlearning: {args.steps} steps of {args.batch_size} forget + {args.batch_size} retain images, "
-            f"lr {args.lr}, alpha {args.alpha}, seed {args.seeds[0]}; every method with the same budget",
+            f"lr {args.lr}, alpha {args.alpha}, noise_stats {args.noise_stats}, seed {args.seeds[0]}; every method "
+            "with the same budget",
             *(["diffusion: RETAIN LABEL's targets are the original model's DDIM samples over "
                f"{args.sample_steps} steps"] if family == "diffusion" else []),
             f"test images: {len(data['test_retain'][0])} retain, {len(data['test_forget'][0])} forget"

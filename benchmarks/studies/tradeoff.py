@@ -12,8 +12,8 @@ Palette's forget targets (`--targets`) against RANDOM ENCODER, at its tuned sett
         --lr 4e-3 --batch-size 16 --held-out 50 --sample-steps 20 --out benchmarks/results/quality_diffusion_whole_noise/tuning
 
 Fashion-MNIST *train* is cut as in quality_tuning.py: `--held-out` seeded images per class
-are kept for evaluation and never seen by unlearning; the test split is not read. Split s1
-(forget {0, 1}, retain {2, 3, 4, 5}, proxy {6, 7, 8, 9}); unlearning sees the forget
+are kept for evaluation and never seen by unlearning; the test split is not read. Split s1 by
+default (forget {0, 1}, retain {2, 3, 4, 5}, proxy {6, 7, 8, 9}; `--split`), inpainting by default (`--mask`); unlearning sees the forget
 classes and the retain (or proxy) classes, as (image, label) pairs so that the budget's check
 works per class. Every model is evaluated on the held-out images of the retain classes (R)
 and the forget classes (F) with the project's Fashion-MNIST classifier as the feature network
@@ -39,30 +39,30 @@ from l2l_fast.evaluation.metrics import Features, load_classifier
 from l2l_fast.evaluation.neighbours import per_class_fid
 from l2l_fast.evaluation.plots import _pyplot
 
-MASK = "inpaint:3"
 BASELINES = ("random_encoder", "noisy_label", "retain_label")
 
 
 def runs(args) -> list[dict]:
     """(name, unlearn options) of every point, in the order they run."""
-    base = dict(steps=args.steps, batch_size=args.batch_size, lr=args.lr, alpha=args.alpha, mask=MASK,
+    base = dict(steps=args.steps, batch_size=args.batch_size, lr=args.lr, alpha=args.alpha, mask=args.mask,
                 seed=args.seed, progress=False)
     base.update({k: v for k, v in (("diffusion_target", args.diffusion_target), ("forget_maps", args.forget_maps))
                  if v is not None})
+    base.update(args.set)
     points = [{"name": "Original", "sweep": "original", "options": None}]
     points += [{"name": f"alpha {a:g}", "sweep": "alpha", "options": dict(base, alpha=a)} for a in args.alphas]
     points += [{"name": f"budget {b:g}", "sweep": "budget", "options": dict(base, retain_budget=b)}
                for b in args.budgets]
     points += [{"name": f"target {t}", "sweep": "target", "options": dict(base, diffusion_target=t)}
                for t in args.targets]
-    ours_only = ("diffusion_target", "forget_maps")
+    ours_only = ("diffusion_target", "forget_maps", *args.set)
     points += [{"name": m, "sweep": "baseline", "options": {**{k: v for k, v in base.items() if k not in ours_only},
                                                             "method": m}} for m in args.baselines]
     return points
 
 
-def evaluate(model, sets, classifier, sample_steps) -> dict:
-    metrics, fake = evaluate_model(evaluation_adapter(model, sample_steps), sets["R"], sets["F"], mask=MASK, classifier=classifier,
+def evaluate(model, sets, classifier, sample_steps, mask) -> dict:
+    metrics, fake = evaluate_model(evaluation_adapter(model, sample_steps), sets["R"], sets["F"], mask=mask, classifier=classifier,
                                    seed=0, batch_size=256, sampler=None)
     metrics["per_class_FID_R"] = per_class_fid(sets["R"][0], fake["R"], sets["R"][1], Features(classifier))
     return {k: v for k, v in metrics.items() if k in ("FID_R", "FID_F", "acc_R", "acc_F", "MSE_hole_R",
@@ -70,7 +70,7 @@ def evaluate(model, sets, classifier, sample_steps) -> dict:
 
 
 def sweep(args) -> None:
-    forget_classes, retain_classes, proxy_classes = SPLITS["s1"]
+    forget_classes, retain_classes, proxy_classes = SPLITS[args.split]
     images, labels = fashion_mnist("train")
     tuning = tuning_split(labels, args.held_out, args.seed)
     pool, held = (images[~tuning], labels[~tuning]), (images[tuning], labels[tuning])
@@ -88,7 +88,8 @@ def sweep(args) -> None:
         model, started = load_model(args.model), time.perf_counter()
         if point["options"] is not None:
             unlearn(model, forget, retain, adapter=evaluation_adapter(model, args.sample_steps), **point["options"])
-        record = {**point, "retain": args.retain, "metrics": evaluate(model, sets, classifier, args.sample_steps),
+        record = {**point, "retain": args.retain, "split": args.split, "mask": args.mask,
+                  "metrics": evaluate(model, sets, classifier, args.sample_steps, args.mask),
                   "seconds": round(time.perf_counter() - started, 1)}
         with path.open("a") as file:
             file.write(json.dumps(record) + "\n")
@@ -127,11 +128,14 @@ def plot(args) -> None:
             axis.plot(r["FID_R×"], r["FID_F×"], "x", label=r["name"])
     axis.set_xlabel("FID_R / original (lower is better)")
     axis.set_ylabel("FID_F / original (higher forgets more)")
-    axis.set_title(f"{args.model}, split s1, {records[0]['retain']} retain, tuning images", fontsize=8)
+    setting = f"split {records[0].get('split', 's1')}, {records[0].get('mask', 'inpaint:3')}, {records[0]['retain']} retain"
+    noise = {r["options"]["noise_stats"] for r in records if (r["options"] or {}).get("noise_stats")}
+    setting += "".join(f", noise_stats {n}" for n in sorted(noise))
+    axis.set_title(f"{args.model}, {setting}, tuning images", fontsize=8)
     axis.legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(out / "tradeoff.png", dpi=120)
-    lines = [f"# Trade-off of {args.model}: {records[0]['retain']} retain, split s1, tuning images", "",
+    lines = [f"# Trade-off of {args.model}: {setting}, tuning images", "",
              "Classifier features (the project's Fashion-MNIST classifier) for every FID; ratios to the original.", "",
              "| run | FID_R× | FID_F× | worst retain class | its FID× | acc_R | seconds |",
              "|---|---|---|---|---|---|---|"]
@@ -145,11 +149,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="benchmarks/results/tradeoff_mae")
     parser.add_argument("--retain", choices=("proxy", "real"), default="proxy")
+    parser.add_argument("--split", choices=sorted(SPLITS), default="s1", help="forget, retain and proxy classes")
+    parser.add_argument("--mask", default="inpaint:3", help="the mask of unlearning and evaluation")
     parser.add_argument("--alphas", type=float, nargs="*", default=[0.05, 0.25, 0.5, 1.0])
     parser.add_argument("--budgets", type=float, nargs="*", default=[0.05, 0.1, 0.2, 0.4])
     parser.add_argument("--targets", nargs="*", default=[], help="diffusion_target values to compare (Palette)")
     parser.add_argument("--diffusion-target", help="Palette: every Ours point's forget target (default the library's)")
     parser.add_argument("--forget-maps", type=int, help="every Ours point's forget_maps (default: every map)")
+    parser.add_argument("--set", nargs="*", default=[], metavar="OPTION=VALUE",
+                        help="further unlearn options of every Ours point, e.g. noise_stats=standard")
     parser.add_argument("--baselines", nargs="*", default=list(BASELINES))
     parser.add_argument("--model", default="demo", help="'demo' (the shipped MAE) or a checkpoint")
     parser.add_argument("--sample-steps", type=int, default=20, help="diffusion: DDIM steps of every generation")
@@ -164,6 +172,8 @@ def main() -> None:
                         "share per core")
     parser.add_argument("--plot", action="store_true", help="draw tradeoff.png and write report.md from runs.jsonl")
     args = parser.parse_args()
+    args.set = {key: json.loads(value) if value[:1] in "0123456789-[" else value
+                for key, value in (item.split("=", 1) for item in args.set)}
     torch.set_num_threads(args.threads)
     plot(args) if args.plot else sweep(args)
 
