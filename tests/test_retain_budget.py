@@ -180,6 +180,6 @@ def test_the_proxy_retain_example_parses_and_measures_classes_it_never_trains_on
     monkeypatch.chdir(tmp_path)
     (tmp_path / raw["run"]["output"]).write_bytes(b"")  # the model the run writes
     run, evaluation = parse_config(raw["run"], "proxy_retain"), parse_eval_config(raw["eval"], "proxy_retain")
-    assert run.unlearn.retain_budget == 0.05
+    assert (run.unlearn.retain_budget, run.unlearn.noise_stats) == (0.02, "standard")
     assert not set(run.data.retain) & set(evaluation.data.retain)
     assert run.data.forget == evaluation.data.forget

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from quality import METHODS, evaluated, resumed_as, split_data, unlearned
+from quality import EARLIER_DEFAULTS, METHODS, evaluated, split_data, unlearned
 
 from l2l_fast import load_model
 from l2l_fast.evaluation.metrics import load_classifier
@@ -46,7 +46,7 @@ def inception_features(network, images, batch_size, label):
 def table_settings(folder: Path) -> tuple[argparse.Namespace, list[str]]:
     """(the table's settings, options made after it filled as quality.py resumes them; the ROWS it has)."""
     results = json.loads((folder / "results.json").read_text())
-    settings = {k: resumed_as(k, None) for k in ("retain_budget", "diffusion_target")} | results["settings"]
+    settings = EARLIER_DEFAULTS | results["settings"]
     methods = {row["method"] for table in results["tables"] for row in table["rows"]}
     return argparse.Namespace(**settings), [name for name in ROWS if name in methods]
 

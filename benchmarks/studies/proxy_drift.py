@@ -2,11 +2,12 @@
 change, and the classifier metrics on held-out training images (benchmarks/results/tradeoff_mae/drift/):
 
     python benchmarks/studies/proxy_drift.py proxy --out benchmarks/results/tradeoff_mae/drift   # or original,
-                                                                                          # real, proxy_nobias
+                                                                           # real, proxy_nobias, proxy_standard
 
 Split s1; unlearning reads Fashion-MNIST train without 200 seeded images per class, which are the
 evaluation images (all eight non-forget classes as R). "real": retain classes {2, 3, 4, 5}; "proxy":
-{6, 7, 8, 9}; "proxy_nobias": the proxy run with every bias and norm of the encoder frozen.
+{6, 7, 8, 9}; "proxy_nobias": the proxy run with every bias and norm of the encoder frozen;
+"proxy_standard": the proxy run with standard-normal noise targets (noise_stats="standard").
 Drift of class c: ‖E_θ(T(x)) − E_0(T(x))‖² / ‖E_0(T(x))‖² over its first 200 held-out images.
 """
 import argparse
@@ -30,7 +31,7 @@ MASK = "inpaint:3"
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("variant", choices=("original", "real", "proxy", "proxy_nobias"))
+    parser.add_argument("variant", choices=("original", "real", "proxy", "proxy_nobias", "proxy_standard"))
     parser.add_argument("--out", default="benchmarks/results/tradeoff_mae/drift")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -44,8 +45,9 @@ def main() -> None:
             for param in model.encoder.parameters():
                 param.requires_grad_(param.dim() > 1)
         retain = pick(*pool, retain_classes if args.variant == "real" else proxy_classes)[0]
+        noise_stats = "standard" if args.variant == "proxy_standard" else "batch"
         unlearn(model, pick(*pool, forget_classes)[0], retain, steps=300, batch_size=32, lr=1e-3, alpha=0.5,
-                mask=MASK, seed=0, progress=False)
+                mask=MASK, seed=0, progress=False, noise_stats=noise_stats)
     kept = [c for c in range(10) if c not in forget_classes]
     metrics, _ = evaluate_model(adapter_for(model), pick(*held, kept), pick(*held, forget_classes), mask=MASK,
                                 classifier=load_classifier(), seed=0, batch_size=256, sampler=None)

@@ -72,6 +72,8 @@ SPLITS = {  # name: (forget, retain, proxy); each proxy holds the kinds (tops, s
 FAMILY_NAMES = {"mae": "MAE", "vq": "MAGE (VQ-token model)", "diffusion": "Palette diffusion model"}
 SETTINGS = ("model", "forget", "retain", "proxy", "steps", "batch_size", "lr", "alpha", "retain_budget",
             "noise_stats", "diffusion_target", "sample_steps", "test_per_class", "seeds")  # what a resumed run must share with the tables it keeps (see resumed_as)
+# what the tables made before these options ran with
+EARLIER_DEFAULTS = {"retain_budget": 0.05, "diffusion_target": "pure_noise", "noise_stats": "batch"}
 SPREAD = ("FID_R", "IS_R", "CLIP_R", "FID_F", "IS_F", "CLIP_F", "acc_R", "acc_F")
 GRID_EXAMPLES = 3
 
@@ -336,9 +338,8 @@ def main() -> None:
 def resumed_as(key, value):
     """What of a SETTINGS value a resumed run must share: of the seeds only the first, the one the tables'
     rows ran with (the spreads name the seeds they are over)."""
-    earlier_defaults = {"retain_budget": 0.05, "diffusion_target": "pure_noise", "noise_stats": "batch"}
-    if value is None and key in earlier_defaults:  # tables made before these options
-        return earlier_defaults[key]
+    if value is None and key in EARLIER_DEFAULTS:
+        return EARLIER_DEFAULTS[key]
     return value[:1] if key == "seeds" and value else value
 
 

@@ -11,13 +11,16 @@ per folder and mask: the retain class whose FID rose most under Ours (seed 0), w
 Ours dominates RANDOM ENCODER (no higher FID_R, higher FID_F; means over seeds), and the
 runs with `retain_budget` on the real and the proxy retain set, from the folder itself or
 its `<folder>_budget` and `<folder>_real_budget` siblings (benchmarks/studies/quality.py
---methods "Ours (proxy retain, budget)" or "Ours (budget)").
+--methods "Ours (proxy retain, budget)" or "Ours (budget)"). A third table for the folders run with
+--noise-stats standard: each of their Ours rows against its FID_R target, its worst retain class,
+and RANDOM ENCODER of the folder with the same split and test images.
 """
 from __future__ import annotations
 
 import argparse
 import json
 from pathlib import Path
+from typing import Optional
 
 from l2l_fast.data.fashion_mnist import CLASSES
 
@@ -130,6 +133,48 @@ def neighbour_rows(folder: Path) -> list[str]:
     return lines
 
 
+OURS_ROWS = (("Ours", 1.1), ("Ours (budget)", 1.1), ("Ours (proxy retain)", 1.15),
+             ("Ours (proxy retain, budget)", 1.15))  # each with its FID_R× target
+SPLIT_SETTINGS = ("model", "forget", "retain", "proxy", "test_per_class")
+
+
+def _baseline_rows(folders: list[Path], settings: dict, mask: str) -> Optional[dict]:
+    """The rows of `mask` of the folder among `folders` with the same model, classes and test images as
+    `settings` that ran RANDOM ENCODER; None when there is none."""
+    for folder in folders:
+        results = json.loads((folder / "results.json").read_text())
+        if all(results["settings"].get(k) == settings.get(k) for k in SPLIT_SETTINGS):
+            rows = _rows(results, mask)
+            if _over_seeds(rows, "RANDOM ENCODER")[0] is not None:
+                return rows
+    return None
+
+
+def noise_rows(folder: Path, folders: list[Path]) -> list[str]:
+    """Each Ours row of a folder run with noise_stats 'standard': FID_R× / FID_F× with its mark, the worst
+    retain class, and RANDOM ENCODER of the folder with the same split, on that folder's Original."""
+    results = json.loads((folder / "results.json").read_text())
+    lines = []
+    for mask in [t["name"] for t in results["tables"] if "spread" not in t["name"]]:
+        rows, baseline = _rows(results, mask), _baseline_rows(folders, results["settings"], mask)
+        for name, limit in OURS_ROWS:
+            ours, std, _ = _over_seeds(rows, name)
+            if ours is None:
+                continue
+            original = rows["Original"]
+            cells = ["–", "–"]
+            if baseline is not None:
+                random_encoder, re_std, _ = _over_seeds(baseline, "RANDOM ENCODER")
+                ratio = {k: random_encoder[k] / baseline["Original"][k] for k in ("FID_R", "FID_F")}
+                cells = [f"{ratio['FID_R']:.3f} / {ratio['FID_F']:.2f}" + ("" if re_std else " (one seed)"),
+                         "yes" if ours["FID_R"] / original["FID_R"] <= ratio["FID_R"]
+                         and ours["FID_F"] / original["FID_F"] > ratio["FID_F"] else "**no**"]
+            mark = _mark(ours["FID_R"] / original["FID_R"] <= limit)
+            lines.append(f"| {folder.name} | {mask} | {name} | {_ratio_cell(ours, original, std)} ({mark}) "
+                         f"| {_worst_class(rows[name], original)} | {cells[0]} | {cells[1]} |")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folders", nargs="+", type=Path)
@@ -153,6 +198,16 @@ def main() -> None:
               "| Ours (budget) | Ours (proxy retain, budget) |", "|---|---|---|---|---|---|---|---|"]
     for folder in folders:
         lines += neighbour_rows(folder)
+    standard = [f for f in folders if json.loads((f / "results.json").read_text())["settings"].get("noise_stats")
+                == "standard"]
+    if standard:
+        lines += ["", "Standard-normal noise targets (quality.py --noise-stats standard, chosen on tuning images): each "
+                  "Ours row with its FID_R× target (1.1 real retain, 1.15 proxy), its worst retain class (seed 0), and "
+                  "RANDOM ENCODER of the folder with the same split and test images (ratios to that folder's Original).",
+                  "", "| folder | mask | row | FID_R× / FID_F× | worst retain class, FID× | RANDOM ENCODER "
+                  "| Ours dominates |", "|---|---|---|---|---|---|---|"]
+        for folder in standard:
+            lines += noise_rows(folder, folders)
     args.out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
