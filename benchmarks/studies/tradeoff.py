@@ -12,8 +12,9 @@ Palette's forget targets (`--targets`) against RANDOM ENCODER, at its tuned sett
         --lr 4e-3 --batch-size 16 --held-out 50 --sample-steps 20 --out benchmarks/results/quality_diffusion_whole_noise/tuning
 
 Fashion-MNIST *train* is cut as in quality_tuning.py: `--held-out` seeded images per class
-are kept for evaluation and never seen by unlearning; the test split is not read. Split s1 by
-default (forget {0, 1}, retain {2, 3, 4, 5}, proxy {6, 7, 8, 9}; `--split`), inpainting by default (`--mask`); unlearning sees the forget
+are kept for evaluation and never seen by unlearning; the test split is not read. Split s1
+(forget {0, 1}, retain {2, 3, 4, 5}, proxy {6, 7, 8, 9}) and inpainting unless `--split` and
+`--mask` say otherwise; `--set` adds unlearn options to every Ours point. Unlearning sees the forget
 classes and the retain (or proxy) classes, as (image, label) pairs so that the budget's check
 works per class. Every model is evaluated on the held-out images of the retain classes (R)
 and the forget classes (F) with the project's Fashion-MNIST classifier as the feature network
