@@ -193,8 +193,8 @@ def main() -> None:
     lines += ["", "Neighbours, the baseline and the budget: the retain class whose classifier FID rose most under Ours "
               "(seed 0; target ≤ 1.5), FID_R× / FID_F× of Ours and of RANDOM ENCODER (means over seeds where the "
               "folder has them), whether Ours dominates it (no higher FID_R, higher FID_F), and the runs with "
-              "retain_budget (quality.py's default 0.05) on the real retain set (target FID_R× ≤ 1.1) and on the proxy "
-              "set (target ≤ 1.15), each with its worst retain class.", "",
+              "retain_budget (0.05; 0.02 in quality_vq_budget) on the real retain set (target FID_R× ≤ 1.1) and on "
+              "the proxy set (target ≤ 1.15), each with its worst retain class.", "",
               "| folder | mask | worst retain class, FID× | Ours FID_R× / FID_F× | RANDOM ENCODER | Ours dominates "
               "| Ours (budget) | Ours (proxy retain, budget) |", "|---|---|---|---|---|---|---|---|"]
     for folder in folders:
