@@ -111,27 +111,42 @@ def ratios(records: list[dict]) -> list[dict]:
     return rows
 
 
+def noise_tag(records: list[dict]) -> str:
+    """', noise_stats X' for the noise statistics the runs set, '' for the default."""
+    noise = {r["options"]["noise_stats"] for r in records if (r["options"] or {}).get("noise_stats")}
+    return "".join(f", noise_stats {n}" for n in sorted(noise))
+
+
+def draw(axis, rows: list[dict], suffix: str = "", dashed: bool = False) -> None:
+    """The α, budget and target sweeps of `rows` as lines, the baselines and Original as crosses."""
+    for sweep_name, style in (("alpha", "o-"), ("budget", "s-"), ("target", "d")):
+        points = sorted((r for r in rows if r["sweep"] == sweep_name), key=lambda r: r["name"].split()[-1])
+        if points:
+            axis.plot([r["FID_R×"] for r in points], [r["FID_F×"] for r in points],
+                      style.replace("-", "--") if dashed else style, label=f"Ours, {sweep_name} sweep{suffix}")
+            for r in points:
+                axis.annotate(r["name"].split()[-1], (r["FID_R×"], r["FID_F×"]), fontsize=7)
+    for r in rows:
+        if r["sweep"] == "baseline" or (r["sweep"] == "original" and not suffix):
+            axis.plot(r["FID_R×"], r["FID_F×"], "x", label=r["name"] + suffix)
+
+
 def plot(args) -> None:
+    """tradeoff.png and report.md of OUT's runs; the runs of OUT's subfolders (other options on the same
+    tuning images, e.g. standard_noise/) drawn beside them, dashed."""
     out = Path(args.out)
     records = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
     rows = ratios(records)
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(6, 4.5))
-    for sweep_name, style in (("alpha", "o-"), ("budget", "s-"), ("target", "d")):
-        points = sorted((r for r in rows if r["sweep"] == sweep_name), key=lambda r: r["name"].split()[-1])
-        if points:
-            axis.plot([r["FID_R×"] for r in points], [r["FID_F×"] for r in points], style,
-                      label=f"Ours, {sweep_name} sweep")
-            for r in points:
-                axis.annotate(r["name"].split()[-1], (r["FID_R×"], r["FID_F×"]), fontsize=7)
-    for r in rows:
-        if r["sweep"] in ("baseline", "original"):
-            axis.plot(r["FID_R×"], r["FID_F×"], "x", label=r["name"])
+    draw(axis, rows)
+    for sub in sorted(path.parent for path in out.glob("*/runs.jsonl")):
+        sub_records = [json.loads(line) for line in (sub / "runs.jsonl").read_text().splitlines()]
+        draw(axis, ratios(sub_records), f" ({noise_tag(sub_records)[2:] or sub.name})", dashed=True)
     axis.set_xlabel("FID_R / original (lower is better)")
     axis.set_ylabel("FID_F / original (higher forgets more)")
-    setting = f"split {records[0].get('split', 's1')}, {records[0].get('mask', 'inpaint:3')}, {records[0]['retain']} retain"
-    noise = {r["options"]["noise_stats"] for r in records if (r["options"] or {}).get("noise_stats")}
-    setting += "".join(f", noise_stats {n}" for n in sorted(noise))
+    setting = (f"split {records[0].get('split', 's1')}, {records[0].get('mask', 'inpaint:3')}, "
+               f"{records[0]['retain']} retain{noise_tag(records)}")
     axis.set_title(f"{args.model}, {setting}, tuning images", fontsize=8)
     axis.legend(fontsize=7)
     figure.tight_layout()
