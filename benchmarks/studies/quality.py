@@ -290,7 +290,8 @@ def main() -> None:
                         help="the budget row's retain_budget (chosen on tuning images: results/tradeoff_mae)")
     parser.add_argument("--noise-stats", default="batch", choices=NOISE_STATS,
                         help="statistics of the forget targets' noise images (the MAE on outpainting and with proxy "
-                        "retain: 'standard', chosen on tuning images: results/tradeoff_mae_outpaint, results/tradeoff_mae)")
+                        "retain: 'standard', chosen on tuning images: results/tradeoff_mae_outpaint, "
+                        "results/tradeoff_mae)")
     parser.add_argument("--diffusion-target", default="pure_noise", choices=("pure_noise", "noise_image", "whole_noise"),
                         help="Palette: the Ours rows' forget target")
     parser.add_argument("--sample-steps", type=int, default=50, help="diffusion: DDIM steps of every generation")

@@ -202,9 +202,10 @@ def main() -> None:
     standard = [f for f in folders if json.loads((f / "results.json").read_text())["settings"].get("noise_stats")
                 == "standard"]
     if standard:
-        lines += ["", "Standard-normal noise targets (quality.py --noise-stats standard, chosen on tuning images): each "
-                  "Ours row with its FID_R× target (1.1 real retain, 1.15 proxy) and FID_F× ≥ 2, its worst retain class (seed 0), and "
-                  "RANDOM ENCODER of the folder with the same split and test images (ratios to that folder's Original).",
+        lines += ["", "Standard-normal noise targets (quality.py --noise-stats standard, chosen on tuning images): "
+                  "each Ours row with its FID_R× target (1.1 real retain, 1.15 proxy) and FID_F× ≥ 2, its worst retain "
+                  "class (seed 0), and RANDOM ENCODER of the folder with the same split and test images (ratios to "
+                  "that folder's Original).",
                   "", "| folder | mask | row | FID_R× / FID_F× | worst retain class, FID× | RANDOM ENCODER "
                   "| Ours dominates |", "|---|---|---|---|---|---|---|"]
         for folder in standard:
