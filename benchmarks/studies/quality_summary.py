@@ -110,6 +110,11 @@ def _budget_cell(sources: list[dict], name: str, limit: float) -> str:
     return "–"
 
 
+def _dominates(ours: dict, other: dict) -> str:
+    """'yes' when `ours` has no higher FID_R and a higher FID_F than `other` (both on one Original's scale)."""
+    return "yes" if ours["FID_R"] <= other["FID_R"] and ours["FID_F"] > other["FID_F"] else "**no**"
+
+
 def neighbour_rows(folder: Path) -> list[str]:
     """Worst retain class, Ours against RANDOM ENCODER and the budget runs, per mask of `folder`."""
     results = json.loads((folder / "results.json").read_text())
@@ -124,8 +129,7 @@ def neighbour_rows(folder: Path) -> list[str]:
         if ours is None:
             continue
         random_encoder, re_std, _ = _over_seeds(rows, "RANDOM ENCODER")
-        dominates = "–" if random_encoder is None else (
-            "yes" if ours["FID_R"] <= random_encoder["FID_R"] and ours["FID_F"] > random_encoder["FID_F"] else "**no**")
+        dominates = "–" if random_encoder is None else _dominates(ours, random_encoder)
         lines.append(f"| {folder.name} | {mask} | {_worst_class(rows['Ours'], original)} "
                      f"| {_ratio_cell(ours, original, ours_std)} | {_ratio_cell(random_encoder, original, re_std)} "
                      f"| {dominates} | {_budget_cell(sources, 'Ours (budget)', 1.1)} "
@@ -138,11 +142,10 @@ OURS_ROWS = (("Ours", 1.1), ("Ours (budget)", 1.1), ("Ours (proxy retain)", 1.15
 SPLIT_SETTINGS = ("model", "forget", "retain", "proxy", "test_per_class")
 
 
-def _baseline_rows(folders: list[Path], settings: dict, mask: str) -> Optional[dict]:
-    """The rows of `mask` of the folder among `folders` with the same model, classes and test images as
-    `settings` that ran RANDOM ENCODER; None when there is none."""
-    for folder in folders:
-        results = json.loads((folder / "results.json").read_text())
+def _baseline_rows(loaded: dict[Path, dict], settings: dict, mask: str) -> Optional[dict]:
+    """The rows of `mask` of the folder among `loaded` (results by folder) with the same model, classes and test
+    images as `settings` that ran RANDOM ENCODER; None when there is none."""
+    for results in loaded.values():
         if all(results["settings"].get(k) == settings.get(k) for k in SPLIT_SETTINGS):
             rows = _rows(results, mask)
             if _over_seeds(rows, "RANDOM ENCODER")[0] is not None:
@@ -150,27 +153,26 @@ def _baseline_rows(folders: list[Path], settings: dict, mask: str) -> Optional[d
     return None
 
 
-def noise_rows(folder: Path, folders: list[Path]) -> list[str]:
+def noise_rows(folder: Path, loaded: dict[Path, dict]) -> list[str]:
     """Each Ours row of a folder run with noise_stats 'standard': FID_R× / FID_F× with their marks, the worst
     retain class, and RANDOM ENCODER of the folder with the same split, on that folder's Original."""
-    results = json.loads((folder / "results.json").read_text())
+    results = loaded[folder]
     lines = []
     for mask in [t["name"] for t in results["tables"] if "spread" not in t["name"]]:
-        rows, baseline = _rows(results, mask), _baseline_rows(folders, results["settings"], mask)
+        rows, baseline = _rows(results, mask), _baseline_rows(loaded, results["settings"], mask)
         for name, limit in OURS_ROWS:
             ours, std, _ = _over_seeds(rows, name)
             if ours is None:
                 continue
             original = rows["Original"]
+            ratio = {k: ours[k] / original[k] for k in ("FID_R", "FID_F")}
             cells = ["–", "–"]
             if baseline is not None:
                 random_encoder, re_std, _ = _over_seeds(baseline, "RANDOM ENCODER")
-                ratio = {k: random_encoder[k] / baseline["Original"][k] for k in ("FID_R", "FID_F")}
-                cells = [f"{ratio['FID_R']:.3f} / {ratio['FID_F']:.2f}" + ("" if re_std else " (one seed)"),
-                         "yes" if ours["FID_R"] / original["FID_R"] <= ratio["FID_R"]
-                         and ours["FID_F"] / original["FID_F"] > ratio["FID_F"] else "**no**"]
-            mark = (f"{_mark(ours['FID_R'] / original['FID_R'] <= limit)}, "
-                    f"{_mark(ours['FID_F'] / original['FID_F'] >= 2)}")
+                re_ratio = {k: random_encoder[k] / baseline["Original"][k] for k in ("FID_R", "FID_F")}
+                cells = [f"{re_ratio['FID_R']:.3f} / {re_ratio['FID_F']:.2f}" + ("" if re_std else " (one seed)"),
+                         _dominates(ratio, re_ratio)]
+            mark = f"{_mark(ratio['FID_R'] <= limit)}, {_mark(ratio['FID_F'] >= 2)}"
             lines.append(f"| {folder.name} | {mask} | {name} | {_ratio_cell(ours, original, std)} ({mark}) "
                          f"| {_worst_class(rows[name], original)} | {cells[0]} | {cells[1]} |")
     return lines
@@ -199,8 +201,8 @@ def main() -> None:
               "| Ours (budget) | Ours (proxy retain, budget) |", "|---|---|---|---|---|---|---|---|"]
     for folder in folders:
         lines += neighbour_rows(folder)
-    standard = [f for f in folders if json.loads((f / "results.json").read_text())["settings"].get("noise_stats")
-                == "standard"]
+    loaded = {folder: json.loads((folder / "results.json").read_text()) for folder in folders}
+    standard = [folder for folder in folders if loaded[folder]["settings"].get("noise_stats") == "standard"]
     if standard:
         lines += ["", "Standard-normal noise targets (quality.py --noise-stats standard, chosen on tuning images): "
                   "each Ours row with its FID_R× target (1.1 real retain, 1.15 proxy) and FID_F× ≥ 2, its worst retain "
@@ -209,7 +211,7 @@ def main() -> None:
                   "", "| folder | mask | row | FID_R× / FID_F× | worst retain class, FID× | RANDOM ENCODER "
                   "| Ours dominates |", "|---|---|---|---|---|---|---|"]
         for folder in standard:
-            lines += noise_rows(folder, folders)
+            lines += noise_rows(folder, loaded)
     args.out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

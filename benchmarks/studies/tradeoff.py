@@ -112,9 +112,9 @@ def ratios(records: list[dict]) -> list[dict]:
 
 
 def noise_tag(records: list[dict]) -> str:
-    """', noise_stats X' for the noise statistics the runs set, '' for the default."""
+    """'noise_stats X' for the noise statistics the runs set, '' for the default."""
     noise = {r["options"]["noise_stats"] for r in records if (r["options"] or {}).get("noise_stats")}
-    return "".join(f", noise_stats {n}" for n in sorted(noise))
+    return ", ".join(f"noise_stats {n}" for n in sorted(noise))
 
 
 def draw(axis, rows: list[dict], suffix: str = "", dashed: bool = False) -> None:
@@ -142,11 +142,11 @@ def plot(args) -> None:
     draw(axis, rows)
     for sub in sorted(path.parent for path in out.glob("*/runs.jsonl")):
         sub_records = [json.loads(line) for line in (sub / "runs.jsonl").read_text().splitlines()]
-        draw(axis, ratios(sub_records), f" ({noise_tag(sub_records)[2:] or sub.name})", dashed=True)
+        draw(axis, ratios(sub_records), f" ({noise_tag(sub_records) or sub.name})", dashed=True)
     axis.set_xlabel("FID_R / original (lower is better)")
     axis.set_ylabel("FID_F / original (higher forgets more)")
     setting = (f"split {records[0].get('split', 's1')}, {records[0].get('mask', 'inpaint:3')}, "
-               f"{records[0]['retain']} retain{noise_tag(records)}")
+               f"{records[0]['retain']} retain" + (f", {noise_tag(records)}" if noise_tag(records) else ""))
     axis.set_title(f"{args.model}, {setting}, tuning images", fontsize=8)
     axis.legend(fontsize=7)
     figure.tight_layout()
