@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Optional
 
 from l2l_fast.data.fashion_mnist import CLASSES
+from quality import EARLIER_DEFAULTS
 
 TARGETS = "FID_R× ≤ 1.1, CLIP_R× ≥ 0.97, FID_F× ≥ 2, CLIP_F drop ≥ 3 × CLIP_R drop, proxy FID_R× ≤ 1.15"
 
@@ -98,15 +99,19 @@ def _worst_class(row, original) -> str:
     return f"{CLASSES[int(name)]}: {ratio:.2f} ({_mark(ratio <= 1.5)})"
 
 
-def _budget_cell(sources: list[dict], name: str, limit: float) -> str:
-    """Row `name` of the first of `sources` (rows by method) that has it: FID_R× / FID_F×, the FID_R× mark
-    against `limit` and the worst retain class."""
-    for source in sources:
-        metrics, std, _ = _over_seeds(source, name)
+def _budget_cell(sources: list[tuple[dict, dict]], name: str, limit: float, random_encoder) -> str:
+    """Row `name` of the first of `sources` ((rows by method, settings)) that has it: its retain_budget,
+    FID_R× / FID_F× with the FID_R× mark against `limit`, the worst retain class and whether it dominates
+    `random_encoder` (its FID ratios to its own Original, or None)."""
+    for rows, settings in sources:
+        metrics, std, _ = _over_seeds(rows, name)
         if metrics is not None:
-            original = source["Original"]
+            original = rows["Original"]
             mark = _mark(metrics["FID_R"] / original["FID_R"] <= limit)
-            return f"{_ratio_cell(metrics, original, std)} ({mark}); {_worst_class(source[name], original)}"
+            cell = (f"{(EARLIER_DEFAULTS | settings)['retain_budget']:g}: {_ratio_cell(metrics, original, std)} ({mark}); "
+                    f"{_worst_class(rows[name], original)}")
+            ratios = {key: metrics[key] / original[key] for key in ("FID_R", "FID_F")}
+            return cell + ("" if random_encoder is None else f"; dominates: {_dominates(ratios, random_encoder)}")
     return "–"
 
 
@@ -124,16 +129,18 @@ def neighbour_rows(folder: Path) -> list[str]:
     lines = []
     for mask in [t["name"] for t in results["tables"] if "spread" not in t["name"]]:
         rows = _rows(results, mask)
-        sources = [rows] + [_rows(sibling, mask) for sibling in siblings]
+        sources = [(rows, results["settings"])] + [(_rows(sibling, mask), sibling["settings"]) for sibling in siblings]
         original, (ours, ours_std, _) = rows["Original"], _over_seeds(rows, "Ours")
         if ours is None:
             continue
         random_encoder, re_std, _ = _over_seeds(rows, "RANDOM ENCODER")
         dominates = "–" if random_encoder is None else _dominates(ours, random_encoder)
+        re_ratios = None if random_encoder is None else {key: random_encoder[key] / original[key]
+                                                         for key in ("FID_R", "FID_F")}
         lines.append(f"| {folder.name} | {mask} | {_worst_class(rows['Ours'], original)} "
                      f"| {_ratio_cell(ours, original, ours_std)} | {_ratio_cell(random_encoder, original, re_std)} "
-                     f"| {dominates} | {_budget_cell(sources, 'Ours (budget)', 1.1)} "
-                     f"| {_budget_cell(sources, 'Ours (proxy retain, budget)', 1.15)} |")
+                     f"| {dominates} | {_budget_cell(sources, 'Ours (budget)', 1.1, re_ratios)} "
+                     f"| {_budget_cell(sources, 'Ours (proxy retain, budget)', 1.15, re_ratios)} |")
     return lines
 
 
@@ -195,8 +202,9 @@ def main() -> None:
     lines += ["", "Neighbours, the baseline and the budget: the retain class whose classifier FID rose most under Ours "
               "(seed 0; target ≤ 1.5), FID_R× / FID_F× of Ours and of RANDOM ENCODER (means over seeds where the "
               "folder has them), whether Ours dominates it (no higher FID_R, higher FID_F), and the runs with "
-              "retain_budget (0.05; 0.02 in quality_vq_budget) on the real retain set (target FID_R× ≤ 1.1) and on "
-              "the proxy set (target ≤ 1.15), each with its worst retain class.", "",
+              "retain_budget (the budget first) on the real retain set (target FID_R× ≤ 1.1) and on "
+              "the proxy set (target ≤ 1.15), each with its worst retain class and whether it dominates RANDOM "
+              "ENCODER.", "",
               "| folder | mask | worst retain class, FID× | Ours FID_R× / FID_F× | RANDOM ENCODER | Ours dominates "
               "| Ours (budget) | Ours (proxy retain, budget) |", "|---|---|---|---|---|---|---|---|"]
     for folder in folders:
