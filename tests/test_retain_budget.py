@@ -74,6 +74,8 @@ def test_an_impossible_budget_gives_back_the_original_and_says_so(demo_sets, cap
     original = load_model("demo")
     assert all(torch.equal(v, original.state_dict()[k]) for k, v in recipe.model.state_dict().items())
     assert "could not be met" in recipe.budget_message
+    last = recipe.check.history[-1]  # the message names the class that broke the budget
+    assert f"class {max(last.per_class, key=last.per_class.get)})" in recipe.budget_message
 
 
 def test_steps_too_long_for_the_budget_are_taken_back_and_halved(demo_sets):

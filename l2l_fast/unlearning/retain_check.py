@@ -150,6 +150,8 @@ class RetainCheck:
         if self.budget is None:
             return None
         last, best = self.history[-1], self.best
+        worst = max(last.per_class, key=last.per_class.get)
+        broke = f"damage {last.damage:+.2%}" + ("" if worst == "all" else f", class {worst}")
         if last.step == best.step:
             message = f"retain_budget {self.budget:g}: met (damage {last.damage:+.2%}, forget {last.forget:+.1%})"
         else:
@@ -159,9 +161,9 @@ class RetainCheck:
                            f"(forget {best.forget:+.1%}, {last.forget:+.1%} at the end)")
             elif best.step == 0:
                 message = (f"retain_budget {self.budget:g} could not be met: every checked state broke it (last: "
-                           f"damage {last.damage:+.2%}); the model is the original")
+                           f"{broke}); the model is the original")
             else:
-                message = (f"retain_budget {self.budget:g}: the last state broke it (damage {last.damage:+.2%}); kept "
+                message = (f"retain_budget {self.budget:g}: the last state broke it ({broke}); kept "
                            f"the state of step {best.step} (damage {best.damage:+.2%}, forget {best.forget:+.1%})")
         if self.step_scale < 1.0:
             halvings = round(-math.log2(self.step_scale))
