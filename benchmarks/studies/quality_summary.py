@@ -99,6 +99,10 @@ def _worst_class(row, original) -> str:
     return f"{CLASSES[int(name)]}: {ratio:.2f} ({_mark(ratio <= 1.5)})"
 
 
+def _fid_ratios(metrics: dict, original: dict) -> dict:
+    return {key: metrics[key] / original[key] for key in ("FID_R", "FID_F")}
+
+
 def _budget_cell(sources: list[tuple[dict, dict]], name: str, limit: float, random_encoder) -> str:
     """Row `name` of the first of `sources` ((rows by method, settings)) that has it: its retain_budget,
     FID_R× / FID_F× with the FID_R× mark against `limit`, the worst retain class and whether it dominates
@@ -107,10 +111,9 @@ def _budget_cell(sources: list[tuple[dict, dict]], name: str, limit: float, rand
         metrics, std, _ = _over_seeds(rows, name)
         if metrics is not None:
             original = rows["Original"]
-            mark = _mark(metrics["FID_R"] / original["FID_R"] <= limit)
-            cell = (f"{(EARLIER_DEFAULTS | settings)['retain_budget']:g}: {_ratio_cell(metrics, original, std)} ({mark}); "
+            ratios, budget = _fid_ratios(metrics, original), (EARLIER_DEFAULTS | settings)["retain_budget"]
+            cell = (f"{budget:g}: {_ratio_cell(metrics, original, std)} ({_mark(ratios['FID_R'] <= limit)}); "
                     f"{_worst_class(rows[name], original)}")
-            ratios = {key: metrics[key] / original[key] for key in ("FID_R", "FID_F")}
             return cell + ("" if random_encoder is None else f"; dominates: {_dominates(ratios, random_encoder)}")
     return "–"
 
@@ -129,14 +132,14 @@ def neighbour_rows(folder: Path) -> list[str]:
     lines = []
     for mask in [t["name"] for t in results["tables"] if "spread" not in t["name"]]:
         rows = _rows(results, mask)
-        sources = [(rows, results["settings"])] + [(_rows(sibling, mask), sibling["settings"]) for sibling in siblings]
+        sources = [(rows, results["settings"])]
+        sources += [(_rows(sibling, mask), sibling["settings"]) for sibling in siblings]
         original, (ours, ours_std, _) = rows["Original"], _over_seeds(rows, "Ours")
         if ours is None:
             continue
         random_encoder, re_std, _ = _over_seeds(rows, "RANDOM ENCODER")
         dominates = "–" if random_encoder is None else _dominates(ours, random_encoder)
-        re_ratios = None if random_encoder is None else {key: random_encoder[key] / original[key]
-                                                         for key in ("FID_R", "FID_F")}
+        re_ratios = None if random_encoder is None else _fid_ratios(random_encoder, original)
         lines.append(f"| {folder.name} | {mask} | {_worst_class(rows['Ours'], original)} "
                      f"| {_ratio_cell(ours, original, ours_std)} | {_ratio_cell(random_encoder, original, re_std)} "
                      f"| {dominates} | {_budget_cell(sources, 'Ours (budget)', 1.1, re_ratios)} "
@@ -172,11 +175,11 @@ def noise_rows(folder: Path, loaded: dict[Path, dict]) -> list[str]:
             if ours is None:
                 continue
             original = rows["Original"]
-            ratio = {k: ours[k] / original[k] for k in ("FID_R", "FID_F")}
+            ratio = _fid_ratios(ours, original)
             cells = ["–", "–"]
             if baseline is not None:
                 random_encoder, re_std, _ = _over_seeds(baseline, "RANDOM ENCODER")
-                re_ratio = {k: random_encoder[k] / baseline["Original"][k] for k in ("FID_R", "FID_F")}
+                re_ratio = _fid_ratios(random_encoder, baseline["Original"])
                 cells = [f"{re_ratio['FID_R']:.3f} / {re_ratio['FID_F']:.2f}" + ("" if re_std else " (one seed)"),
                          _dominates(ratio, re_ratio)]
             mark = f"{_mark(ratio['FID_R'] <= limit)}, {_mark(ratio['FID_F'] >= 2)}"
