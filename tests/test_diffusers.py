@@ -296,3 +296,25 @@ def test_a_56_pixel_image_takes_the_7_by_7_grid_as_in_the_diffusion_adapter(tmp_
     assert keep.shape == (1, 1, 56, 56) and (keep == 0).sum() == 24 * 24
     sd = sd_adapter(tiny_inpaint_pipeline(tmp_path / "tok", latent_size=28))
     assert sd.image_shape == (3, 56, 56) and sd.patch_size == 8 and sd.grid == (7, 7)
+
+
+@pytest.mark.slow
+def test_the_diffusers_demo_keeps_its_trained_unet_per_training_length(tmp_path):
+    """examples/diffusers_demo.py end to end at toy size: the UNet trained for --pretrain-steps is written
+    under a name with that count and read back by the next run, which then starts from the same
+    completions; another count trains its own."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "diffusers_demo.py"
+    spec = importlib.util.spec_from_file_location("diffusers_demo", path)
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    small = ["--out", str(tmp_path), "--steps", "2", "--batch-size", "4", "--sample-steps", "2",
+             "--eval-per-class", "1", "--threads", "1"]
+    first = demo.main([*small, "--pretrain-steps", "3"])
+    assert (tmp_path / "unet_3steps.safetensors").is_file() and first["grid"].is_file()
+    again = demo.main([*small, "--pretrain-steps", "3"])
+    assert again["before"] == first["before"] and again["after"] == first["after"]
+    other = demo.main([*small, "--pretrain-steps", "4"])
+    assert (tmp_path / "unet_4steps.safetensors").is_file() and other["before"] != first["before"]

@@ -59,9 +59,10 @@ def main() -> None:
     parser.add_argument("--tuning-per-class", type=int, default=20)
     parser.add_argument("--retain-limit", type=float, default=1.1)
     parser.add_argument("--sample-steps", type=int, default=10)
+    parser.add_argument("--pretrain-steps", type=int, default=400, help="training steps of the UNet kept in --out")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    adapter = trained_adapter(args.out / "unet.safetensors", 400, args.sample_steps)
+    adapter = trained_adapter(args.out / "unet.safetensors", args.pretrain_steps, args.sample_steps)
     unet = adapter.model.unet
     original = copy.deepcopy(unet.state_dict())
     images, labels = load_demo_images("train")
@@ -74,7 +75,7 @@ def main() -> None:
                        tune_labels)
     path = args.out / "results.json"
     results = json.loads(path.read_text()) if path.exists() else {"runs": []}
-    results.update({"unet": "unet.safetensors (the demo's: 400 steps on the shipped images)", "mask": MASK,
+    results.update({"unet": f"unet.safetensors ({args.pretrain_steps} steps on the shipped images)", "mask": MASK,
                     "forget_classes": list(FORGET_CLASSES), "tuning_per_class": args.tuning_per_class,
                     "steps": args.steps, "batch_size": args.batch_size, "sample_steps": args.sample_steps,
                     "retain_limit": args.retain_limit, "before": before})
