@@ -311,7 +311,7 @@ def test_the_diffusers_demo_keeps_its_trained_unet_per_training_length(tmp_path)
     demo = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(demo)
     small = ["--out", str(tmp_path), "--steps", "2", "--batch-size", "4", "--sample-steps", "2",
-             "--eval-per-class", "1", "--threads", "1"]
+             "--eval-per-class", "1"]
     first = demo.main([*small, "--pretrain-steps", "3"])
     assert (tmp_path / "unet_3steps.safetensors").is_file() and first["grid"].is_file()
     again = demo.main([*small, "--pretrain-steps", "3"])

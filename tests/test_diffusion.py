@@ -291,8 +291,10 @@ def test_each_objective_is_its_definition_on_a_fixed_batch(method, kind):
     for a, b in zip(ours, theirs):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=0)
     params = [p for p in (model.encoder if objective.encoder_only else model).parameters()]
+    # the gradients sum in another order (and with the thread count, another chunking): elements near 0
+    # are held to the parameter's gradient scale rather than to their own
     for a, b in zip(torch.autograd.grad(ours[0], params), torch.autograd.grad(theirs[0], params)):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-7)
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5 * float(b.abs().max()))
 
 
 def test_checkpoint_roundtrip(tmp_path):
