@@ -138,8 +138,8 @@ def neighbour_rows(folder: Path) -> list[str]:
         if ours is None:
             continue
         random_encoder, re_std, _ = _over_seeds(rows, "RANDOM ENCODER")
-        dominates = "–" if random_encoder is None else _dominates(ours, random_encoder)
         re_ratios = None if random_encoder is None else _fid_ratios(random_encoder, original)
+        dominates = "–" if re_ratios is None else _dominates(_fid_ratios(ours, original), re_ratios)
         lines.append(f"| {folder.name} | {mask} | {_worst_class(rows['Ours'], original)} "
                      f"| {_ratio_cell(ours, original, ours_std)} | {_ratio_cell(random_encoder, original, re_std)} "
                      f"| {dominates} | {_budget_cell(sources, 'Ours (budget)', 1.1, re_ratios)} "

@@ -78,6 +78,10 @@ class Check:
     alpha: float  # the forget weight the steps up to this check used
     step_scale: float = 1.0  # the factor on the lr the steps up to this check used
 
+    @property
+    def worst_class(self) -> str:
+        return max(self.per_class, key=self.per_class.get)
+
 
 @dataclass
 class Best:
@@ -141,7 +145,7 @@ class RetainCheck:
             if backtrack:
                 note += f"; back to step {self.best.step}, step length x{self.step_scale:g}"
         log.info("step %d: retain damage %+.2f%% (worst class %s), forget %+.1f%%%s", done, 100 * result.damage,
-                 max(per_class, key=per_class.get), 100 * result.forget, note)
+                 result.worst_class, 100 * result.forget, note)
         return result
 
     def finish(self) -> Optional[str]:
@@ -150,8 +154,7 @@ class RetainCheck:
         if self.budget is None:
             return None
         last, best = self.history[-1], self.best
-        worst = max(last.per_class, key=last.per_class.get)
-        broke = f"damage {last.damage:+.2%}" + ("" if worst == "all" else f", class {worst}")
+        broke = f"damage {last.damage:+.2%}" + ("" if last.worst_class == "all" else f", class {last.worst_class}")
         if last.step == best.step:
             message = f"retain_budget {self.budget:g}: met (damage {last.damage:+.2%}, forget {last.forget:+.1%})"
         else:
