@@ -64,11 +64,11 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="diffusers_demo")
     parser.add_argument("--pretrain-steps", type=int, default=3000)
-    parser.add_argument("--steps", type=int, default=150, help="unlearning steps")
+    parser.add_argument("--steps", type=int, default=450, help="unlearning steps")
     parser.add_argument("--batch-size", type=int, default=16)
-    # lr, alpha, target and forget maps: chosen on tuning images (benchmarks/results/diffusers_tuning)
+    # steps, lr, alpha, target and forget maps: chosen on tuning images (benchmarks/results/diffusers_tuning)
     parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--alpha", type=float, default=2.0, help="weight of the forget term")
+    parser.add_argument("--alpha", type=float, default=6.0, help="weight of the forget term")
     parser.add_argument("--diffusion-target", default="whole_noise", choices=("pure_noise", "noise_image", "whole_noise"),
                         help="the forget target (UnlearnConfig.diffusion_target)")
     parser.add_argument("--forget-maps", type=lambda v: None if v == "all" else int(v), default=1,
