@@ -14,8 +14,8 @@ a GPU or with more threads.
 A pair below its floor in --ratio-baseline is re-measured (ratios.RETRIES more attempts); its
 ratio is the best attempt's, every attempt kept in extra_info["attempts"].
 
-SLOWDOWN_ENV=0.25 (test-only: shows that the gate catches a slowdown) adds to every lean step
-work that took a quarter of the step's own time when calibrated: matrix products, so that a
+SLOWDOWN_ENV=0.5 (test-only: shows that the gate catches a slowdown) adds to every lean step
+work that took half the step's own time when calibrated: matrix products, so that a
 change of load slows the added work as it slows the step. update_baselines.py refuses its results."""
 import os
 import statistics
