@@ -7,6 +7,11 @@ with each setting of the grid on the demo's training images less the last --tuni
 and its mean hole MSE per class is measured on those held-out training images (same mask, DDIM steps and
 seed as the demo). Chosen: the setting that raises the forget classes' hole MSE most with the retain
 classes. mean within --retain-limit. Writes OUT/results.json and OUT/report.md.
+
+`--pipeline sd` tunes the tiny Stable Diffusion inpainting pipeline of sd_inpainting_tiny.py instead (its
+VAE and UNet read from --out, or trained there for --sd-train-steps; DDIM over its own 10 steps):
+
+    python benchmarks/studies/diffusers_tuning.py --pipeline sd --out benchmarks/results/sd_inpainting_tiny/tuning
 """
 from __future__ import annotations
 
@@ -46,6 +51,18 @@ def ratios(before: dict, after: dict) -> dict:
             "worst_retain_class": max(after[c] / before[c] for c in retain)}
 
 
+def trained(args) -> tuple:
+    """(adapter, the UNet that unlearning tunes, the shipped training images as the pipeline takes them, labels)."""
+    images, labels = load_demo_images("train")
+    if args.pipeline == "sd":
+        from sd_inpainting_tiny import rgb, trained_pipeline
+
+        pipe, adapter = trained_pipeline(args.out, images, *args.sd_train_steps)
+        return adapter, pipe.unet, rgb(images), labels
+    adapter = trained_adapter(args.out / "unet.safetensors", args.pretrain_steps, args.sample_steps)
+    return adapter, adapter.model.unet, images, labels
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/diffusers_tuning"))
@@ -60,12 +77,14 @@ def main() -> None:
     parser.add_argument("--retain-limit", type=float, default=1.1)
     parser.add_argument("--sample-steps", type=int, default=10)
     parser.add_argument("--pretrain-steps", type=int, default=400, help="training steps of the UNet kept in --out")
+    parser.add_argument("--pipeline", choices=("demo", "sd"), default="demo",
+                        help="the demo's pixel UNet2DModel, or sd_inpainting_tiny.py's Stable Diffusion pipeline")
+    parser.add_argument("--sd-train-steps", type=int, nargs=2, default=(1000, 3600), metavar=("VAE", "UNET"),
+                        help="with --pipeline sd: training steps of the VAE and UNet kept in --out")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    adapter = trained_adapter(args.out / "unet.safetensors", args.pretrain_steps, args.sample_steps)
-    unet = adapter.model.unet
+    adapter, unet, images, labels = trained(args)
     original = copy.deepcopy(unet.state_dict())
-    images, labels = load_demo_images("train")
     held = tuning_split(labels, args.tuning_per_class)
     tune_images, tune_labels = images[held], labels[held]
     train_images, train_labels = images[~held], labels[~held]
@@ -75,7 +94,9 @@ def main() -> None:
                        tune_labels)
     path = args.out / "results.json"
     results = json.loads(path.read_text()) if path.exists() else {"runs": []}
-    results.update({"unet": f"unet.safetensors ({args.pretrain_steps} steps on the shipped images)", "mask": MASK,
+    model = (f"sd_inpainting_tiny.py's pipeline (VAE {args.sd_train_steps[0]}, UNet {args.sd_train_steps[1]} steps)"
+             if args.pipeline == "sd" else f"unet.safetensors ({args.pretrain_steps} steps on the shipped images)")
+    results.update({"pipeline": args.pipeline, "unet": model, "mask": MASK,
                     "forget_classes": list(FORGET_CLASSES), "tuning_per_class": args.tuning_per_class,
                     "steps": args.steps, "batch_size": args.batch_size, "sample_steps": args.sample_steps,
                     "retain_limit": args.retain_limit, "before": before})
@@ -106,10 +127,12 @@ def main() -> None:
 
 
 def report(results) -> str:
-    lines = ["# The diffusers demo's settings, chosen on tuning images", "",
+    title = {"demo": "The diffusers demo's settings", "sd": "The tiny Stable Diffusion inpainting pipeline's settings"}
+    lines = [f"# {title[results.get('pipeline', 'demo')]}, chosen on tuning images", "",
              "Rebuilt by, one after the other (each adds its runs to results.json):", "",
              *[f"    python benchmarks/studies/diffusers_tuning.py {command}"
                for command in dict.fromkeys(r["command"] for r in results["runs"])], "",
+             f"Model: {results['unet']}. "
              f"Tuning images: the last {results['tuning_per_class']} training images of each class of the demo's "
              f"shipped set (held out of the unlearning sets); mask {results['mask']}, {results['steps']} steps of "
              f"{results['batch_size']} + {results['batch_size']} images, DDIM {results['sample_steps']} steps, seed 0, "
