@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import gc
 import logging
 from pathlib import Path
 from typing import Callable, Optional
@@ -88,6 +89,12 @@ def unlearn(model: nn.Module, forget, retain, *, adapter: Optional[Adapter] = No
     finally:
         model.train(was_training)
         recipe.close()
+        # The recipe's reference cycles hold the DDP wrapper and through it the process group:
+        # freed here, the group's threads end now. Left to interpreter shutdown, a gloo thread
+        # that still needs the GIL can abort the process ("terminate called without an active
+        # exception"), after a run that otherwise succeeded.
+        del recipe
+        gc.collect()
     return given
 
 
