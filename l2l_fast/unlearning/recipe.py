@@ -90,9 +90,9 @@ def unlearn(model: nn.Module, forget, retain, *, adapter: Optional[Adapter] = No
         model.train(was_training)
         recipe.close()
         # The recipe's reference cycles hold the DDP wrapper and through it the process group:
-        # freed here, the group's threads end now. Left to interpreter shutdown, a gloo thread
-        # that still needs the GIL can abort the process ("terminate called without an active
-        # exception"), after a run that otherwise succeeded.
+        # freed here, the group's threads end now. Left to interpreter shutdown, they aborted
+        # a process now and then ("terminate called without an active exception") after a run
+        # that had succeeded.
         del recipe
         gc.collect()
     return given
